@@ -1,0 +1,301 @@
+//! The book of record: one event store trait shaped after EventStoreDB.
+//!
+//! Streams are named by string (one per member, `member-<id>`); events in a stream are numbered
+//! by revision from 0; every event also has a global [`Position`] in `$all` that only grows.
+//! Appends carry an [`ExpectedRevision`] (optimistic concurrency). Event ids deduplicate retries.
+//!
+//! **Contract** every backend keeps (and the conformance suite checks):
+//! - an append is all or nothing, and returns only once it is durable;
+//! - positions grow strictly with append order; `$all` never shows a half-written append;
+//! - appending events whose ids are already stored in that stream, in the same order, returns
+//!   the original [`AppendResult`] and stores nothing new (the retry of a timed-out append);
+//! - `$all` never yields system streams (names starting with `$`);
+//! - every size is bounded by [`Limits`], and exceeding one is its own error.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use async_trait::async_trait;
+pub use bytes::Bytes;
+pub use uuid::Uuid;
+
+mod error;
+mod memory;
+mod subscription;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::StoreError;
+pub use memory::InMemoryStore;
+pub use subscription::{Subscription, SubscriptionMessage, SubscriptionSender};
+
+/// What the writer believes the stream's last revision is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedRevision {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have exactly this revision.
+    Exact(u64),
+    /// The stream must exist, whatever its revision.
+    StreamExists,
+    /// No check.
+    Any,
+}
+
+impl fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(r) => write!(f, "revision {r}"),
+            Self::StreamExists => f.write_str("stream exists"),
+            Self::Any => f.write_str("any"),
+        }
+    }
+}
+
+/// What the stream's last revision actually is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CurrentRevision {
+    NoStream,
+    Current(u64),
+}
+
+impl fmt::Display for CurrentRevision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoStream => f.write_str("no stream"),
+            Self::Current(r) => write!(f, "revision {r}"),
+        }
+    }
+}
+
+/// A place in `$all`. EventStoreDB positions are a (commit, prepare) pair of log offsets, not
+/// consecutive integers; the embedded store uses its sequence number for both. Compare, never
+/// do arithmetic on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Position {
+    pub commit: u64,
+    pub prepare: u64,
+}
+
+impl Position {
+    /// Before the first event: reading or subscribing "after START" yields everything.
+    pub const START: Position = Position { commit: 0, prepare: 0 };
+
+    pub const fn new(commit: u64, prepare: u64) -> Self {
+        Self { commit, prepare }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.commit, self.prepare)
+    }
+}
+
+/// An event to append. `data` and `metadata` are JSON documents (UTF-8 bytes); the store keeps
+/// them byte for byte and does not interpret them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventData {
+    pub id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Bytes,
+    pub metadata: Bytes,
+}
+
+impl EventData {
+    /// Bytes this event counts against [`Limits::max_append_bytes`].
+    pub fn size(&self) -> usize {
+        self.event_type.len() + self.data.len() + self.metadata.len()
+    }
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub stream: String,
+    pub revision: u64,
+    pub position: Position,
+    pub id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: Bytes,
+    pub metadata: Bytes,
+}
+
+/// The outcome of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Revision of the last event of the append: pass it as `Exact` for the next one.
+    pub next_expected_revision: u64,
+    /// Position of the last event of the append in `$all`.
+    pub position: Position,
+}
+
+/// Where a stream read starts (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFrom {
+    Start,
+    End,
+    Revision(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forwards,
+    Backwards,
+}
+
+/// Which events of `$all` a subscription delivers: those whose stream name starts with one of
+/// the prefixes (all non-system streams when the list is empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamFilter {
+    pub stream_prefixes: Vec<String>,
+}
+
+impl StreamFilter {
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    pub fn prefixes<I, S>(prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            stream_prefixes: prefixes.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    pub fn matches(&self, stream: &str) -> bool {
+        !stream.starts_with('$')
+            && (self.stream_prefixes.is_empty()
+                || self.stream_prefixes.iter().any(|p| stream.starts_with(p.as_str())))
+    }
+}
+
+/// The explicit limits of a store; exceeding one is an error, never a silent truncation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most events in one append.
+    pub max_append_events: usize,
+    /// Most bytes (type + data + metadata, summed) in one append. EventStoreDB's default is 1 MiB.
+    pub max_append_bytes: usize,
+    /// Most events one read may ask for.
+    pub max_page_size: usize,
+    /// Longest stream name, in bytes.
+    pub max_stream_name_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_append_events: 1_000,
+            max_append_bytes: 1024 * 1024,
+            max_page_size: 4_096,
+            max_stream_name_bytes: 255,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks a stream name and an append against these limits. Backends call this first, so
+    /// that every backend rejects the same inputs with the same errors.
+    pub fn check_append(&self, stream: &str, events: &[EventData]) -> Result<(), StoreError> {
+        self.check_stream_name(stream)?;
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        if events.len() > self.max_append_events {
+            return Err(StoreError::TooManyEvents {
+                count: events.len(),
+                limit: self.max_append_events,
+            });
+        }
+        let bytes: usize = events.iter().map(EventData::size).sum();
+        if bytes > self.max_append_bytes {
+            return Err(StoreError::AppendTooLarge {
+                bytes,
+                limit: self.max_append_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn check_stream_name(&self, stream: &str) -> Result<(), StoreError> {
+        if stream.is_empty() || stream.starts_with('$') || stream.len() > self.max_stream_name_bytes
+        {
+            return Err(StoreError::InvalidStreamName(stream.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub fn check_page(&self, max_count: usize) -> Result<(), StoreError> {
+        if max_count == 0 || max_count > self.max_page_size {
+            return Err(StoreError::PageTooLarge {
+                requested: max_count,
+                limit: self.max_page_size,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The book of record. Every method is cancel-safe in the sense that dropping the future never
+/// leaves a half-written append visible.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if its revision matches `expected`. Returns only once the
+    /// events are durable.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// Reads up to `max_count` events of one stream. A stream that does not exist reads as
+    /// empty.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `max_count` events of `$all` strictly after `after`, forwards.
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// A catch-up subscription to `$all`: every matching event strictly after `after` (history
+    /// first, then live events as they are appended), in order, with no gap and no duplicate.
+    /// [`SubscriptionMessage::CaughtUp`] is sent once when history is exhausted.
+    async fn subscribe_all(
+        &self,
+        after: Position,
+        filter: StreamFilter,
+    ) -> Result<Subscription, StoreError>;
+
+    /// The last revision of a stream.
+    async fn stream_revision(&self, stream: &str) -> Result<CurrentRevision, StoreError> {
+        let last = self
+            .read_stream(stream, StreamFrom::End, Direction::Backwards, 1)
+            .await?;
+        Ok(match last.first() {
+            Some(e) => CurrentRevision::Current(e.revision),
+            None => CurrentRevision::NoStream,
+        })
+    }
+
+    /// The last position of `$all`, or [`Position::START`] if the store is empty.
+    async fn head_position(&self) -> Result<Position, StoreError>;
+
+    fn limits(&self) -> Limits;
+}
