@@ -19,6 +19,8 @@ pub enum StoreError {
     PageTooLarge { requested: usize, limit: usize },
     #[error("invalid stream name {0:?}")]
     InvalidStreamName(String),
+    #[error("event id {0} appears more than once in one append")]
+    DuplicateEventId(uuid::Uuid),
     #[error("some but not all of the append's event ids are already stored in stream {stream}")]
     PartialDuplicate { stream: String },
     /// Not ready or lost connection: worth retrying later.

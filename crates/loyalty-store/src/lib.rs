@@ -28,7 +28,9 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use memory::InMemoryStore;
-pub use subscription::{Subscription, SubscriptionMessage, SubscriptionSender};
+pub use subscription::{
+    SUBSCRIPTION_BUFFER, Subscription, SubscriptionMessage, SubscriptionSender, spawn_catch_up,
+};
 
 /// What the writer believes the stream's last revision is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -50,6 +52,29 @@ impl fmt::Display for ExpectedRevision {
             Self::Exact(r) => write!(f, "revision {r}"),
             Self::StreamExists => f.write_str("stream exists"),
             Self::Any => f.write_str("any"),
+        }
+    }
+}
+
+impl ExpectedRevision {
+    /// The optimistic concurrency check: `Ok` if a stream at `actual` satisfies this
+    /// expectation, else the conflict error naming both.
+    pub fn check(self, stream: &str, actual: CurrentRevision) -> Result<(), StoreError> {
+        let ok = match (self, actual) {
+            (Self::Any, _)
+            | (Self::NoStream, CurrentRevision::NoStream)
+            | (Self::StreamExists, CurrentRevision::Current(_)) => true,
+            (Self::Exact(e), CurrentRevision::Current(a)) => e == a,
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::WrongExpectedRevision {
+                stream: stream.to_owned(),
+                expected: self,
+                actual,
+            })
         }
     }
 }
@@ -81,7 +106,10 @@ pub struct Position {
 
 impl Position {
     /// Before the first event: reading or subscribing "after START" yields everything.
-    pub const START: Position = Position { commit: 0, prepare: 0 };
+    pub const START: Position = Position {
+        commit: 0,
+        prepare: 0,
+    };
 
     pub const fn new(commit: u64, prepare: u64) -> Self {
         Self { commit, prepare }
@@ -173,7 +201,10 @@ impl StreamFilter {
     pub fn matches(&self, stream: &str) -> bool {
         !stream.starts_with('$')
             && (self.stream_prefixes.is_empty()
-                || self.stream_prefixes.iter().any(|p| stream.starts_with(p.as_str())))
+                || self
+                    .stream_prefixes
+                    .iter()
+                    .any(|p| stream.starts_with(p.as_str())))
     }
 }
 
@@ -221,6 +252,12 @@ impl Limits {
                 bytes,
                 limit: self.max_append_bytes,
             });
+        }
+        // A retry is recognised by its event ids, so they must be unique within one append.
+        let mut ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(StoreError::DuplicateEventId(w[0]));
         }
         Ok(())
     }

@@ -1,0 +1,949 @@
+//! The conformance suite: the contract of [`EventStore`], checked the same way on every backend.
+//!
+//! A backend's test file provides a [`StoreFactory`] and expands [`conformance_tests!`] to get
+//! one `#[tokio::test]` per case, so that a failure names its case:
+//!
+//! ```text
+//! loyalty_store::conformance_tests!(MyFactory::new());
+//! ```
+//!
+//! Every case uses stream names with a fresh random prefix and only looks at its own events in
+//! `$all`, so cases can run concurrently against one shared server.
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{
+    AppendResult, Bytes, CurrentRevision, Direction, EventData, EventStore, ExpectedRevision,
+    Position, RecordedEvent, StoreError, StreamFilter, StreamFrom, SubscriptionMessage, Uuid,
+};
+
+/// Makes stores for the suite.
+#[async_trait]
+pub trait StoreFactory: Send + Sync {
+    type Store: EventStore;
+
+    /// A store to run one case against. It may be shared with other cases (a server).
+    async fn create(&self) -> Self::Store;
+
+    /// Closes `store` and opens the same store again: the same file for SQLite, the same shared
+    /// state for the in-memory store, a new connection to the same server for EventStoreDB.
+    async fn reopen(&self, store: Self::Store) -> Self::Store;
+}
+
+/// A guard against a broken backend hanging the suite; never a speed assertion.
+const LIVENESS: Duration = Duration::from_secs(60);
+
+/// A small, realistic event (about 300 bytes of JSON), also used by benchmarks.
+pub fn sample_event(n: u64) -> EventData {
+    let data = format!(
+        concat!(
+            r#"{{"member_id":"m-{n:08}","points":"{n}","reason":"purchase","#,
+            r#""order_ref":"ord-{n:012}","store":"store-0042","currency":"EUR","#,
+            r#""amount":"42.50","rule":"base-earn-v3","occurred_at":"2026-11-23T15:00:00Z"}}"#
+        ),
+        n = n
+    );
+    let metadata = format!(
+        r#"{{"correlation_id":"{}","causation_id":null,"actor":"pos-17"}}"#,
+        Uuid::new_v4()
+    );
+    EventData {
+        id: Uuid::new_v4(),
+        event_type: "PointsEarned".to_owned(),
+        schema_version: 1,
+        data: Bytes::from(data),
+        metadata: Bytes::from(metadata),
+    }
+}
+
+fn events(count: u64) -> Vec<EventData> {
+    (0..count).map(sample_event).collect()
+}
+
+/// A fresh stream-name prefix, unique to one case run.
+fn prefix() -> String {
+    format!("c{}-", Uuid::new_v4().simple())
+}
+
+fn conflict(err: &StoreError) -> Option<(ExpectedRevision, CurrentRevision)> {
+    match err {
+        StoreError::WrongExpectedRevision {
+            expected, actual, ..
+        } => Some((*expected, *actual)),
+        _ => None,
+    }
+}
+
+async fn read_whole_stream<S: EventStore + ?Sized>(store: &S, stream: &str) -> Vec<RecordedEvent> {
+    let page = store.limits().max_page_size;
+    let mut all = Vec::new();
+    loop {
+        let next = all.len() as u64;
+        let batch = store
+            .read_stream(
+                stream,
+                StreamFrom::Revision(next),
+                Direction::Forwards,
+                page,
+            )
+            .await
+            .expect("read stream");
+        let short = batch.len() < page;
+        all.extend(batch);
+        if short {
+            return all;
+        }
+    }
+}
+
+/// Every event of `$all` after `after` whose stream starts with `prefix`, read in pages of
+/// `page` events.
+async fn read_all_with_prefix<S: EventStore + ?Sized>(
+    store: &S,
+    after: Position,
+    prefix: &str,
+    page: usize,
+) -> Vec<RecordedEvent> {
+    let mut mine = Vec::new();
+    let mut last = after;
+    loop {
+        let batch = store.read_all(last, page).await.expect("read $all");
+        if batch.is_empty() {
+            return mine;
+        }
+        for e in batch {
+            assert!(e.position > last, "$all positions must strictly grow");
+            last = e.position;
+            if e.stream.starts_with(prefix) {
+                mine.push(e);
+            }
+        }
+    }
+}
+
+pub async fn append_expecting_no_stream_creates_the_stream_at_revision_zero<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    assert_eq!(
+        store.stream_revision(&stream).await.unwrap(),
+        CurrentRevision::NoStream
+    );
+    let first = store
+        .append(&stream, ExpectedRevision::NoStream, events(1))
+        .await
+        .expect("first append");
+    assert_eq!(first.next_expected_revision, 0);
+    let second = store
+        .append(&stream, ExpectedRevision::Exact(0), events(3))
+        .await
+        .expect("second append");
+    assert_eq!(second.next_expected_revision, 3);
+    assert!(second.position > first.position);
+    assert_eq!(
+        store.stream_revision(&stream).await.unwrap(),
+        CurrentRevision::Current(3)
+    );
+}
+
+pub async fn append_expecting_no_stream_conflicts_once_the_stream_exists<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    store
+        .append(&stream, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let err = store
+        .append(&stream, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        conflict(&err),
+        Some((ExpectedRevision::NoStream, CurrentRevision::Current(1))),
+        "{err}"
+    );
+    assert_eq!(read_whole_stream(&store, &stream).await.len(), 2);
+}
+
+pub async fn append_expecting_an_exact_revision_succeeds_only_on_that_revision<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let err = store
+        .append(&stream, ExpectedRevision::Exact(0), events(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        conflict(&err),
+        Some((ExpectedRevision::Exact(0), CurrentRevision::NoStream)),
+        "{err}"
+    );
+    store
+        .append(&stream, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    for stale in [0, 2, 7] {
+        let err = store
+            .append(&stream, ExpectedRevision::Exact(stale), events(1))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            conflict(&err),
+            Some((ExpectedRevision::Exact(stale), CurrentRevision::Current(1))),
+            "{err}"
+        );
+    }
+    let ok = store
+        .append(&stream, ExpectedRevision::Exact(1), events(1))
+        .await
+        .unwrap();
+    assert_eq!(ok.next_expected_revision, 2);
+    assert_eq!(read_whole_stream(&store, &stream).await.len(), 3);
+}
+
+pub async fn append_expecting_stream_exists_conflicts_on_a_missing_stream<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let err = store
+        .append(&stream, ExpectedRevision::StreamExists, events(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        conflict(&err),
+        Some((ExpectedRevision::StreamExists, CurrentRevision::NoStream)),
+        "{err}"
+    );
+    assert!(read_whole_stream(&store, &stream).await.is_empty());
+    store
+        .append(&stream, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let ok = store
+        .append(&stream, ExpectedRevision::StreamExists, events(1))
+        .await
+        .unwrap();
+    assert_eq!(ok.next_expected_revision, 1);
+}
+
+pub async fn append_expecting_any_revision_always_succeeds<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let first = store
+        .append(&stream, ExpectedRevision::Any, events(1))
+        .await
+        .unwrap();
+    assert_eq!(first.next_expected_revision, 0);
+    let second = store
+        .append(&stream, ExpectedRevision::Any, events(2))
+        .await
+        .unwrap();
+    assert_eq!(second.next_expected_revision, 2);
+}
+
+pub async fn concurrent_appenders_to_one_stream_get_exactly_one_winner_per_revision<
+    F: StoreFactory,
+>(
+    factory: &F,
+) {
+    const APPENDERS: usize = 8;
+    const ROUNDS: u64 = 5;
+    let store = Arc::new(factory.create().await);
+    let stream = format!("{}member-1", prefix());
+
+    // Given appenders racing with the same expected revision, round after round...
+    for round in 0..ROUNDS {
+        let expected = match round {
+            0 => ExpectedRevision::NoStream,
+            r => ExpectedRevision::Exact(r - 1),
+        };
+        let barrier = Arc::new(tokio::sync::Barrier::new(APPENDERS));
+        let tasks: Vec<_> = (0..APPENDERS)
+            .map(|_| {
+                let (store, stream, barrier) =
+                    (Arc::clone(&store), stream.clone(), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.append(&stream, expected, events(1)).await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for task in futures::future::join_all(tasks).await {
+            match task.expect("appender task") {
+                Ok(result) => {
+                    wins += 1;
+                    assert_eq!(result.next_expected_revision, round);
+                }
+                Err(err) => assert_eq!(
+                    conflict(&err),
+                    Some((expected, CurrentRevision::Current(round))),
+                    "{err}"
+                ),
+            }
+        }
+        // ...then exactly one wins each round.
+        assert_eq!(wins, 1, "round {round}");
+    }
+
+    // Given appenders that retry on conflict, every event lands exactly once, in some order.
+    let contenders: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stream) = (Arc::clone(&store), stream.clone());
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for n in 0..10 {
+                    let event = sample_event(n);
+                    mine.push(event.id);
+                    loop {
+                        let expected = match store.stream_revision(&stream).await.unwrap() {
+                            CurrentRevision::NoStream => ExpectedRevision::NoStream,
+                            CurrentRevision::Current(r) => ExpectedRevision::Exact(r),
+                        };
+                        match store.append(&stream, expected, vec![event.clone()]).await {
+                            Ok(_) => break,
+                            Err(err) if conflict(&err).is_some() => continue,
+                            Err(err) => panic!("append failed: {err}"),
+                        }
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut expected_ids = HashSet::new();
+    for task in futures::future::join_all(contenders).await {
+        expected_ids.extend(task.expect("contender task"));
+    }
+    let stored = read_whole_stream(&*store, &stream).await;
+    assert_eq!(stored.len() as u64, ROUNDS + 40);
+    for (i, e) in stored.iter().enumerate() {
+        assert_eq!(e.revision, i as u64);
+    }
+    let stored_ids: HashSet<Uuid> = stored.iter().skip(ROUNDS as usize).map(|e| e.id).collect();
+    assert_eq!(stored_ids, expected_ids);
+}
+
+pub async fn retried_append_with_the_same_event_ids_returns_the_original_result<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let first_batch = events(2);
+    let original = store
+        .append(&stream, ExpectedRevision::NoStream, first_batch.clone())
+        .await
+        .unwrap();
+    let later_batch = events(1);
+    let later = store
+        .append(&stream, ExpectedRevision::Exact(1), later_batch.clone())
+        .await
+        .unwrap();
+    let head = store.head_position().await.unwrap();
+
+    // When the first append is retried (its expected revision is stale by now)...
+    let retry = store
+        .append(&stream, ExpectedRevision::NoStream, first_batch.clone())
+        .await
+        .expect("a retry is not a conflict");
+    // ...it gets the original result, and nothing new is stored.
+    assert_eq!(retry, original);
+    let retry_later = store
+        .append(&stream, ExpectedRevision::Exact(1), later_batch)
+        .await
+        .unwrap();
+    assert_eq!(retry_later, later);
+    let retry_any = store
+        .append(&stream, ExpectedRevision::Any, first_batch.clone())
+        .await
+        .unwrap();
+    assert_eq!(retry_any, original);
+    let stored = read_whole_stream(&store, &stream).await;
+    assert_eq!(stored.len(), 3);
+    assert_eq!(store.head_position().await.unwrap(), head);
+
+    // A retry of a prefix of an append gets the result for its own last event.
+    let prefix_retry = store
+        .append(
+            &stream,
+            ExpectedRevision::NoStream,
+            first_batch[..1].to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        prefix_retry,
+        AppendResult {
+            next_expected_revision: 0,
+            position: stored[0].position
+        }
+    );
+}
+
+pub async fn append_overlapping_stored_event_ids_partially_is_refused<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let batch = events(2);
+    store
+        .append(&stream, ExpectedRevision::NoStream, batch.clone())
+        .await
+        .unwrap();
+
+    let overlapping = vec![batch[1].clone(), sample_event(9)];
+    let err = store
+        .append(&stream, ExpectedRevision::Any, overlapping)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PartialDuplicate { .. }), "{err}");
+    let reordered = vec![batch[1].clone(), batch[0].clone()];
+    let err = store
+        .append(&stream, ExpectedRevision::Any, reordered)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::PartialDuplicate { .. }), "{err}");
+    assert_eq!(read_whole_stream(&store, &stream).await.len(), 2);
+}
+
+pub async fn events_round_trip_byte_for_byte<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let mut odd = sample_event(1);
+    odd.event_type = "TierChanged".to_owned();
+    odd.schema_version = 7;
+    odd.data = Bytes::from_static("{\"name\":\"Zo\u{eb} \u{1f600}\",\"n\":  1 }".as_bytes());
+    odd.metadata = Bytes::from_static(b"{}");
+    let sent = vec![sample_event(0), odd];
+    let result = store
+        .append(&stream, ExpectedRevision::NoStream, sent.clone())
+        .await
+        .unwrap();
+    let stored = read_whole_stream(&store, &stream).await;
+    assert_eq!(stored.len(), 2);
+    for (i, (got, want)) in stored.iter().zip(&sent).enumerate() {
+        assert_eq!(got.stream, stream);
+        assert_eq!(got.revision, i as u64);
+        assert_eq!(got.id, want.id);
+        assert_eq!(got.event_type, want.event_type);
+        assert_eq!(got.schema_version, want.schema_version);
+        assert_eq!(got.data, want.data);
+        assert_eq!(got.metadata, want.metadata);
+    }
+    assert_eq!(stored[1].position, result.position);
+}
+
+pub async fn stream_reads_page_forwards_and_backwards_in_revision_order<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    for chunk in 0..5 {
+        let expected = match chunk {
+            0 => ExpectedRevision::NoStream,
+            c => ExpectedRevision::Exact(c * 5 - 1),
+        };
+        store.append(&stream, expected, events(5)).await.unwrap();
+    }
+    let revisions =
+        |events: Vec<RecordedEvent>| events.iter().map(|e| e.revision).collect::<Vec<_>>();
+
+    // Forwards in pages of 7: 0..7, 7..14, 14..21, 21..25, then nothing.
+    let mut next = 0;
+    let mut pages = Vec::new();
+    loop {
+        let page = store
+            .read_stream(&stream, StreamFrom::Revision(next), Direction::Forwards, 7)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        next = page.last().unwrap().revision + 1;
+        pages.push(revisions(page));
+    }
+    assert_eq!(pages.len(), 4);
+    assert_eq!(pages.concat(), (0..25).collect::<Vec<_>>());
+    assert!(pages[..3].iter().all(|p| p.len() == 7));
+
+    let from_start = store
+        .read_stream(&stream, StreamFrom::Start, Direction::Forwards, 3)
+        .await
+        .unwrap();
+    assert_eq!(revisions(from_start), vec![0, 1, 2]);
+    let forwards_from_end = store
+        .read_stream(&stream, StreamFrom::End, Direction::Forwards, 3)
+        .await
+        .unwrap();
+    assert!(forwards_from_end.is_empty());
+
+    let from_end = store
+        .read_stream(&stream, StreamFrom::End, Direction::Backwards, 4)
+        .await
+        .unwrap();
+    assert_eq!(revisions(from_end), vec![24, 23, 22, 21]);
+    let from_middle = store
+        .read_stream(&stream, StreamFrom::Revision(10), Direction::Backwards, 4)
+        .await
+        .unwrap();
+    assert_eq!(revisions(from_middle), vec![10, 9, 8, 7]);
+    let near_start = store
+        .read_stream(&stream, StreamFrom::Revision(2), Direction::Backwards, 10)
+        .await
+        .unwrap();
+    assert_eq!(revisions(near_start), vec![2, 1, 0]);
+    let past_end = store
+        .read_stream(&stream, StreamFrom::Revision(99), Direction::Forwards, 10)
+        .await
+        .unwrap();
+    assert!(past_end.is_empty());
+}
+
+pub async fn a_missing_stream_reads_as_empty<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}nobody", prefix());
+    for (from, direction) in [
+        (StreamFrom::Start, Direction::Forwards),
+        (StreamFrom::End, Direction::Backwards),
+        (StreamFrom::Revision(3), Direction::Forwards),
+    ] {
+        let read = store
+            .read_stream(&stream, from, direction, 10)
+            .await
+            .unwrap();
+        assert!(read.is_empty());
+    }
+    assert_eq!(
+        store.stream_revision(&stream).await.unwrap(),
+        CurrentRevision::NoStream
+    );
+}
+
+pub async fn all_reads_page_forwards_in_append_order_with_strictly_growing_positions<
+    F: StoreFactory,
+>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let prefix = prefix();
+    let before = store.head_position().await.unwrap();
+    let mut appended = Vec::new();
+    let mut results = Vec::new();
+    for i in 0..12u64 {
+        let stream = format!("{prefix}member-{}", i % 3);
+        let batch = events(1 + i % 3);
+        appended.extend(batch.iter().map(|e| (stream.clone(), e.id)));
+        results.push(
+            store
+                .append(&stream, ExpectedRevision::Any, batch)
+                .await
+                .unwrap(),
+        );
+    }
+    // Positions of appends grow, and each is the position of the append's last event.
+    assert!(results.windows(2).all(|w| w[0].position < w[1].position));
+    assert!(results[0].position > before);
+
+    for page in [1, 5, 1000] {
+        let mine = read_all_with_prefix(&store, before, &prefix, page).await;
+        let got: Vec<(String, Uuid)> = mine.iter().map(|e| (e.stream.clone(), e.id)).collect();
+        assert_eq!(got, appended, "page size {page}");
+        let positions: HashSet<Position> = mine.iter().map(|e| e.position).collect();
+        for result in &results {
+            assert!(positions.contains(&result.position));
+        }
+    }
+    // Reading after an event's position starts strictly after it.
+    let mine = read_all_with_prefix(&store, before, &prefix, 100).await;
+    let after_third = read_all_with_prefix(&store, mine[2].position, &prefix, 100).await;
+    assert_eq!(after_third, mine[3..].to_vec());
+}
+
+pub async fn stream_revision_and_head_position_follow_appends<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let before = store.head_position().await.unwrap();
+    let result = store
+        .append(&stream, ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    let head = store.head_position().await.unwrap();
+    assert!(head >= result.position && result.position > before);
+    assert_eq!(
+        store.stream_revision(&stream).await.unwrap(),
+        CurrentRevision::Current(2)
+    );
+}
+
+/// Receives the next message, failing the case if the subscription hangs or errs.
+async fn next_message(sub: &mut crate::Subscription) -> Option<SubscriptionMessage> {
+    tokio::time::timeout(LIVENESS, sub.next())
+        .await
+        .expect("subscription hung")
+        .map(|m| m.expect("subscription error"))
+}
+
+pub async fn subscription_delivers_history_then_live_events_without_gap_or_duplicate<
+    F: StoreFactory,
+>(
+    factory: &F,
+) {
+    let store = Arc::new(factory.create().await);
+    let prefix = prefix();
+    let before = store.head_position().await.unwrap();
+    let mut total = 0usize;
+    for i in 0..10u64 {
+        let stream = format!("{prefix}member-{}", i % 3);
+        store
+            .append(&stream, ExpectedRevision::Any, events(3))
+            .await
+            .unwrap();
+        total += 3;
+    }
+    let mut sub = store
+        .subscribe_all(before, StreamFilter::prefixes([prefix.clone()]))
+        .await
+        .unwrap();
+
+    // Live appends race with the history read.
+    let live = {
+        let (store, prefix) = (Arc::clone(&store), prefix.clone());
+        tokio::spawn(async move {
+            for i in 0..60u64 {
+                let stream = format!("{prefix}member-{}", i % 4);
+                store
+                    .append(&stream, ExpectedRevision::Any, events(1 + i % 2))
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    total += (0..60u64).map(|i| 1 + i % 2).sum::<u64>() as usize;
+
+    let mut delivered = Vec::new();
+    let mut caught_up_at = Vec::new();
+    while delivered.len() < total || caught_up_at.is_empty() {
+        match next_message(&mut sub)
+            .await
+            .expect("subscription ended early")
+        {
+            SubscriptionMessage::Event(e) => delivered.push(e),
+            SubscriptionMessage::CaughtUp { position } => {
+                caught_up_at.push((delivered.len(), position))
+            }
+        }
+    }
+    live.await.unwrap();
+    sub.stop();
+    while let Some(message) = next_message(&mut sub).await {
+        match message {
+            SubscriptionMessage::Event(e) => delivered.push(e),
+            SubscriptionMessage::CaughtUp { position } => {
+                caught_up_at.push((delivered.len(), position))
+            }
+        }
+    }
+
+    let truth = read_all_with_prefix(&*store, before, &prefix, 100).await;
+    assert_eq!(truth.len(), total);
+    assert_eq!(delivered, truth, "no gap, no duplicate, in $all order");
+    assert_eq!(caught_up_at.len(), 1, "CaughtUp is sent once");
+    let (index, position) = caught_up_at[0];
+    assert!(delivered[..index].iter().all(|e| e.position <= position));
+    assert!(delivered[index..].iter().all(|e| e.position > position));
+}
+
+pub async fn subscription_from_a_position_starts_strictly_after_it<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let prefix = prefix();
+    let stream = format!("{prefix}member-1");
+    let first = store
+        .append(&stream, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    store
+        .append(&stream, ExpectedRevision::Exact(1), events(2))
+        .await
+        .unwrap();
+    let mut sub = store
+        .subscribe_all(first.position, StreamFilter::prefixes([prefix]))
+        .await
+        .unwrap();
+    let mut revisions = Vec::new();
+    while let SubscriptionMessage::Event(e) = next_message(&mut sub).await.expect("ended early") {
+        revisions.push(e.revision);
+    }
+    assert_eq!(revisions, vec![2, 3]);
+}
+
+pub async fn subscription_filter_delivers_only_matching_stream_prefixes<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let prefix = prefix();
+    let before = store.head_position().await.unwrap();
+    let (wanted, other) = (format!("{prefix}member-"), format!("{prefix}audit-"));
+    let mut sub = store
+        .subscribe_all(before, StreamFilter::prefixes([wanted.clone()]))
+        .await
+        .unwrap();
+    for i in 0..6 {
+        let stream = if i % 2 == 0 {
+            format!("{wanted}{i}")
+        } else {
+            format!("{other}{i}")
+        };
+        store
+            .append(&stream, ExpectedRevision::NoStream, events(1))
+            .await
+            .unwrap();
+    }
+    let mut streams = Vec::new();
+    while streams.len() < 3 {
+        if let SubscriptionMessage::Event(e) = next_message(&mut sub).await.expect("ended early") {
+            assert!(e.stream.starts_with(&prefix), "{}", e.stream);
+            streams.push(e.stream);
+        }
+    }
+    assert_eq!(
+        streams,
+        vec![
+            format!("{wanted}0"),
+            format!("{wanted}2"),
+            format!("{wanted}4")
+        ]
+    );
+}
+
+pub async fn stopped_subscription_ends<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let prefix = prefix();
+    let stream = format!("{prefix}member-1");
+    let before = store.head_position().await.unwrap();
+    let mut sub = store
+        .subscribe_all(before, StreamFilter::prefixes([prefix]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_message(&mut sub).await,
+        Some(SubscriptionMessage::CaughtUp { .. })
+    ));
+    sub.stop();
+    store
+        .append(&stream, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    // Whatever was already buffered drains, then the subscription ends.
+    let mut drained = 0;
+    while next_message(&mut sub).await.is_some() {
+        drained += 1;
+        assert!(drained <= 1, "a stopped subscription keeps delivering");
+    }
+}
+
+pub async fn append_with_too_many_events_is_refused<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let limit = store.limits().max_append_events;
+    let err = store
+        .append(&stream, ExpectedRevision::Any, events(limit as u64 + 1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::TooManyEvents {
+            count: limit + 1,
+            limit
+        }
+    );
+    assert!(read_whole_stream(&store, &stream).await.is_empty());
+}
+
+pub async fn append_with_too_many_bytes_is_refused<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let limit = store.limits().max_append_bytes;
+    let mut big = sample_event(0);
+    let padding = "x".repeat(limit);
+    big.data = Bytes::from(format!(r#"{{"padding":"{padding}"}}"#));
+    let err = store
+        .append(&stream, ExpectedRevision::Any, vec![big])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AppendTooLarge { bytes, limit: l } if bytes > limit && l == limit),
+        "{err}"
+    );
+    assert!(read_whole_stream(&store, &stream).await.is_empty());
+}
+
+pub async fn read_with_a_page_too_large_or_empty_is_refused<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let limit = store.limits().max_page_size;
+    for requested in [0, limit + 1] {
+        let expected = StoreError::PageTooLarge { requested, limit };
+        let err = store
+            .read_stream(&stream, StreamFrom::Start, Direction::Forwards, requested)
+            .await
+            .unwrap_err();
+        assert_eq!(err, expected);
+        let err = store
+            .read_all(Position::START, requested)
+            .await
+            .unwrap_err();
+        assert_eq!(err, expected);
+    }
+}
+
+pub async fn bad_stream_names_are_refused<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let too_long = "m".repeat(store.limits().max_stream_name_bytes + 1);
+    for name in ["", "$all", "$system-stream", too_long.as_str()] {
+        let err = store
+            .append(name, ExpectedRevision::Any, events(1))
+            .await
+            .unwrap_err();
+        assert_eq!(err, StoreError::InvalidStreamName(name.to_owned()));
+        let err = store
+            .read_stream(name, StreamFrom::Start, Direction::Forwards, 1)
+            .await
+            .unwrap_err();
+        assert_eq!(err, StoreError::InvalidStreamName(name.to_owned()));
+    }
+}
+
+pub async fn empty_append_and_repeated_ids_in_one_append_are_refused<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}member-1", prefix());
+    let err = store
+        .append(&stream, ExpectedRevision::Any, Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::EmptyAppend);
+    let event = sample_event(0);
+    let err = store
+        .append(
+            &stream,
+            ExpectedRevision::Any,
+            vec![event.clone(), event.clone()],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::DuplicateEventId(event.id));
+    assert!(read_whole_stream(&store, &stream).await.is_empty());
+}
+
+pub async fn reopened_store_keeps_every_event_and_continues_revisions<F: StoreFactory>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let prefix = prefix();
+    let stream = format!("{prefix}member-1");
+    let before = store.head_position().await.unwrap();
+    store
+        .append(&stream, ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    let last = store
+        .append(
+            &format!("{prefix}member-2"),
+            ExpectedRevision::NoStream,
+            events(1),
+        )
+        .await
+        .unwrap();
+    let written = read_all_with_prefix(&store, before, &prefix, 100).await;
+
+    let store = factory.reopen(store).await;
+    assert_eq!(
+        read_all_with_prefix(&store, before, &prefix, 100).await,
+        written
+    );
+    assert!(store.head_position().await.unwrap() >= last.position);
+    let next = store
+        .append(&stream, ExpectedRevision::Exact(2), events(1))
+        .await
+        .unwrap();
+    assert_eq!(next.next_expected_revision, 3);
+    assert!(next.position > last.position);
+}
+
+/// Expands to one `#[tokio::test]` per conformance case, each calling the case with a fresh
+/// factory made by `$factory` (an expression evaluated per test). The calling crate needs
+/// `tokio` with the `macros` and `rt-multi-thread` features among its dev-dependencies.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::conformance_tests!(@cases $factory;
+            append_expecting_no_stream_creates_the_stream_at_revision_zero,
+            append_expecting_no_stream_conflicts_once_the_stream_exists,
+            append_expecting_an_exact_revision_succeeds_only_on_that_revision,
+            append_expecting_stream_exists_conflicts_on_a_missing_stream,
+            append_expecting_any_revision_always_succeeds,
+            concurrent_appenders_to_one_stream_get_exactly_one_winner_per_revision,
+            retried_append_with_the_same_event_ids_returns_the_original_result,
+            append_overlapping_stored_event_ids_partially_is_refused,
+            events_round_trip_byte_for_byte,
+            stream_reads_page_forwards_and_backwards_in_revision_order,
+            a_missing_stream_reads_as_empty,
+            all_reads_page_forwards_in_append_order_with_strictly_growing_positions,
+            stream_revision_and_head_position_follow_appends,
+            subscription_delivers_history_then_live_events_without_gap_or_duplicate,
+            subscription_from_a_position_starts_strictly_after_it,
+            subscription_filter_delivers_only_matching_stream_prefixes,
+            stopped_subscription_ends,
+            append_with_too_many_events_is_refused,
+            append_with_too_many_bytes_is_refused,
+            read_with_a_page_too_large_or_empty_is_refused,
+            bad_stream_names_are_refused,
+            empty_append_and_repeated_ids_in_one_append_are_refused,
+            reopened_store_keeps_every_event_and_continues_revisions,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let factory = $factory;
+                $crate::conformance::$case(&factory).await;
+            }
+        )*
+    };
+}
+
+/// Runs every case in turn against one factory (for a backend that prefers one test).
+pub async fn run_all<F: StoreFactory>(factory: &F) {
+    append_expecting_no_stream_creates_the_stream_at_revision_zero(factory).await;
+    append_expecting_no_stream_conflicts_once_the_stream_exists(factory).await;
+    append_expecting_an_exact_revision_succeeds_only_on_that_revision(factory).await;
+    append_expecting_stream_exists_conflicts_on_a_missing_stream(factory).await;
+    append_expecting_any_revision_always_succeeds(factory).await;
+    concurrent_appenders_to_one_stream_get_exactly_one_winner_per_revision(factory).await;
+    retried_append_with_the_same_event_ids_returns_the_original_result(factory).await;
+    append_overlapping_stored_event_ids_partially_is_refused(factory).await;
+    events_round_trip_byte_for_byte(factory).await;
+    stream_reads_page_forwards_and_backwards_in_revision_order(factory).await;
+    a_missing_stream_reads_as_empty(factory).await;
+    all_reads_page_forwards_in_append_order_with_strictly_growing_positions(factory).await;
+    stream_revision_and_head_position_follow_appends(factory).await;
+    subscription_delivers_history_then_live_events_without_gap_or_duplicate(factory).await;
+    subscription_from_a_position_starts_strictly_after_it(factory).await;
+    subscription_filter_delivers_only_matching_stream_prefixes(factory).await;
+    stopped_subscription_ends(factory).await;
+    append_with_too_many_events_is_refused(factory).await;
+    append_with_too_many_bytes_is_refused(factory).await;
+    read_with_a_page_too_large_or_empty_is_refused(factory).await;
+    bad_stream_names_are_refused(factory).await;
+    empty_append_and_repeated_ids_in_one_append_are_refused(factory).await;
+    reopened_store_keeps_every_event_and_continues_revisions(factory).await;
+}
