@@ -1,0 +1,258 @@
+//! The embedded event store: one SQLite file, zero set-up.
+//!
+//! - **One writer.** A dedicated OS thread owns the only write connection and is fed by a
+//!   bounded channel; it commits whatever appends have queued as one transaction with one
+//!   fsync (group commit), each append in its own SAVEPOINT so a conflict fails only that
+//!   append. An append returns only once its batch is durable.
+//! - **Readers never block the writer.** WAL mode; reads use a small pool of their own
+//!   connections on tokio's blocking threads.
+//! - **Live subscriptions** wake on the head position the writer publishes after each commit
+//!   and read `$all` in pages after the last position they delivered, so there is no gap and
+//!   no duplicate by construction (see [`loyalty_store::spawn_catch_up`]).
+//! - **Versioned file.** `PRAGMA user_version` holds the schema version: older files are
+//!   upgraded on open, newer ones refused.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use loyalty_store::{
+    AppendResult, Direction, EventData, EventStore, ExpectedRevision, Limits, Position,
+    RecordedEvent, StoreError, StreamFilter, StreamFrom, Subscription, spawn_catch_up,
+};
+
+mod reader;
+mod schema;
+mod writer;
+
+use reader::ReaderPool;
+pub use schema::SCHEMA_VERSION;
+
+/// Why a store file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(
+        "the event store file has schema version {found}, newer than the {supported} this build \
+         of loyalty supports: open it with a newer loyalty"
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
+    #[error("cannot open the event store file: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot start the event store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<OpenError> for StoreError {
+    fn from(e: OpenError) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Tuning of the embedded store; every queue and batch is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteOptions {
+    pub limits: Limits,
+    /// Most appends committed in one transaction.
+    pub max_batch_appends: usize,
+    /// The writer stops gathering a batch once it holds this many payload bytes.
+    pub max_batch_bytes: usize,
+    /// Appends waiting for the writer before `append` itself waits.
+    pub queue_depth: usize,
+    /// Read connections open at once.
+    pub readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_batch_appends: 512,
+            max_batch_bytes: 16 * 1024 * 1024,
+            queue_depth: 256,
+            readers: 4,
+        }
+    }
+}
+
+/// The embedded event store. Not `Clone`: share it in an `Arc`. Dropping it lets the writer
+/// finish what is queued and stop; [`SqliteStore::close`] also waits for that.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    limits: Limits,
+    readers: Arc<ReaderPool>,
+    appends: mpsc::Sender<writer::AppendRequest>,
+    head: watch::Receiver<Position>,
+    writer: JoinHandle<()>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if need be) the store in the file at `path`, upgrading an older schema.
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let writer_path = path.clone();
+        let (conn, head) = tokio::task::spawn_blocking(move || open_writer(&writer_path))
+            .await
+            .map_err(|e| OpenError::Io(std::io::Error::other(e)))??;
+        let (head_tx, head_rx) = watch::channel(head);
+        let (appends, requests) = mpsc::channel(options.queue_depth.max(1));
+        let limits = writer::BatchLimits {
+            max_appends: options.max_batch_appends.max(1),
+            max_bytes: options.max_batch_bytes,
+        };
+        let writer = std::thread::Builder::new()
+            .name("event-store-writer".to_owned())
+            .spawn(move || writer::run(conn, requests, head_tx, limits))?;
+        Ok(Self {
+            readers: Arc::new(ReaderPool::new(path.clone(), options.readers.max(1))),
+            path,
+            limits: options.limits,
+            appends,
+            head: head_rx,
+            writer,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stops taking appends, lets the writer commit what is queued, and waits until it has
+    /// closed the file's write connection. Live subscriptions then end with
+    /// [`StoreError::Closed`].
+    pub async fn close(self) -> Result<(), StoreError> {
+        let Self {
+            appends, writer, ..
+        } = self;
+        drop(appends);
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+            .map_err(|_| StoreError::Backend("the event store writer panicked".to_owned()))
+    }
+}
+
+fn open_writer(path: &Path) -> Result<(Connection, Position), OpenError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Refuse a newer file before touching it in any way (even its journal mode).
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(OpenError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(OpenError::Io(std::io::Error::other(format!(
+            "the file system refused WAL mode (got {mode})"
+        ))));
+    }
+    // In WAL mode, synchronous=NORMAL fsyncs only at checkpoints: a commit acknowledged just
+    // before a power cut could be lost. FULL fsyncs the WAL at every commit, which is what
+    // "append returns once durable" requires; group commit pays that fsync once per batch.
+    conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    schema::upgrade(&mut conn)?;
+    let head = reader::head_position(&conn)?;
+    Ok((conn, head))
+}
+
+pub(crate) fn from_sql_int(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative number {v} in the store")))
+}
+
+pub(crate) fn to_sql_int(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} is too large for SQLite")))
+}
+
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        self.limits.check_append(stream, &events)?;
+        let (reply, outcome) = oneshot::channel();
+        self.appends
+            .send(writer::AppendRequest {
+                stream: stream.to_owned(),
+                expected,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.limits.check_stream_name(stream)?;
+        self.limits.check_page(max_count)?;
+        let stream = stream.to_owned();
+        self.readers
+            .with(move |conn| reader::read_stream(conn, &stream, from, direction, max_count))
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.limits.check_page(max_count)?;
+        self.readers
+            .with(move |conn| reader::read_all(conn, after, max_count))
+            .await
+    }
+
+    async fn subscribe_all(
+        &self,
+        after: Position,
+        filter: StreamFilter,
+    ) -> Result<Subscription, StoreError> {
+        let readers = Arc::clone(&self.readers);
+        let page = self.limits.max_page_size.min(512);
+        Ok(spawn_catch_up(
+            move |after, max| {
+                let readers = Arc::clone(&readers);
+                async move {
+                    readers
+                        .with(move |conn| reader::read_all(conn, after, max))
+                        .await
+                }
+            },
+            self.head.clone(),
+            after,
+            filter,
+            page,
+        ))
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        self.readers.with(reader::head_position).await
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+}

@@ -1,0 +1,61 @@
+//! The file's schema and its upgrades, versioned by SQLite's `user_version` pragma.
+//!
+//! Each entry of [`MIGRATIONS`] takes the file from version `i` to `i + 1`, inside the same
+//! transaction as the version bump, so an upgrade is all or nothing. A file whose version is
+//! newer than this build knows is refused: an old binary must not write into a layout it does
+//! not understand.
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::OpenError;
+
+/// Migration `i` upgrades a file at schema version `i` to `i + 1`. Never edit a released entry;
+/// append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the log. `position` is the rowid: the global order of `$all`, assigned by the
+    // writer as the previous maximum plus one, so it only grows.
+    "CREATE TABLE events (
+        position       INTEGER PRIMARY KEY,
+        stream         TEXT    NOT NULL,
+        revision       INTEGER NOT NULL,
+        event_id       BLOB    NOT NULL,
+        event_type     TEXT    NOT NULL,
+        schema_version INTEGER NOT NULL,
+        data           BLOB    NOT NULL,
+        metadata       BLOB    NOT NULL,
+        UNIQUE (stream, revision)
+    );
+    CREATE UNIQUE INDEX events_by_stream_and_id ON events (stream, event_id);",
+    // 1 -> 2: each stream's last revision, so the writer's concurrency check is one point
+    // lookup rather than a scan for the maximum. Filled from the log for existing files.
+    "CREATE TABLE streams (
+        name     TEXT    PRIMARY KEY,
+        revision INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO streams (name, revision)
+        SELECT stream, MAX(revision) FROM events GROUP BY stream;",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the file at `conn` to [`SCHEMA_VERSION`], or refuses a newer one.
+pub(crate) fn upgrade(conn: &mut Connection) -> Result<(), OpenError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(OpenError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tracing::info!(from, to = from + 1, "upgrading event store schema");
+        tx.execute_batch(migration)?;
+    }
+    if found < SCHEMA_VERSION {
+        // PRAGMA takes no bound parameters; the value is our own constant.
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! The one writer: an OS thread that owns the write connection and commits appends in groups.
+//!
+//! Appends queue on a bounded channel. The thread takes whatever has queued (up to a batch
+//! limit), applies each append inside its own SAVEPOINT within one transaction, commits once
+//! (one fsync for the whole group), and only then answers each caller and publishes the new
+//! head position. Under load the queue fills while a commit is in flight, so the cost of one
+//! fsync is shared by many appends: throughput is not bounded by the fsync rate.
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use loyalty_store::{
+    AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, StoreError,
+};
+
+use crate::from_sql_int;
+
+pub(crate) struct AppendRequest {
+    pub stream: String,
+    pub expected: ExpectedRevision,
+    pub events: Vec<EventData>,
+    pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+pub(crate) struct BatchLimits {
+    /// Most appends committed together.
+    pub max_appends: usize,
+    /// Stop gathering once the batch holds this many payload bytes.
+    pub max_bytes: usize,
+}
+
+/// The writer thread's loop; returns when every sender is gone (the store was closed).
+pub(crate) fn run(
+    mut conn: Connection,
+    mut requests: mpsc::Receiver<AppendRequest>,
+    head: watch::Sender<Position>,
+    limits: BatchLimits,
+) {
+    let mut batch = Vec::with_capacity(limits.max_appends);
+    while let Some(first) = requests.blocking_recv() {
+        let mut bytes = request_bytes(&first);
+        batch.push(first);
+        while batch.len() < limits.max_appends && bytes < limits.max_bytes {
+            match requests.try_recv() {
+                Ok(next) => {
+                    bytes += request_bytes(&next);
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        match write_batch(&mut conn, &batch) {
+            Ok((outcomes, new_head)) => {
+                if let Some(position) = new_head {
+                    head.send_replace(position);
+                }
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    // A caller that gave up is no reason to stop: its append is durable and a
+                    // retry with the same event ids will get this same result.
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "event store batch failed, nothing of it was stored");
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(StoreError::Backend(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn request_bytes(request: &AppendRequest) -> usize {
+    request.events.iter().map(EventData::size).sum()
+}
+
+/// An append refused for a reason of the store's contract, or SQLite failing.
+enum Refusal {
+    Store(StoreError),
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Refusal {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Commits the batch in one transaction. Each append gets its own outcome; an error of the
+/// whole transaction (say, the disk is full at commit) fails every append of the batch, and
+/// then none of them is stored.
+#[allow(clippy::type_complexity)]
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[AppendRequest],
+) -> Result<(Vec<Result<AppendResult, StoreError>>, Option<Position>), rusqlite::Error> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Read inside the write transaction rather than cached: even a second process writing the
+    // same file (which BEGIN IMMEDIATE serialises) cannot make positions collide.
+    let mut last_position: i64 =
+        tx.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+            r.get(0)
+        })?;
+    let mut new_head = None;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        let savepoint = tx.savepoint()?;
+        match append_one(&savepoint, request, last_position) {
+            Ok((result, last)) => {
+                savepoint.commit()?;
+                if last > last_position {
+                    last_position = last;
+                    new_head = Some(result.position);
+                }
+                outcomes.push(Ok(result));
+            }
+            Err(refusal) => {
+                // Its default drop behaviour: roll back to the savepoint and release it.
+                savepoint.finish()?;
+                outcomes.push(Err(match refusal {
+                    Refusal::Store(e) => e,
+                    Refusal::Sql(e) => StoreError::Backend(e.to_string()),
+                }));
+            }
+        }
+    }
+    tx.commit()?;
+    Ok((outcomes, new_head))
+}
+
+/// Applies one append after `last_position`; returns its result and the last position used.
+fn append_one(
+    conn: &Connection,
+    request: &AppendRequest,
+    last_position: i64,
+) -> Result<(AppendResult, i64), Refusal> {
+    let stream = request.stream.as_str();
+    if let Some(result) = retry_result(conn, stream, &request.events)? {
+        return Ok((result, last_position));
+    }
+    let current: Option<i64> = conn
+        .prepare_cached("SELECT revision FROM streams WHERE name = ?1")?
+        .query_row([stream], |r| r.get(0))
+        .optional()?;
+    let actual = match current {
+        Some(r) => CurrentRevision::Current(from_sql_int(r)?),
+        None => CurrentRevision::NoStream,
+    };
+    request.expected.check(stream, actual)?;
+
+    let mut revision = current.map_or(0, |r| r + 1);
+    let mut position = last_position;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events
+            (position, stream, revision, event_id, event_type, schema_version, data, metadata)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for event in &request.events {
+        position += 1;
+        insert.execute(params![
+            position,
+            stream,
+            revision,
+            event.id.as_bytes().as_slice(),
+            event.event_type,
+            event.schema_version,
+            event.data.as_ref(),
+            event.metadata.as_ref(),
+        ])?;
+        revision += 1;
+    }
+    let last_revision = revision - 1;
+    conn.prepare_cached(
+        "INSERT INTO streams (name, revision) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET revision = excluded.revision",
+    )?
+    .execute(params![stream, last_revision])?;
+    let unsigned = |v: i64| from_sql_int(v).map_err(Refusal::Store);
+    Ok((
+        AppendResult {
+            next_expected_revision: unsigned(last_revision)?,
+            position: Position::new(unsigned(position)?, unsigned(position)?),
+        },
+        position,
+    ))
+}
+
+/// If every event id is already stored in the stream, consecutively and in the same order,
+/// the append is a retry and gets its original result; some but not all is an error.
+fn retry_result(
+    conn: &Connection,
+    stream: &str,
+    events: &[EventData],
+) -> Result<Option<AppendResult>, Refusal> {
+    let mut lookup = conn.prepare_cached(
+        "SELECT revision, position FROM events WHERE stream = ?1 AND event_id = ?2",
+    )?;
+    let mut found = Vec::with_capacity(events.len());
+    for event in events {
+        let hit: Option<(i64, i64)> = lookup
+            .query_row(params![stream, event.id.as_bytes().as_slice()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        found.push(hit);
+    }
+    if found.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let partial = || {
+        Refusal::Store(StoreError::PartialDuplicate {
+            stream: stream.to_owned(),
+        })
+    };
+    let Some(Some((first, _))) = found.first().copied() else {
+        return Err(partial());
+    };
+    let mut last = None;
+    for (offset, hit) in (0i64..).zip(&found) {
+        match hit {
+            Some((revision, position)) if *revision == first + offset => {
+                last = Some((*revision, *position));
+            }
+            _ => return Err(partial()),
+        }
+    }
+    let (revision, position) = last.ok_or_else(partial)?;
+    let position = from_sql_int(position)?;
+    Ok(Some(AppendResult {
+        next_expected_revision: from_sql_int(revision)?,
+        position: Position::new(position, position),
+    }))
+}
