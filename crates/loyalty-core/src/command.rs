@@ -1,0 +1,364 @@
+//! Commands: what a client asks of a member's account. Each carries the member id, the business
+//! time from the terminal (`occurred_at`) and, where a client may retry, the client's own id.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::fingerprint::Fingerprint;
+use crate::ids::{
+    ActivityId, ActivityKind, AdjustmentId, CategoryId, ComplaintId, MemberId, OperatorId,
+    ReasonCode, RedemptionId, RefundId, RewardId, Sku, StoreId, TerminalId, TransactionId,
+};
+use crate::money::Currency;
+use crate::points::Points;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Enroll(Enroll),
+    RecordPurchase(RecordPurchase),
+    Refund(Refund),
+    Redeem(Redeem),
+    CancelRedemption(CancelRedemption),
+    Expire(Expire),
+    RecordActivity(RecordActivity),
+    Adjust(Adjust),
+    Goodwill(Goodwill),
+    ReviewTier(ReviewTier),
+    Suspend(Suspend),
+    Reinstate(Reinstate),
+    Close(Close),
+    CreditReferralBonus(CreditReferralBonus),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enroll {
+    pub member_id: MemberId,
+    pub referrer: Option<MemberId>,
+    /// When the member enrolled (the anniversary for tier reviews).
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPurchase {
+    pub member_id: MemberId,
+    pub transaction_id: TransactionId,
+    pub store: StoreId,
+    pub terminal: TerminalId,
+    pub occurred_at: DateTime<Utc>,
+    pub currency: Currency,
+    pub lines: Vec<PurchaseLine>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PurchaseLine {
+    pub sku: Sku,
+    pub category: CategoryId,
+    pub quantity: Decimal,
+    /// The amount paid for the line (all units), in the purchase's currency.
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refund {
+    pub member_id: MemberId,
+    pub refund_id: RefundId,
+    pub transaction_id: TransactionId,
+    pub occurred_at: DateTime<Utc>,
+    pub currency: Currency,
+    pub scope: RefundScope,
+}
+
+/// What is refunded: amounts on given lines, or an amount spread over the purchase's lines in
+/// proportion to what is left of each.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefundScope {
+    Lines(Vec<RefundLine>),
+    Amount(Decimal),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundLine {
+    /// Index of the line in the purchase, from 0.
+    pub line: u32,
+    pub amount: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redeem {
+    pub member_id: MemberId,
+    pub redemption_id: RedemptionId,
+    pub occurred_at: DateTime<Utc>,
+    pub target: RedeemTarget,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedeemTarget {
+    Reward(RewardId),
+    Points(Points),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancelRedemption {
+    pub member_id: MemberId,
+    pub redemption_id: RedemptionId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Expires every lot due as of `occurred_at` (a scheduler sends it; balances never count due
+/// points as spendable even before it runs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expire {
+    pub member_id: MemberId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordActivity {
+    pub member_id: MemberId,
+    pub activity_id: ActivityId,
+    pub kind: ActivityKind,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// A manual correction, positive or negative, with a reason code for auditors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adjust {
+    pub member_id: MemberId,
+    pub adjustment_id: AdjustmentId,
+    pub points: Points,
+    pub reason_code: ReasonCode,
+    pub note: String,
+    pub operator: OperatorId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Points granted for an upheld complaint: at most once per complaint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goodwill {
+    pub member_id: MemberId,
+    pub complaint_id: ComplaintId,
+    pub points: Points,
+    pub reason_code: ReasonCode,
+    pub note: String,
+    pub operator: OperatorId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Runs the tier review due as of `occurred_at`, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewTier {
+    pub member_id: MemberId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suspend {
+    pub member_id: MemberId,
+    pub reason_code: ReasonCode,
+    pub operator: OperatorId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reinstate {
+    pub member_id: MemberId,
+    pub operator: OperatorId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Closes the account; the balance is forfeited (and recorded as such).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Close {
+    pub member_id: MemberId,
+    pub reason_code: ReasonCode,
+    pub operator: OperatorId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Sent to the referrer's account by the engine's process manager once the newcomer's account
+/// recorded `ReferralQualified`. Idempotent per newcomer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreditReferralBonus {
+    pub member_id: MemberId,
+    pub newcomer: MemberId,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl Command {
+    pub fn member_id(&self) -> &MemberId {
+        match self {
+            Command::Enroll(c) => &c.member_id,
+            Command::RecordPurchase(c) => &c.member_id,
+            Command::Refund(c) => &c.member_id,
+            Command::Redeem(c) => &c.member_id,
+            Command::CancelRedemption(c) => &c.member_id,
+            Command::Expire(c) => &c.member_id,
+            Command::RecordActivity(c) => &c.member_id,
+            Command::Adjust(c) => &c.member_id,
+            Command::Goodwill(c) => &c.member_id,
+            Command::ReviewTier(c) => &c.member_id,
+            Command::Suspend(c) => &c.member_id,
+            Command::Reinstate(c) => &c.member_id,
+            Command::Close(c) => &c.member_id,
+            Command::CreditReferralBonus(c) => &c.member_id,
+        }
+    }
+
+    /// The business time of the command.
+    pub fn occurred_at(&self) -> DateTime<Utc> {
+        match self {
+            Command::Enroll(c) => c.occurred_at,
+            Command::RecordPurchase(c) => c.occurred_at,
+            Command::Refund(c) => c.occurred_at,
+            Command::Redeem(c) => c.occurred_at,
+            Command::CancelRedemption(c) => c.occurred_at,
+            Command::Expire(c) => c.occurred_at,
+            Command::RecordActivity(c) => c.occurred_at,
+            Command::Adjust(c) => c.occurred_at,
+            Command::Goodwill(c) => c.occurred_at,
+            Command::ReviewTier(c) => c.occurred_at,
+            Command::Suspend(c) => c.occurred_at,
+            Command::Reinstate(c) => c.occurred_at,
+            Command::Close(c) => c.occurred_at,
+            Command::CreditReferralBonus(c) => c.occurred_at,
+        }
+    }
+
+    /// The idempotency key: the client's id, prefixed by the kind of command so that a refund
+    /// and a purchase sharing an id stay apart. `None` for commands that are naturally
+    /// idempotent (expire, review, suspend, reinstate, close).
+    pub fn client_id(&self) -> Option<String> {
+        match self {
+            Command::Enroll(c) => Some(format!("enroll:{}", c.member_id)),
+            Command::RecordPurchase(c) => Some(format!("purchase:{}", c.transaction_id)),
+            Command::Refund(c) => Some(format!("refund:{}", c.refund_id)),
+            Command::Redeem(c) => Some(format!("redeem:{}", c.redemption_id)),
+            Command::CancelRedemption(c) => Some(format!("cancel:{}", c.redemption_id)),
+            Command::RecordActivity(c) => Some(format!("activity:{}", c.activity_id)),
+            Command::Adjust(c) => Some(format!("adjust:{}", c.adjustment_id)),
+            Command::Goodwill(c) => Some(format!("goodwill:{}", c.complaint_id)),
+            Command::CreditReferralBonus(c) => Some(format!("referral:{}", c.newcomer)),
+            Command::Expire(_)
+            | Command::ReviewTier(_)
+            | Command::Suspend(_)
+            | Command::Reinstate(_)
+            | Command::Close(_) => None,
+        }
+    }
+
+    /// A digest of the command's content, stored in its events: a retry must match it exactly.
+    /// `occurred_at` is part of the content (a terminal's retry resends the same time).
+    pub fn fingerprint(&self) -> String {
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        match self {
+            Command::Enroll(c) => Fingerprint::new("enroll")
+                .field(&c.member_id)
+                .field(c.referrer.as_ref().map(|r| r.as_str()).unwrap_or("-"))
+                .field(at(c.occurred_at))
+                .finish(),
+            Command::RecordPurchase(c) => {
+                let mut f = Fingerprint::new("purchase")
+                    .field(&c.transaction_id)
+                    .field(&c.store)
+                    .field(&c.terminal)
+                    .field(at(c.occurred_at))
+                    .field(c.currency.as_str());
+                for l in &c.lines {
+                    f = f
+                        .field(&l.sku)
+                        .field(&l.category)
+                        .amount(l.quantity)
+                        .amount(l.amount);
+                }
+                f.finish()
+            }
+            Command::Refund(c) => {
+                let mut f = Fingerprint::new("refund")
+                    .field(&c.refund_id)
+                    .field(&c.transaction_id)
+                    .field(at(c.occurred_at))
+                    .field(c.currency.as_str());
+                match &c.scope {
+                    RefundScope::Amount(a) => f = f.field("amount").amount(*a),
+                    RefundScope::Lines(lines) => {
+                        f = f.field("lines");
+                        for l in lines {
+                            f = f.field(l.line.to_string()).amount(l.amount);
+                        }
+                    }
+                }
+                f.finish()
+            }
+            Command::Redeem(c) => {
+                let f = Fingerprint::new("redeem")
+                    .field(&c.redemption_id)
+                    .field(at(c.occurred_at));
+                match &c.target {
+                    RedeemTarget::Reward(r) => f.field("reward").field(r),
+                    RedeemTarget::Points(p) => f.field("points").field(p.to_string()),
+                }
+                .finish()
+            }
+            Command::CancelRedemption(c) => Fingerprint::new("cancel")
+                .field(&c.redemption_id)
+                .field(at(c.occurred_at))
+                .finish(),
+            Command::RecordActivity(c) => Fingerprint::new("activity")
+                .field(&c.activity_id)
+                .field(&c.kind)
+                .field(at(c.occurred_at))
+                .finish(),
+            Command::Adjust(c) => Fingerprint::new("adjust")
+                .field(&c.adjustment_id)
+                .field(c.points.to_string())
+                .field(&c.reason_code)
+                .field(&c.note)
+                .field(&c.operator)
+                .field(at(c.occurred_at))
+                .finish(),
+            Command::Goodwill(c) => Fingerprint::new("goodwill")
+                .field(&c.complaint_id)
+                .field(c.points.to_string())
+                .field(&c.reason_code)
+                .field(&c.note)
+                .field(&c.operator)
+                .field(at(c.occurred_at))
+                .finish(),
+            Command::CreditReferralBonus(c) => {
+                Fingerprint::new("referral").field(&c.newcomer).finish()
+            }
+            Command::Expire(_)
+            | Command::ReviewTier(_)
+            | Command::Suspend(_)
+            | Command::Reinstate(_)
+            | Command::Close(_) => String::new(),
+        }
+    }
+}
+
+macro_rules! from_command {
+    ($($variant:ident),*) => {
+        $(impl From<$variant> for Command {
+            fn from(c: $variant) -> Command {
+                Command::$variant(c)
+            }
+        })*
+    };
+}
+
+from_command!(
+    Enroll,
+    RecordPurchase,
+    Refund,
+    Redeem,
+    CancelRedemption,
+    Expire,
+    RecordActivity,
+    Adjust,
+    Goodwill,
+    ReviewTier,
+    Suspend,
+    Reinstate,
+    Close,
+    CreditReferralBonus
+);

@@ -1,0 +1,172 @@
+//! Enrollment, activity bonuses, adjustments, goodwill and referral credits.
+
+use super::Ctx;
+use crate::calendar;
+use crate::command::{Adjust, CreditReferralBonus, Enroll, Goodwill, RecordActivity};
+use crate::error::DomainError;
+use crate::event::{
+    ActivityRefused, ActivityRewarded, Enrolled, Event, GoodwillGranted, PointsAdjusted,
+    ReferralBonusCredited,
+};
+use crate::ids::LotId;
+use crate::outcome::Decision;
+use crate::points::Points;
+use crate::program::Program;
+use crate::state::MemberState;
+use crate::tiers;
+
+pub(super) fn enroll(
+    state: &MemberState,
+    c: &Enroll,
+    program: &Program,
+) -> Result<Decision, DomainError> {
+    if c.referrer.as_ref() == Some(&c.member_id) {
+        return Err(DomainError::SelfReferral);
+    }
+    let mut ctx = Ctx::new(state, program, c.occurred_at);
+    let welcome_points = program.bonuses.welcome_points;
+    let welcome = if welcome_points.is_positive() {
+        Some(ctx.credit(
+            LotId::derived("welcome", c.member_id.as_str()),
+            welcome_points,
+        )?)
+    } else {
+        None
+    };
+    let primary = ctx.push(Event::Enrolled(Enrolled {
+        member_id: c.member_id.clone(),
+        referrer: c.referrer.clone(),
+        enrolled_at: c.occurred_at,
+        tier: tiers::tier_ref(program, 0),
+        welcome,
+        rules_version: ctx.rules_version(),
+        fingerprint: crate::Command::Enroll(c.clone()).fingerprint(),
+    }));
+    ctx.finish_with_primary(primary)
+}
+
+pub(super) fn activity(mut ctx: Ctx<'_>, c: &RecordActivity) -> Result<Decision, DomainError> {
+    let program = ctx.program;
+    let rule = program
+        .activity(&c.kind)
+        .ok_or_else(|| DomainError::UnknownActivity {
+            kind: c.kind.to_string(),
+        })?;
+    let period_key = calendar::period_key(ctx.at, rule.period, program.timezone());
+    let used = ctx
+        .state
+        .activity_counts
+        .get(&(c.kind.clone(), period_key.clone()))
+        .copied()
+        .unwrap_or(0);
+    let fingerprint = crate::Command::RecordActivity(c.clone()).fingerprint();
+    let event = if used >= rule.limit {
+        Event::ActivityRefused(ActivityRefused {
+            activity_id: c.activity_id.clone(),
+            kind: c.kind.clone(),
+            period_key,
+            limit: rule.limit,
+            period: rule.period.as_str().to_owned(),
+            occurred_at: ctx.at,
+            rules_version: ctx.rules_version(),
+            fingerprint,
+        })
+    } else {
+        let credit = ctx.credit(
+            LotId::derived("activity", c.activity_id.as_str()),
+            rule.points,
+        )?;
+        Event::ActivityRewarded(ActivityRewarded {
+            activity_id: c.activity_id.clone(),
+            kind: c.kind.clone(),
+            period_key,
+            credit,
+            rules_version: ctx.rules_version(),
+            fingerprint,
+        })
+    };
+    let primary = ctx.push(event);
+    ctx.finish_with_primary(primary)
+}
+
+fn check_manual_points(ctx: &Ctx<'_>, points: Points) -> Result<(), DomainError> {
+    let max = ctx.program.limits.max_points_per_adjustment;
+    if points.abs() > max {
+        return Err(DomainError::PointsTooLarge { max });
+    }
+    Ok(())
+}
+
+pub(super) fn adjust(mut ctx: Ctx<'_>, c: &Adjust) -> Result<Decision, DomainError> {
+    if c.points.is_zero() {
+        return Err(DomainError::PointsZero);
+    }
+    check_manual_points(&ctx, c.points)?;
+    ctx.check_text("note", &c.note)?;
+    let (credit, debit) = if c.points.is_positive() {
+        let credit = ctx.credit(LotId::derived("adjust", c.adjustment_id.as_str()), c.points)?;
+        (Some(credit), None)
+    } else {
+        let wanted = c
+            .points
+            .checked_neg()
+            .ok_or(DomainError::ArithmeticOverflow)?;
+        (None, Some(ctx.debit(wanted, None)))
+    };
+    let primary = ctx.push(Event::PointsAdjusted(PointsAdjusted {
+        adjustment_id: c.adjustment_id.clone(),
+        points: c.points,
+        reason_code: c.reason_code.clone(),
+        note: c.note.clone(),
+        operator: c.operator.clone(),
+        occurred_at: ctx.at,
+        credit,
+        debit,
+        fingerprint: crate::Command::Adjust(c.clone()).fingerprint(),
+    }));
+    ctx.finish_with_primary(primary)
+}
+
+pub(super) fn goodwill(mut ctx: Ctx<'_>, c: &Goodwill) -> Result<Decision, DomainError> {
+    if !c.points.is_positive() {
+        return Err(DomainError::PointsNotPositive);
+    }
+    check_manual_points(&ctx, c.points)?;
+    ctx.check_text("note", &c.note)?;
+    let credit = ctx.credit(
+        LotId::derived("goodwill", c.complaint_id.as_str()),
+        c.points,
+    )?;
+    let primary = ctx.push(Event::GoodwillGranted(GoodwillGranted {
+        complaint_id: c.complaint_id.clone(),
+        reason_code: c.reason_code.clone(),
+        note: c.note.clone(),
+        operator: c.operator.clone(),
+        occurred_at: ctx.at,
+        credit,
+        fingerprint: crate::Command::Goodwill(c.clone()).fingerprint(),
+    }));
+    ctx.finish_with_primary(primary)
+}
+
+pub(super) fn referral(mut ctx: Ctx<'_>, c: &CreditReferralBonus) -> Result<Decision, DomainError> {
+    let rule = ctx
+        .program
+        .referral
+        .as_ref()
+        .ok_or(DomainError::ReferralNotConfigured)?;
+    if c.newcomer == c.member_id {
+        return Err(DomainError::SelfReferral);
+    }
+    let credit = ctx.credit(
+        LotId::derived("referral", c.newcomer.as_str()),
+        rule.referrer_points,
+    )?;
+    let primary = ctx.push(Event::ReferralBonusCredited(ReferralBonusCredited {
+        newcomer: c.newcomer.clone(),
+        credit,
+        rules_version: ctx.rules_version(),
+        fingerprint: crate::Command::CreditReferralBonus(c.clone()).fingerprint(),
+    }));
+    ctx.finish_with_primary(primary)
+}

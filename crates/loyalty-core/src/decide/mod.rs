@@ -1,0 +1,274 @@
+//! `decide`: checks a command against the state and the program, and returns the events that
+//! record what happened (or a typed rejection). Pure: time, ids and rules are arguments.
+
+mod account;
+mod bonus;
+mod purchase;
+mod spend;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::calendar;
+use crate::command::Command;
+use crate::error::DomainError;
+use crate::event::{Credit, Debit, Event, LotDraw, LotExpiry, PointsExpired};
+use crate::ids::LotId;
+use crate::outcome::{self, Decision, Outcome};
+use crate::points::Points;
+use crate::program::{ClawbackPolicy, ExpiryPolicy, Program};
+use crate::state::{MemberState, MemberStatus};
+
+pub fn decide(
+    state: &MemberState,
+    command: &Command,
+    program: &Program,
+) -> Result<Decision, DomainError> {
+    if let Some(id) = state.member_id()
+        && id != command.member_id()
+    {
+        return Err(DomainError::WrongMember {
+            expected: id.to_string(),
+            got: command.member_id().to_string(),
+        });
+    }
+    // Idempotency comes first: a retry gets its original answer whatever happened since.
+    if let Some(client_id) = command.client_id()
+        && let Some(done) = state.processed(&client_id)
+    {
+        if done.fingerprint == command.fingerprint() {
+            return Ok(Decision {
+                events: Vec::new(),
+                outcome: done.outcome.clone(),
+                replayed: true,
+            });
+        }
+        if !matches!(command, Command::Enroll(_)) {
+            return Err(DomainError::IdempotencyConflict { client_id });
+        }
+    }
+    match (state.status(), command) {
+        (MemberStatus::NotEnrolled, Command::Enroll(c)) => {
+            return bonus::enroll(state, c, program);
+        }
+        (_, Command::Enroll(_)) => return Err(DomainError::AlreadyEnrolled),
+        (MemberStatus::NotEnrolled, _) => return Err(DomainError::NotEnrolled),
+        (MemberStatus::Closed, Command::Expire(_)) => {}
+        (MemberStatus::Closed, _) => return Err(DomainError::MemberClosed),
+        (
+            MemberStatus::Suspended,
+            Command::RecordPurchase(_) | Command::Redeem(_) | Command::RecordActivity(_),
+        ) => return Err(DomainError::MemberSuspended),
+        _ => {}
+    }
+    let ctx = Ctx::new(state, program, command.occurred_at());
+    match command {
+        Command::Enroll(_) => Err(DomainError::AlreadyEnrolled),
+        Command::RecordPurchase(c) => purchase::record(ctx, c),
+        Command::Refund(c) => purchase::refund(ctx, c),
+        Command::Redeem(c) => spend::redeem(ctx, c),
+        Command::CancelRedemption(c) => spend::cancel(ctx, c),
+        Command::Expire(_) => spend::expire(ctx),
+        Command::RecordActivity(c) => bonus::activity(ctx, c),
+        Command::Adjust(c) => bonus::adjust(ctx, c),
+        Command::Goodwill(c) => bonus::goodwill(ctx, c),
+        Command::CreditReferralBonus(c) => bonus::referral(ctx, c),
+        Command::ReviewTier(_) => account::review(ctx),
+        Command::Suspend(c) => account::suspend(ctx, c),
+        Command::Reinstate(c) => account::reinstate(ctx, c),
+        Command::Close(c) => account::close(ctx, c),
+    }
+}
+
+/// A decision in progress: the events so far and the running debt (a decision may credit
+/// twice, e.g. a purchase and a referral bonus, and each repays what is left of the debt).
+pub(crate) struct Ctx<'a> {
+    pub state: &'a MemberState,
+    pub program: &'a Program,
+    pub at: DateTime<Utc>,
+    pub events: Vec<Event>,
+    pub debt: Points,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(state: &'a MemberState, program: &'a Program, at: DateTime<Utc>) -> Self {
+        let mut ctx = Ctx {
+            state,
+            program,
+            at,
+            events: Vec::new(),
+            debt: state.debt(),
+        };
+        // Every decision first records the expiries already due, so that a purchase cannot
+        // revive points an inactivity deadline had already expired, and so that clawbacks and
+        // spends only ever see live lots.
+        ctx.events.extend(due_expiries(state, at));
+        ctx
+    }
+
+    /// Returns the decision whose outcome is derived from its primary event.
+    pub fn finish_with_primary(self, primary_index: usize) -> Result<Decision, DomainError> {
+        let outcome = self
+            .events
+            .get(primary_index)
+            .and_then(outcome::from_event)
+            .map(|(_, _, o)| o)
+            .ok_or(DomainError::ArithmeticOverflow)?;
+        Ok(self.finish(outcome))
+    }
+
+    pub fn finish(self, outcome: Outcome) -> Decision {
+        Decision {
+            events: self.events,
+            outcome,
+            replayed: false,
+        }
+    }
+
+    /// Pushes an event and returns its index.
+    pub fn push(&mut self, event: Event) -> usize {
+        self.events.push(event);
+        self.events.len() - 1
+    }
+
+    pub fn rules_version(&self) -> String {
+        self.program.rules_version().to_owned()
+    }
+
+    /// Under the inactivity policy, the new deadline an activity at `self.at` sets.
+    pub fn activity_deadline(&self) -> Result<Option<DateTime<Utc>>, DomainError> {
+        match self.program.expiry {
+            ExpiryPolicy::Inactivity { months } => {
+                calendar::add_months(self.at, months, self.program.timezone())
+                    .map(Some)
+                    .ok_or(DomainError::ArithmeticOverflow)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A new lot of `points` earned now, repaying the debt first.
+    pub fn credit(&mut self, lot_id: LotId, points: Points) -> Result<Credit, DomainError> {
+        let tz = self.program.timezone();
+        let overflow = || DomainError::ArithmeticOverflow;
+        let spendable_from =
+            calendar::add_days(self.at, self.program.pending.days, tz).ok_or_else(overflow)?;
+        let expiry = match self.program.expiry {
+            ExpiryPolicy::LotMonths {
+                months,
+                end_of_month,
+            } => {
+                let at = calendar::add_months(spendable_from, months, tz).ok_or_else(overflow)?;
+                let at = if end_of_month {
+                    calendar::end_of_month(at, tz).ok_or_else(overflow)?
+                } else {
+                    at
+                };
+                LotExpiry::At(at)
+            }
+            ExpiryPolicy::Inactivity { .. } => LotExpiry::OnInactivity,
+            ExpiryPolicy::Never => LotExpiry::Never,
+        };
+        let debt_repaid = if points.is_positive() {
+            self.debt.min(points).max(Points::ZERO)
+        } else {
+            Points::ZERO
+        };
+        self.debt = self.debt.checked_sub(debt_repaid).ok_or_else(overflow)?;
+        Ok(Credit {
+            lot_id,
+            points,
+            debt_repaid,
+            earned_at: self.at,
+            spendable_from,
+            expiry,
+            activity_deadline: self.activity_deadline()?,
+        })
+    }
+
+    /// Takes `amount` points: from `first` (a purchase's own lot), then live lots
+    /// soonest-expiring first, then as debt (`allow`) or recorded as a shortfall (`clamp`).
+    pub fn debit(&mut self, amount: Points, first: Option<&LotId>) -> Debit {
+        let mut lots: Vec<_> = self.state.live_lots(self.at).collect();
+        self.state.sort_for_spending(&mut lots);
+        if let Some(first) = first
+            && let Some(pos) = lots.iter().position(|l| &l.id == first)
+        {
+            let lot = lots.remove(pos);
+            lots.insert(0, lot);
+        }
+        let mut left = amount.max(Points::ZERO);
+        let mut draws = Vec::new();
+        for lot in lots {
+            if !left.is_positive() {
+                break;
+            }
+            let take = left.min(lot.remaining);
+            draws.push(LotDraw {
+                lot_id: lot.id.clone(),
+                points: take,
+            });
+            left = left.saturating_sub(take);
+        }
+        let (debt_added, shortfall) = match self.program.clawback_policy() {
+            ClawbackPolicy::Allow => (left, Points::ZERO),
+            ClawbackPolicy::Clamp => (Points::ZERO, left),
+        };
+        self.debt = self.debt.saturating_add(debt_added);
+        Debit {
+            draws,
+            debt_added,
+            shortfall,
+        }
+    }
+
+    /// Checks a money amount against the currency's decimals and a maximum.
+    pub fn check_amount(
+        &self,
+        field: &'static str,
+        amount: Decimal,
+        max: Decimal,
+    ) -> Result<(), DomainError> {
+        if amount <= Decimal::ZERO {
+            return Err(DomainError::AmountNotPositive { field });
+        }
+        let max_decimals = self.program.program.minor_units;
+        if amount.normalize().scale() > max_decimals {
+            return Err(DomainError::AmountTooPrecise {
+                field,
+                max_decimals,
+            });
+        }
+        if amount > max {
+            return Err(DomainError::AmountTooLarge { field, max });
+        }
+        Ok(())
+    }
+
+    pub fn check_text(&self, field: &'static str, text: &str) -> Result<(), DomainError> {
+        let max = self.program.limits.max_text_length;
+        if text.chars().count() > max as usize {
+            return Err(DomainError::TextTooLong { field, max });
+        }
+        Ok(())
+    }
+}
+
+/// One `PointsExpired` per lot whose expiry has passed as of `at` and still holds points.
+pub(crate) fn due_expiries(state: &MemberState, at: DateTime<Utc>) -> Vec<Event> {
+    state
+        .lots()
+        .iter()
+        .filter(|l| state.is_due(l, at))
+        .filter_map(|l| {
+            state.lot_expires_at(l).map(|expired_at| {
+                Event::PointsExpired(PointsExpired {
+                    lot_id: l.id.clone(),
+                    points: l.remaining,
+                    expired_at,
+                    occurred_at: at,
+                })
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,228 @@
+//! Earning rules: from a purchase's lines to points per line and per rule.
+//!
+//! Each line's points are built as a running product: base (eligible amount x rate), then the
+//! product multiplier, the tier multiplier, then each campaign multiplier applied to the
+//! product-multiplied base. Each rule is recorded as the difference of the rounded running
+//! totals, so the rules of a line add up to exactly the rounded final value and a line never
+//! goes negative whatever the rounding mode.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::calendar;
+use crate::command::PurchaseLine;
+use crate::error::DomainError;
+use crate::event::{LineAward, RuleAward};
+use crate::ids::{CampaignId, StoreId};
+use crate::points::{self, Points};
+use crate::program::{Campaign, Program};
+use crate::state::MemberState;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Award {
+    pub lines: Vec<LineAward>,
+    pub transaction_rules: Vec<RuleAward>,
+    pub points: Points,
+    pub eligible_amount: Decimal,
+    pub campaigns_applied: Vec<CampaignId>,
+}
+
+fn overflow() -> DomainError {
+    DomainError::ArithmeticOverflow
+}
+
+fn mul(a: Decimal, b: Decimal) -> Result<Decimal, DomainError> {
+    a.checked_mul(b).ok_or_else(overflow)
+}
+
+fn add(a: Decimal, b: Decimal) -> Result<Decimal, DomainError> {
+    a.checked_add(b).ok_or_else(overflow)
+}
+
+fn campaign_matches_line(c: &Campaign, line: &PurchaseLine) -> bool {
+    (c.categories.is_empty() && c.skus.is_empty())
+        || c.categories.contains(&line.category)
+        || c.skus.contains(&line.sku)
+}
+
+/// Campaigns running at `at` in `store` that the member has not used up.
+fn running_campaigns<'p>(
+    program: &'p Program,
+    state: &MemberState,
+    store: &StoreId,
+    at: DateTime<Utc>,
+) -> impl Iterator<Item = &'p Campaign> {
+    let tz = program.timezone();
+    program.earning.campaigns.iter().filter(move |c| {
+        calendar::within_local_dates(at, Some(c.starts_on), Some(c.ends_on), tz)
+            && (c.stores.is_empty() || c.stores.contains(store))
+            && c.per_member_limit
+                .is_none_or(|limit| state.campaign_uses(&c.id) < limit)
+    })
+}
+
+pub(crate) fn compute(
+    program: &Program,
+    state: &MemberState,
+    store: &StoreId,
+    at: DateTime<Utc>,
+    lines: &[PurchaseLine],
+) -> Result<Award, DomainError> {
+    let rounding = program.rounding();
+    let round = |v: Decimal| rounding.to_points(v).ok_or_else(overflow);
+    let earning = &program.earning;
+    let tier = program
+        .tiers()
+        .get(state.tier().index as usize)
+        .or_else(|| program.tiers().first());
+
+    let eligible: Vec<Decimal> = lines
+        .iter()
+        .map(|l| {
+            if earning.excluded_categories.contains(&l.category) {
+                Decimal::ZERO
+            } else {
+                l.amount
+            }
+        })
+        .collect();
+
+    // Campaigns that apply: running, with matching eligible lines reaching the minimum spend.
+    let mut applied: Vec<&Campaign> = Vec::new();
+    for c in running_campaigns(program, state, store, at) {
+        let mut matching = Decimal::ZERO;
+        let mut any = false;
+        for (line, amount) in lines.iter().zip(&eligible) {
+            if amount.is_sign_positive() && !amount.is_zero() && campaign_matches_line(c, line) {
+                matching = add(matching, *amount)?;
+                any = true;
+            }
+        }
+        if any && c.min_spend.is_none_or(|min| matching >= min) {
+            applied.push(c);
+        }
+    }
+
+    let mut awards = Vec::with_capacity(lines.len());
+    for (line, amount) in lines.iter().zip(&eligible) {
+        let mut rules = Vec::new();
+        let mut push = |rule: String, before: Decimal, after: Decimal| -> Result<(), DomainError> {
+            let points = round(after)?
+                .checked_sub(round(before)?)
+                .ok_or_else(overflow)?;
+            rules.push(RuleAward { rule, points });
+            Ok(())
+        };
+        let base = mul(*amount, earning.points_per_unit)?;
+        push("base".to_owned(), Decimal::ZERO, base)?;
+        let mut running = base;
+        let product = earning
+            .multipliers
+            .iter()
+            .find(|m| m.sku.as_ref() == Some(&line.sku))
+            .map(|m| (format!("multiplier:sku:{}", line.sku), m.multiplier))
+            .or_else(|| {
+                earning
+                    .multipliers
+                    .iter()
+                    .find(|m| m.category.as_ref() == Some(&line.category))
+                    .map(|m| {
+                        (
+                            format!("multiplier:category:{}", line.category),
+                            m.multiplier,
+                        )
+                    })
+            });
+        if let Some((rule, m)) = product {
+            let next = mul(running, m)?;
+            push(rule, running, next)?;
+            running = next;
+        }
+        let multiplied = running;
+        if let Some(t) = tier
+            && t.multiplier != Decimal::ONE
+        {
+            let next = mul(multiplied, t.multiplier)?;
+            push(format!("tier:{}", t.name), running, next)?;
+            running = next;
+        }
+        if !amount.is_zero() {
+            for c in applied.iter().filter(|c| campaign_matches_line(c, line)) {
+                if let Some(m) = c.multiplier {
+                    let extra = mul(multiplied, m - Decimal::ONE)?;
+                    let next = add(running, extra)?;
+                    push(format!("campaign:{}", c.id), running, next)?;
+                    running = next;
+                }
+            }
+        }
+        let points = round(running)?;
+        awards.push(LineAward {
+            sku: line.sku.clone(),
+            category: line.category.clone(),
+            quantity: line.quantity,
+            amount: line.amount,
+            eligible_amount: *amount,
+            rules,
+            points,
+        });
+    }
+
+    let mut transaction_rules: Vec<RuleAward> = applied
+        .iter()
+        .filter_map(|c| {
+            c.bonus_points.map(|b| RuleAward {
+                rule: format!("campaign:{}", c.id),
+                points: b,
+            })
+        })
+        .collect();
+
+    let line_total = points::sum(awards.iter().map(|a| a.points));
+    let transaction_total = points::sum(transaction_rules.iter().map(|r| r.points));
+    let mut total = line_total
+        .checked_add(transaction_total)
+        .ok_or_else(overflow)?;
+
+    if let Some(cap) = earning.max_points_per_transaction
+        && total > cap
+    {
+        let mut excess = total.checked_sub(cap).ok_or_else(overflow)?;
+        // Transaction bonuses give way first, then lines from the last one.
+        let from_transaction = excess.min(transaction_total);
+        if from_transaction.is_positive() {
+            transaction_rules.push(RuleAward {
+                rule: "cap".to_owned(),
+                points: from_transaction.checked_neg().ok_or_else(overflow)?,
+            });
+            excess = excess.checked_sub(from_transaction).ok_or_else(overflow)?;
+        }
+        for award in awards.iter_mut().rev() {
+            if !excess.is_positive() {
+                break;
+            }
+            let take = excess.min(award.points);
+            if take.is_positive() {
+                award.rules.push(RuleAward {
+                    rule: "cap".to_owned(),
+                    points: take.checked_neg().ok_or_else(overflow)?,
+                });
+                award.points = award.points.checked_sub(take).ok_or_else(overflow)?;
+                excess = excess.checked_sub(take).ok_or_else(overflow)?;
+            }
+        }
+        total = cap;
+    }
+
+    let mut eligible_amount = Decimal::ZERO;
+    for a in &eligible {
+        eligible_amount = add(eligible_amount, *a)?;
+    }
+    Ok(Award {
+        lines: awards,
+        transaction_rules,
+        points: total,
+        eligible_amount,
+        campaigns_applied: applied.iter().map(|c| c.id.clone()).collect(),
+    })
+}

@@ -1,0 +1,120 @@
+//! Typed rejections. Each carries what the person at the till or in the app needs to act.
+
+use rust_decimal::Decimal;
+use thiserror::Error;
+
+use crate::Points;
+
+/// Why a command was rejected. A rejection records nothing: the state is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DomainError {
+    #[error("invalid {kind} {value:?}: expected 1 to 64 characters of A-Z a-z 0-9 . _ : -")]
+    InvalidId { kind: &'static str, value: String },
+    #[error("invalid currency {value:?}: expected an ISO 4217 code such as EUR")]
+    InvalidCurrency { value: String },
+    #[error("the member is not enrolled")]
+    NotEnrolled,
+    #[error("the member is already enrolled")]
+    AlreadyEnrolled,
+    #[error("the command is for member {got}, this is member {expected}")]
+    WrongMember { expected: String, got: String },
+    #[error("{client_id} was already used for a different request")]
+    IdempotencyConflict { client_id: String },
+    #[error("the member is suspended")]
+    MemberSuspended,
+    #[error("the member's account is closed")]
+    MemberClosed,
+    #[error("the program works in {expected}, the request is in {got}")]
+    CurrencyMismatch { expected: String, got: String },
+    #[error("{field} must be positive")]
+    AmountNotPositive { field: &'static str },
+    #[error("{field} has more than {max_decimals} decimals")]
+    AmountTooPrecise {
+        field: &'static str,
+        max_decimals: u32,
+    },
+    #[error("{field} exceeds the limit of {max}")]
+    AmountTooLarge { field: &'static str, max: Decimal },
+    #[error("a purchase needs at least one line")]
+    NoLines,
+    #[error("too many lines: at most {max}")]
+    TooManyLines { max: u32 },
+    #[error("unknown transaction {transaction_id}")]
+    UnknownTransaction { transaction_id: String },
+    #[error("the purchase has no line {line}")]
+    UnknownLine { line: u32 },
+    #[error("a line appears twice in the refund: {line}")]
+    DuplicateRefundLine { line: u32 },
+    #[error("the refund is larger than what is left to refund ({remaining})")]
+    RefundExceedsRemaining {
+        line: Option<u32>,
+        remaining: Decimal,
+    },
+    #[error("unknown reward {reward_id}")]
+    UnknownReward { reward_id: String },
+    #[error("reward {reward_id} is not available at this date")]
+    RewardNotAvailable { reward_id: String },
+    #[error("reward needs tier {required}, the member is {current}")]
+    TierTooLow { required: String, current: String },
+    #[error("reward {reward_id} can be redeemed at most {limit} times")]
+    RewardLimitReached { reward_id: String, limit: u32 },
+    #[error("insufficient points: {available} available, {requested} requested")]
+    InsufficientPoints {
+        available: Points,
+        requested: Points,
+    },
+    #[error("points must be positive")]
+    PointsNotPositive,
+    #[error("points must not be zero")]
+    PointsZero,
+    #[error("at most {max} points at once")]
+    PointsTooLarge { max: Points },
+    #[error("unknown redemption {redemption_id}")]
+    UnknownRedemption { redemption_id: String },
+    #[error("redemption {redemption_id} was already cancelled")]
+    RedemptionAlreadyCancelled { redemption_id: String },
+    #[error("unknown activity kind {kind}")]
+    UnknownActivity { kind: String },
+    #[error("a member cannot refer themselves")]
+    SelfReferral,
+    #[error("the program has no referral rule")]
+    ReferralNotConfigured,
+    #[error("{field} is longer than {max} characters")]
+    TextTooLong { field: &'static str, max: u32 },
+    #[error("the numbers are out of range")]
+    ArithmeticOverflow,
+}
+
+/// Why a program file was rejected: the field (a dotted path) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProgramError {
+    #[error("program file is not valid TOML for a program: {0}")]
+    Parse(String),
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+impl ProgramError {
+    pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        ProgramError::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a stored event could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SchemaError {
+    #[error("unknown event type {event_type:?}")]
+    UnknownEventType { event_type: String },
+    #[error("event type {event_type} has no schema version {version}")]
+    UnknownVersion { event_type: String, version: u32 },
+    #[error("event {event_type} v{version} is malformed: {reason}")]
+    Malformed {
+        event_type: String,
+        version: u32,
+        reason: String,
+    },
+}

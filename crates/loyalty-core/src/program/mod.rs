@@ -1,0 +1,397 @@
+//! The program: every rule of a loyalty program, typed, read from TOML and validated on load.
+//!
+//! Fields are public so the engine and reports can read them; build a `Program` with
+//! [`Program::from_toml_str`] (or call [`Program::validate`] after building one by hand), because
+//! `decide` relies on the limits being checked.
+
+mod validate;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::ProgramError;
+use crate::ids::{ActivityKind, CampaignId, CategoryId, RewardId, Sku, StoreId};
+use crate::money::{Currency, RoundingMode};
+use crate::points::Points;
+
+/// A complete loyalty program.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Program {
+    pub program: ProgramInfo,
+    pub earning: Earning,
+    #[serde(default)]
+    pub pending: Pending,
+    pub expiry: ExpiryPolicy,
+    pub tiers: Tiers,
+    #[serde(default)]
+    pub rewards: Vec<Reward>,
+    #[serde(default)]
+    pub bonuses: Bonuses,
+    #[serde(default)]
+    pub referral: Option<Referral>,
+    pub clawback: Clawback,
+    pub valuation: Valuation,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// `[program]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramInfo {
+    pub name: String,
+    pub currency: Currency,
+    /// Decimals of the currency's minor unit (2 for EUR, 0 for JPY): amounts with more are refused.
+    #[serde(default = "default_minor_units")]
+    pub minor_units: u32,
+    /// IANA name (`Europe/Paris`): every calendar computation happens in this zone.
+    #[serde(deserialize_with = "deserialize_tz")]
+    pub timezone: Tz,
+    #[serde(default)]
+    pub rounding: RoundingMode,
+    /// Recorded in every decision event, so an auditor knows which rules computed it.
+    pub rules_version: String,
+}
+
+fn default_minor_units() -> u32 {
+    2
+}
+
+fn deserialize_tz<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Tz, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    name.parse::<Tz>()
+        .map_err(|_| serde::de::Error::custom(format!("unknown IANA timezone {name:?}")))
+}
+
+/// Decimals in a program are quoted strings: a TOML float would pass through an f64 first.
+fn decimal_str<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.trim()
+        .parse::<Decimal>()
+        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a decimal number")))
+}
+
+fn option_decimal_str<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Decimal>, D::Error> {
+    decimal_str(deserializer).map(Some)
+}
+
+/// `[earning]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Earning {
+    /// Points per currency unit of eligible amount, before multipliers.
+    #[serde(deserialize_with = "decimal_str")]
+    pub points_per_unit: Decimal,
+    #[serde(default)]
+    pub excluded_categories: Vec<CategoryId>,
+    #[serde(default)]
+    pub multipliers: Vec<ProductMultiplier>,
+    #[serde(default)]
+    pub campaigns: Vec<Campaign>,
+    /// Most points one purchase may earn, all rules included.
+    pub max_points_per_transaction: Option<Points>,
+}
+
+/// A permanent multiplier on a category or a sku (a sku rule wins over its category's).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductMultiplier {
+    pub category: Option<CategoryId>,
+    pub sku: Option<Sku>,
+    #[serde(deserialize_with = "decimal_str")]
+    pub multiplier: Decimal,
+}
+
+/// A time-limited campaign. Dates are local dates in the program's timezone, both inclusive.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Campaign {
+    pub id: CampaignId,
+    pub name: String,
+    pub starts_on: NaiveDate,
+    pub ends_on: NaiveDate,
+    /// Empty: every store.
+    #[serde(default)]
+    pub stores: Vec<StoreId>,
+    /// Empty (with `skus` empty too): every eligible line.
+    #[serde(default)]
+    pub categories: Vec<CategoryId>,
+    #[serde(default)]
+    pub skus: Vec<Sku>,
+    /// Multiplies the points of matching lines (`2` doubles them).
+    #[serde(default, deserialize_with = "option_decimal_str")]
+    pub multiplier: Option<Decimal>,
+    /// Fixed points for a matching purchase.
+    pub bonus_points: Option<Points>,
+    /// Minimum eligible amount of the matching lines.
+    #[serde(default, deserialize_with = "option_decimal_str")]
+    pub min_spend: Option<Decimal>,
+    /// How many purchases of one member the campaign rewards.
+    pub per_member_limit: Option<u32>,
+}
+
+/// `[pending]`: earned points wait this many days (the return window) before they can be spent.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    #[serde(default)]
+    pub days: u32,
+}
+
+/// `[expiry]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ExpiryPolicy {
+    /// Each lot expires `months` after it becomes spendable, optionally at the end of that month.
+    LotMonths {
+        months: u32,
+        #[serde(default)]
+        end_of_month: bool,
+    },
+    /// All points expire after `months` without activity (an earning or a redemption).
+    Inactivity {
+        months: u32,
+    },
+    Never,
+}
+
+/// `[tiers]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tiers {
+    pub metric: QualifyingMetric,
+    pub window: QualifyingWindow,
+    pub review: ReviewSchedule,
+    #[serde(default = "one")]
+    pub max_levels_down_per_review: u32,
+    /// Ordered from the entry tier (threshold 0) upwards.
+    pub levels: Vec<TierLevel>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// What qualifies a member for a tier. Never the balance: spending must not demote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualifyingMetric {
+    QualifyingSpend,
+    PointsEarned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum QualifyingWindow {
+    Rolling { months: u32 },
+    CalendarYear,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReviewSchedule {
+    /// Each anniversary of the enrollment date (local date).
+    Anniversary,
+    /// Every year on this local date.
+    FixedDate { month: u32, day: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierLevel {
+    pub name: String,
+    /// Money for `qualifying_spend`, points for `points_earned`.
+    #[serde(deserialize_with = "decimal_str")]
+    pub threshold: Decimal,
+    #[serde(deserialize_with = "decimal_str")]
+    pub multiplier: Decimal,
+}
+
+/// A reward of the catalog. Dates are local, inclusive.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reward {
+    pub id: RewardId,
+    pub name: String,
+    pub cost: Points,
+    pub min_tier: Option<String>,
+    pub per_member_limit: Option<u32>,
+    pub available_from: Option<NaiveDate>,
+    pub available_until: Option<NaiveDate>,
+}
+
+/// `[bonuses]`
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bonuses {
+    #[serde(default)]
+    pub welcome_points: Points,
+    #[serde(default)]
+    pub activities: Vec<ActivityRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityRule {
+    pub kind: ActivityKind,
+    pub points: Points,
+    /// How many times per period (default once).
+    #[serde(default = "one")]
+    pub limit: u32,
+    pub period: Period,
+}
+
+/// A period for limits, in the program's timezone. Weeks are ISO weeks (Monday first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Once,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Once => "once",
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+            Period::Year => "year",
+        }
+    }
+}
+
+/// `[referral]`: due when the newcomer's first purchase reaches `min_first_purchase`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Referral {
+    pub referrer_points: Points,
+    pub newcomer_points: Points,
+    #[serde(deserialize_with = "decimal_str")]
+    pub min_first_purchase: Decimal,
+}
+
+/// `[clawback]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Clawback {
+    pub policy: ClawbackPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClawbackPolicy {
+    /// A clawback larger than the balance leaves a debt, repaid first by later earnings.
+    Allow,
+    /// Take what is there and record the shortfall.
+    Clamp,
+}
+
+/// `[valuation]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Valuation {
+    /// Money value of one point, for the liability report.
+    #[serde(deserialize_with = "decimal_str")]
+    pub point_value: Decimal,
+}
+
+/// `[limits]`: bounds on every input, so that arithmetic cannot overflow.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_lines_per_purchase: u32,
+    #[serde(deserialize_with = "decimal_str")]
+    pub max_amount_per_line: Decimal,
+    #[serde(deserialize_with = "decimal_str")]
+    pub max_quantity_per_line: Decimal,
+    pub max_points_per_adjustment: Points,
+    pub max_points_per_redemption: Points,
+    pub max_text_length: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_lines_per_purchase: 200,
+            max_amount_per_line: Decimal::new(100_000, 0),
+            max_quantity_per_line: Decimal::new(10_000, 0),
+            max_points_per_adjustment: Points::new(1_000_000),
+            max_points_per_redemption: Points::new(10_000_000),
+            max_text_length: 500,
+        }
+    }
+}
+
+impl Program {
+    /// Parses and validates a program. Errors name the field and the reason.
+    pub fn from_toml_str(text: &str) -> Result<Program, ProgramError> {
+        let program: Program =
+            toml::from_str(text).map_err(|e| ProgramError::Parse(e.to_string()))?;
+        program.validate()?;
+        Ok(program)
+    }
+
+    /// Checks every rule; `from_toml_str` calls it.
+    pub fn validate(&self) -> Result<(), ProgramError> {
+        validate::validate(self)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.program.name
+    }
+
+    pub fn currency(&self) -> &Currency {
+        &self.program.currency
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.program.timezone
+    }
+
+    pub fn rules_version(&self) -> &str {
+        &self.program.rules_version
+    }
+
+    pub fn rounding(&self) -> RoundingMode {
+        self.program.rounding
+    }
+
+    pub fn point_value(&self) -> Decimal {
+        self.valuation.point_value
+    }
+
+    /// The rewards catalog.
+    pub fn rewards(&self) -> &[Reward] {
+        &self.rewards
+    }
+
+    pub fn reward(&self, id: &RewardId) -> Option<&Reward> {
+        self.rewards.iter().find(|r| &r.id == id)
+    }
+
+    /// The tier levels, entry tier first.
+    pub fn tiers(&self) -> &[TierLevel] {
+        &self.tiers.levels
+    }
+
+    pub fn tier_index(&self, name: &str) -> Option<usize> {
+        self.tiers.levels.iter().position(|t| t.name == name)
+    }
+
+    pub fn activity(&self, kind: &ActivityKind) -> Option<&ActivityRule> {
+        self.bonuses.activities.iter().find(|a| &a.kind == kind)
+    }
+
+    pub fn clawback_policy(&self) -> ClawbackPolicy {
+        self.clawback.policy
+    }
+}

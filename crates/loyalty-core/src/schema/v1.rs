@@ -1,0 +1,786 @@
+//! Schema version 1 of every event type.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{self as ev, Event};
+use crate::ids::{
+    ActivityId, ActivityKind, AdjustmentId, CampaignId, CategoryId, ComplaintId, LotId, MemberId,
+    OperatorId, ReasonCode, RedemptionId, RefundId, RewardId, Sku, StoreId, TerminalId,
+    TransactionId,
+};
+use crate::money::Currency;
+use crate::points::Points;
+
+type Instant = DateTime<Utc>;
+
+// ---- shared parts ----
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum LotExpiryV1 {
+    At { at: Instant },
+    OnInactivity,
+    Never,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CreditV1 {
+    lot_id: LotId,
+    points: Points,
+    #[serde(default)]
+    debt_repaid: Points,
+    earned_at: Instant,
+    spendable_from: Instant,
+    expiry: LotExpiryV1,
+    #[serde(default)]
+    activity_deadline: Option<Instant>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LotDrawV1 {
+    lot_id: LotId,
+    points: Points,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DebitV1 {
+    draws: Vec<LotDrawV1>,
+    #[serde(default)]
+    debt_added: Points,
+    #[serde(default)]
+    shortfall: Points,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TierRefV1 {
+    index: u32,
+    name: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RuleAwardV1 {
+    rule: String,
+    points: Points,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LineAwardV1 {
+    sku: Sku,
+    category: CategoryId,
+    quantity: Decimal,
+    amount: Decimal,
+    eligible_amount: Decimal,
+    rules: Vec<RuleAwardV1>,
+    points: Points,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RefundedLineV1 {
+    line: u32,
+    amount: Decimal,
+    eligible_amount: Decimal,
+    points: Points,
+}
+
+impl From<&ev::LotExpiry> for LotExpiryV1 {
+    fn from(e: &ev::LotExpiry) -> Self {
+        match e {
+            ev::LotExpiry::At(at) => LotExpiryV1::At { at: *at },
+            ev::LotExpiry::OnInactivity => LotExpiryV1::OnInactivity,
+            ev::LotExpiry::Never => LotExpiryV1::Never,
+        }
+    }
+}
+
+impl From<LotExpiryV1> for ev::LotExpiry {
+    fn from(e: LotExpiryV1) -> Self {
+        match e {
+            LotExpiryV1::At { at } => ev::LotExpiry::At(at),
+            LotExpiryV1::OnInactivity => ev::LotExpiry::OnInactivity,
+            LotExpiryV1::Never => ev::LotExpiry::Never,
+        }
+    }
+}
+
+impl From<&ev::Credit> for CreditV1 {
+    fn from(c: &ev::Credit) -> Self {
+        CreditV1 {
+            lot_id: c.lot_id.clone(),
+            points: c.points,
+            debt_repaid: c.debt_repaid,
+            earned_at: c.earned_at,
+            spendable_from: c.spendable_from,
+            expiry: (&c.expiry).into(),
+            activity_deadline: c.activity_deadline,
+        }
+    }
+}
+
+impl From<CreditV1> for ev::Credit {
+    fn from(c: CreditV1) -> Self {
+        ev::Credit {
+            lot_id: c.lot_id,
+            points: c.points,
+            debt_repaid: c.debt_repaid,
+            earned_at: c.earned_at,
+            spendable_from: c.spendable_from,
+            expiry: c.expiry.into(),
+            activity_deadline: c.activity_deadline,
+        }
+    }
+}
+
+fn draws_v1(d: &[ev::LotDraw]) -> Vec<LotDrawV1> {
+    d.iter()
+        .map(|d| LotDrawV1 {
+            lot_id: d.lot_id.clone(),
+            points: d.points,
+        })
+        .collect()
+}
+
+fn draws(d: Vec<LotDrawV1>) -> Vec<ev::LotDraw> {
+    d.into_iter()
+        .map(|d| ev::LotDraw {
+            lot_id: d.lot_id,
+            points: d.points,
+        })
+        .collect()
+}
+
+impl From<&ev::Debit> for DebitV1 {
+    fn from(d: &ev::Debit) -> Self {
+        DebitV1 {
+            draws: draws_v1(&d.draws),
+            debt_added: d.debt_added,
+            shortfall: d.shortfall,
+        }
+    }
+}
+
+impl From<DebitV1> for ev::Debit {
+    fn from(d: DebitV1) -> Self {
+        ev::Debit {
+            draws: draws(d.draws),
+            debt_added: d.debt_added,
+            shortfall: d.shortfall,
+        }
+    }
+}
+
+impl From<&ev::TierRef> for TierRefV1 {
+    fn from(t: &ev::TierRef) -> Self {
+        TierRefV1 {
+            index: t.index,
+            name: t.name.clone(),
+        }
+    }
+}
+
+impl From<TierRefV1> for ev::TierRef {
+    fn from(t: TierRefV1) -> Self {
+        ev::TierRef {
+            index: t.index,
+            name: t.name,
+        }
+    }
+}
+
+fn rules_v1(r: &[ev::RuleAward]) -> Vec<RuleAwardV1> {
+    r.iter()
+        .map(|r| RuleAwardV1 {
+            rule: r.rule.clone(),
+            points: r.points,
+        })
+        .collect()
+}
+
+fn rules(r: Vec<RuleAwardV1>) -> Vec<ev::RuleAward> {
+    r.into_iter()
+        .map(|r| ev::RuleAward {
+            rule: r.rule,
+            points: r.points,
+        })
+        .collect()
+}
+
+// ---- events ----
+
+#[derive(Serialize, Deserialize)]
+struct EnrolledV1 {
+    member_id: MemberId,
+    #[serde(default)]
+    referrer: Option<MemberId>,
+    enrolled_at: Instant,
+    tier: TierRefV1,
+    #[serde(default)]
+    welcome: Option<CreditV1>,
+    rules_version: String,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PurchaseRecordedV1 {
+    transaction_id: TransactionId,
+    store: StoreId,
+    terminal: TerminalId,
+    occurred_at: Instant,
+    currency: Currency,
+    lines: Vec<LineAwardV1>,
+    #[serde(default)]
+    transaction_rules: Vec<RuleAwardV1>,
+    points: Points,
+    eligible_amount: Decimal,
+    #[serde(default)]
+    campaigns_applied: Vec<CampaignId>,
+    #[serde(default)]
+    credit: Option<CreditV1>,
+    #[serde(default)]
+    activity_deadline: Option<Instant>,
+    rules_version: String,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReferralQualifiedV1 {
+    referrer: MemberId,
+    transaction_id: TransactionId,
+    occurred_at: Instant,
+    #[serde(default)]
+    newcomer_credit: Option<CreditV1>,
+    referrer_points: Points,
+    rules_version: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TierChangeReasonV1 {
+    ThresholdReached,
+    Review,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TierChangedV1 {
+    from: TierRefV1,
+    to: TierRefV1,
+    reason: TierChangeReasonV1,
+    qualifying_value: Decimal,
+    occurred_at: Instant,
+    #[serde(default)]
+    review_at: Option<Instant>,
+    rules_version: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RefundRecordedV1 {
+    refund_id: RefundId,
+    transaction_id: TransactionId,
+    occurred_at: Instant,
+    currency: Currency,
+    lines: Vec<RefundedLineV1>,
+    transaction_points: Points,
+    points: Points,
+    amount: Decimal,
+    eligible_amount: Decimal,
+    debit: DebitV1,
+    completes_purchase: bool,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PointsRedeemedV1 {
+    redemption_id: RedemptionId,
+    #[serde(default)]
+    reward_id: Option<RewardId>,
+    points: Points,
+    draws: Vec<LotDrawV1>,
+    occurred_at: Instant,
+    #[serde(default)]
+    activity_deadline: Option<Instant>,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RedemptionCancelledV1 {
+    redemption_id: RedemptionId,
+    restored: Vec<LotDrawV1>,
+    occurred_at: Instant,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PointsExpiredV1 {
+    lot_id: LotId,
+    points: Points,
+    expired_at: Instant,
+    occurred_at: Instant,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ActivityRewardedV1 {
+    activity_id: ActivityId,
+    kind: ActivityKind,
+    period_key: String,
+    credit: CreditV1,
+    rules_version: String,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ActivityRefusedV1 {
+    activity_id: ActivityId,
+    kind: ActivityKind,
+    period_key: String,
+    limit: u32,
+    period: String,
+    occurred_at: Instant,
+    rules_version: String,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PointsAdjustedV1 {
+    adjustment_id: AdjustmentId,
+    points: Points,
+    reason_code: ReasonCode,
+    note: String,
+    operator: OperatorId,
+    occurred_at: Instant,
+    #[serde(default)]
+    credit: Option<CreditV1>,
+    #[serde(default)]
+    debit: Option<DebitV1>,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GoodwillGrantedV1 {
+    complaint_id: ComplaintId,
+    reason_code: ReasonCode,
+    note: String,
+    operator: OperatorId,
+    occurred_at: Instant,
+    credit: CreditV1,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReferralBonusCreditedV1 {
+    newcomer: MemberId,
+    credit: CreditV1,
+    rules_version: String,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MemberSuspendedV1 {
+    reason_code: ReasonCode,
+    operator: OperatorId,
+    occurred_at: Instant,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MemberReinstatedV1 {
+    operator: OperatorId,
+    occurred_at: Instant,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AccountClosedV1 {
+    reason_code: ReasonCode,
+    operator: OperatorId,
+    occurred_at: Instant,
+    forfeited: Vec<LotDrawV1>,
+}
+
+fn to_json<T: Serialize>(dto: &T) -> Vec<u8> {
+    // The DTOs hold only strings, integers, booleans, options and lists: serializing them to
+    // JSON cannot fail, so a failure here is a bug in this module, not bad input.
+    serde_json::to_vec(dto).expect("v1 DTOs always serialize to JSON")
+}
+
+pub(super) fn encode(event: &Event) -> Vec<u8> {
+    match event {
+        Event::Enrolled(e) => to_json(&EnrolledV1 {
+            member_id: e.member_id.clone(),
+            referrer: e.referrer.clone(),
+            enrolled_at: e.enrolled_at,
+            tier: (&e.tier).into(),
+            welcome: e.welcome.as_ref().map(Into::into),
+            rules_version: e.rules_version.clone(),
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::PurchaseRecorded(e) => to_json(&PurchaseRecordedV1 {
+            transaction_id: e.transaction_id.clone(),
+            store: e.store.clone(),
+            terminal: e.terminal.clone(),
+            occurred_at: e.occurred_at,
+            currency: e.currency.clone(),
+            lines: e
+                .lines
+                .iter()
+                .map(|l| LineAwardV1 {
+                    sku: l.sku.clone(),
+                    category: l.category.clone(),
+                    quantity: l.quantity,
+                    amount: l.amount,
+                    eligible_amount: l.eligible_amount,
+                    rules: rules_v1(&l.rules),
+                    points: l.points,
+                })
+                .collect(),
+            transaction_rules: rules_v1(&e.transaction_rules),
+            points: e.points,
+            eligible_amount: e.eligible_amount,
+            campaigns_applied: e.campaigns_applied.clone(),
+            credit: e.credit.as_ref().map(Into::into),
+            activity_deadline: e.activity_deadline,
+            rules_version: e.rules_version.clone(),
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::ReferralQualified(e) => to_json(&ReferralQualifiedV1 {
+            referrer: e.referrer.clone(),
+            transaction_id: e.transaction_id.clone(),
+            occurred_at: e.occurred_at,
+            newcomer_credit: e.newcomer_credit.as_ref().map(Into::into),
+            referrer_points: e.referrer_points,
+            rules_version: e.rules_version.clone(),
+        }),
+        Event::TierChanged(e) => to_json(&TierChangedV1 {
+            from: (&e.from).into(),
+            to: (&e.to).into(),
+            reason: match e.reason {
+                ev::TierChangeReason::ThresholdReached => TierChangeReasonV1::ThresholdReached,
+                ev::TierChangeReason::Review => TierChangeReasonV1::Review,
+            },
+            qualifying_value: e.qualifying_value,
+            occurred_at: e.occurred_at,
+            review_at: e.review_at,
+            rules_version: e.rules_version.clone(),
+        }),
+        Event::RefundRecorded(e) => to_json(&RefundRecordedV1 {
+            refund_id: e.refund_id.clone(),
+            transaction_id: e.transaction_id.clone(),
+            occurred_at: e.occurred_at,
+            currency: e.currency.clone(),
+            lines: e
+                .lines
+                .iter()
+                .map(|l| RefundedLineV1 {
+                    line: l.line,
+                    amount: l.amount,
+                    eligible_amount: l.eligible_amount,
+                    points: l.points,
+                })
+                .collect(),
+            transaction_points: e.transaction_points,
+            points: e.points,
+            amount: e.amount,
+            eligible_amount: e.eligible_amount,
+            debit: (&e.debit).into(),
+            completes_purchase: e.completes_purchase,
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::PointsRedeemed(e) => to_json(&PointsRedeemedV1 {
+            redemption_id: e.redemption_id.clone(),
+            reward_id: e.reward_id.clone(),
+            points: e.points,
+            draws: draws_v1(&e.draws),
+            occurred_at: e.occurred_at,
+            activity_deadline: e.activity_deadline,
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::RedemptionCancelled(e) => to_json(&RedemptionCancelledV1 {
+            redemption_id: e.redemption_id.clone(),
+            restored: draws_v1(&e.restored),
+            occurred_at: e.occurred_at,
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::PointsExpired(e) => to_json(&PointsExpiredV1 {
+            lot_id: e.lot_id.clone(),
+            points: e.points,
+            expired_at: e.expired_at,
+            occurred_at: e.occurred_at,
+        }),
+        Event::ActivityRewarded(e) => to_json(&ActivityRewardedV1 {
+            activity_id: e.activity_id.clone(),
+            kind: e.kind.clone(),
+            period_key: e.period_key.clone(),
+            credit: (&e.credit).into(),
+            rules_version: e.rules_version.clone(),
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::ActivityRefused(e) => to_json(&ActivityRefusedV1 {
+            activity_id: e.activity_id.clone(),
+            kind: e.kind.clone(),
+            period_key: e.period_key.clone(),
+            limit: e.limit,
+            period: e.period.clone(),
+            occurred_at: e.occurred_at,
+            rules_version: e.rules_version.clone(),
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::PointsAdjusted(e) => to_json(&PointsAdjustedV1 {
+            adjustment_id: e.adjustment_id.clone(),
+            points: e.points,
+            reason_code: e.reason_code.clone(),
+            note: e.note.clone(),
+            operator: e.operator.clone(),
+            occurred_at: e.occurred_at,
+            credit: e.credit.as_ref().map(Into::into),
+            debit: e.debit.as_ref().map(Into::into),
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::GoodwillGranted(e) => to_json(&GoodwillGrantedV1 {
+            complaint_id: e.complaint_id.clone(),
+            reason_code: e.reason_code.clone(),
+            note: e.note.clone(),
+            operator: e.operator.clone(),
+            occurred_at: e.occurred_at,
+            credit: (&e.credit).into(),
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::ReferralBonusCredited(e) => to_json(&ReferralBonusCreditedV1 {
+            newcomer: e.newcomer.clone(),
+            credit: (&e.credit).into(),
+            rules_version: e.rules_version.clone(),
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::MemberSuspended(e) => to_json(&MemberSuspendedV1 {
+            reason_code: e.reason_code.clone(),
+            operator: e.operator.clone(),
+            occurred_at: e.occurred_at,
+        }),
+        Event::MemberReinstated(e) => to_json(&MemberReinstatedV1 {
+            operator: e.operator.clone(),
+            occurred_at: e.occurred_at,
+        }),
+        Event::AccountClosed(e) => to_json(&AccountClosedV1 {
+            reason_code: e.reason_code.clone(),
+            operator: e.operator.clone(),
+            occurred_at: e.occurred_at,
+            forfeited: draws_v1(&e.forfeited),
+        }),
+    }
+}
+
+pub(super) fn decode(event_type: &str, data: &[u8]) -> Result<Event, serde_json::Error> {
+    let event = match event_type {
+        "Enrolled" => {
+            let e: EnrolledV1 = serde_json::from_slice(data)?;
+            Event::Enrolled(ev::Enrolled {
+                member_id: e.member_id,
+                referrer: e.referrer,
+                enrolled_at: e.enrolled_at,
+                tier: e.tier.into(),
+                welcome: e.welcome.map(Into::into),
+                rules_version: e.rules_version,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "PurchaseRecorded" => {
+            let e: PurchaseRecordedV1 = serde_json::from_slice(data)?;
+            Event::PurchaseRecorded(ev::PurchaseRecorded {
+                transaction_id: e.transaction_id,
+                store: e.store,
+                terminal: e.terminal,
+                occurred_at: e.occurred_at,
+                currency: e.currency,
+                lines: e
+                    .lines
+                    .into_iter()
+                    .map(|l| ev::LineAward {
+                        sku: l.sku,
+                        category: l.category,
+                        quantity: l.quantity,
+                        amount: l.amount,
+                        eligible_amount: l.eligible_amount,
+                        rules: rules(l.rules),
+                        points: l.points,
+                    })
+                    .collect(),
+                transaction_rules: rules(e.transaction_rules),
+                points: e.points,
+                eligible_amount: e.eligible_amount,
+                campaigns_applied: e.campaigns_applied,
+                credit: e.credit.map(Into::into),
+                activity_deadline: e.activity_deadline,
+                rules_version: e.rules_version,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "ReferralQualified" => {
+            let e: ReferralQualifiedV1 = serde_json::from_slice(data)?;
+            Event::ReferralQualified(ev::ReferralQualified {
+                referrer: e.referrer,
+                transaction_id: e.transaction_id,
+                occurred_at: e.occurred_at,
+                newcomer_credit: e.newcomer_credit.map(Into::into),
+                referrer_points: e.referrer_points,
+                rules_version: e.rules_version,
+            })
+        }
+        "TierChanged" => {
+            let e: TierChangedV1 = serde_json::from_slice(data)?;
+            Event::TierChanged(ev::TierChanged {
+                from: e.from.into(),
+                to: e.to.into(),
+                reason: match e.reason {
+                    TierChangeReasonV1::ThresholdReached => ev::TierChangeReason::ThresholdReached,
+                    TierChangeReasonV1::Review => ev::TierChangeReason::Review,
+                },
+                qualifying_value: e.qualifying_value,
+                occurred_at: e.occurred_at,
+                review_at: e.review_at,
+                rules_version: e.rules_version,
+            })
+        }
+        "RefundRecorded" => {
+            let e: RefundRecordedV1 = serde_json::from_slice(data)?;
+            Event::RefundRecorded(ev::RefundRecorded {
+                refund_id: e.refund_id,
+                transaction_id: e.transaction_id,
+                occurred_at: e.occurred_at,
+                currency: e.currency,
+                lines: e
+                    .lines
+                    .into_iter()
+                    .map(|l| ev::RefundedLine {
+                        line: l.line,
+                        amount: l.amount,
+                        eligible_amount: l.eligible_amount,
+                        points: l.points,
+                    })
+                    .collect(),
+                transaction_points: e.transaction_points,
+                points: e.points,
+                amount: e.amount,
+                eligible_amount: e.eligible_amount,
+                debit: e.debit.into(),
+                completes_purchase: e.completes_purchase,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "PointsRedeemed" => {
+            let e: PointsRedeemedV1 = serde_json::from_slice(data)?;
+            Event::PointsRedeemed(ev::PointsRedeemed {
+                redemption_id: e.redemption_id,
+                reward_id: e.reward_id,
+                points: e.points,
+                draws: draws(e.draws),
+                occurred_at: e.occurred_at,
+                activity_deadline: e.activity_deadline,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "RedemptionCancelled" => {
+            let e: RedemptionCancelledV1 = serde_json::from_slice(data)?;
+            Event::RedemptionCancelled(ev::RedemptionCancelled {
+                redemption_id: e.redemption_id,
+                restored: draws(e.restored),
+                occurred_at: e.occurred_at,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "PointsExpired" => {
+            let e: PointsExpiredV1 = serde_json::from_slice(data)?;
+            Event::PointsExpired(ev::PointsExpired {
+                lot_id: e.lot_id,
+                points: e.points,
+                expired_at: e.expired_at,
+                occurred_at: e.occurred_at,
+            })
+        }
+        "ActivityRewarded" => {
+            let e: ActivityRewardedV1 = serde_json::from_slice(data)?;
+            Event::ActivityRewarded(ev::ActivityRewarded {
+                activity_id: e.activity_id,
+                kind: e.kind,
+                period_key: e.period_key,
+                credit: e.credit.into(),
+                rules_version: e.rules_version,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "ActivityRefused" => {
+            let e: ActivityRefusedV1 = serde_json::from_slice(data)?;
+            Event::ActivityRefused(ev::ActivityRefused {
+                activity_id: e.activity_id,
+                kind: e.kind,
+                period_key: e.period_key,
+                limit: e.limit,
+                period: e.period,
+                occurred_at: e.occurred_at,
+                rules_version: e.rules_version,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "PointsAdjusted" => {
+            let e: PointsAdjustedV1 = serde_json::from_slice(data)?;
+            Event::PointsAdjusted(ev::PointsAdjusted {
+                adjustment_id: e.adjustment_id,
+                points: e.points,
+                reason_code: e.reason_code,
+                note: e.note,
+                operator: e.operator,
+                occurred_at: e.occurred_at,
+                credit: e.credit.map(Into::into),
+                debit: e.debit.map(Into::into),
+                fingerprint: e.fingerprint,
+            })
+        }
+        "GoodwillGranted" => {
+            let e: GoodwillGrantedV1 = serde_json::from_slice(data)?;
+            Event::GoodwillGranted(ev::GoodwillGranted {
+                complaint_id: e.complaint_id,
+                reason_code: e.reason_code,
+                note: e.note,
+                operator: e.operator,
+                occurred_at: e.occurred_at,
+                credit: e.credit.into(),
+                fingerprint: e.fingerprint,
+            })
+        }
+        "ReferralBonusCredited" => {
+            let e: ReferralBonusCreditedV1 = serde_json::from_slice(data)?;
+            Event::ReferralBonusCredited(ev::ReferralBonusCredited {
+                newcomer: e.newcomer,
+                credit: e.credit.into(),
+                rules_version: e.rules_version,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "MemberSuspended" => {
+            let e: MemberSuspendedV1 = serde_json::from_slice(data)?;
+            Event::MemberSuspended(ev::MemberSuspended {
+                reason_code: e.reason_code,
+                operator: e.operator,
+                occurred_at: e.occurred_at,
+            })
+        }
+        "MemberReinstated" => {
+            let e: MemberReinstatedV1 = serde_json::from_slice(data)?;
+            Event::MemberReinstated(ev::MemberReinstated {
+                operator: e.operator,
+                occurred_at: e.occurred_at,
+            })
+        }
+        "AccountClosed" => {
+            let e: AccountClosedV1 = serde_json::from_slice(data)?;
+            Event::AccountClosed(ev::AccountClosed {
+                reason_code: e.reason_code,
+                operator: e.operator,
+                occurred_at: e.occurred_at,
+                forfeited: draws(e.forfeited),
+            })
+        }
+        other => {
+            return Err(serde::de::Error::custom(format!(
+                "unknown event type {other}"
+            )));
+        }
+    };
+    Ok(event)
+}

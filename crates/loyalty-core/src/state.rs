@@ -1,0 +1,384 @@
+//! The member aggregate's state: lots, debt, lifetime totals, tier, and what idempotency needs.
+//! Built only by [`crate::evolve`] from events, so projections can reuse it read-side.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::event::{LotExpiry, TierRef};
+use crate::ids::{
+    ActivityKind, CampaignId, LotId, MemberId, RedemptionId, RewardId, TransactionId,
+};
+use crate::money::Currency;
+use crate::outcome::Outcome;
+use crate::points::{self, Points};
+use crate::program::{Program, QualifyingMetric};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    #[default]
+    NotEnrolled,
+    Active,
+    Suspended,
+    Closed,
+}
+
+/// A lot: the points of one award, consumed by spends and given back by cancellations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lot {
+    pub id: LotId,
+    /// Points the lot received (the award minus any debt it repaid).
+    pub points: Points,
+    /// Points still in the lot.
+    pub remaining: Points,
+    pub earned_at: DateTime<Utc>,
+    pub spendable_from: DateTime<Utc>,
+    pub expiry: LotExpiry,
+    /// An expiry event has been recorded for the lot.
+    pub expired: bool,
+}
+
+/// Lifetime totals. The ledger identity:
+/// `earned - redeemed - expired - clawed_back - forfeited + adjusted = available + pending - debt`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Lifetime {
+    /// Awards: purchases, bonuses, goodwill, referrals (debt repayments included).
+    pub earned: Points,
+    /// Net of cancelled redemptions.
+    pub redeemed: Points,
+    pub expired: Points,
+    /// Taken back by refunds (from lots and as debt).
+    pub clawed_back: Points,
+    /// Net of manual adjustments (signed).
+    pub adjusted: Points,
+    pub forfeited: Points,
+    /// Clawbacks a `clamp` policy could not take (recorded, not part of the identity).
+    pub shortfall: Points,
+}
+
+/// The soonest expiry ahead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NextExpiry {
+    pub points: Points,
+    pub at: DateTime<Utc>,
+}
+
+/// A member's balance as of an instant. Points whose lot is not yet spendable are pending;
+/// points whose expiry has passed count as expired even before the expiry event is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Balance {
+    pub as_of: DateTime<Utc>,
+    pub available: Points,
+    pub pending: Points,
+    pub debt: Points,
+    /// `available + pending - debt`.
+    pub balance: Points,
+    pub lifetime: Lifetime,
+    pub next_expiry: Option<NextExpiry>,
+}
+
+/// What the aggregate keeps of a purchase, for refunds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurchaseRecord {
+    pub transaction_id: TransactionId,
+    pub occurred_at: DateTime<Utc>,
+    pub currency: Currency,
+    pub lines: Vec<LineRecord>,
+    pub transaction_points: Points,
+    pub transaction_clawed: Points,
+    pub points: Points,
+    pub lot_id: Option<LotId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineRecord {
+    pub amount: Decimal,
+    pub eligible_amount: Decimal,
+    pub points: Points,
+    pub refunded_amount: Decimal,
+    pub clawed: Points,
+}
+
+impl PurchaseRecord {
+    pub fn total_amount(&self) -> Decimal {
+        self.lines.iter().map(|l| l.amount).sum()
+    }
+
+    pub fn refunded_amount(&self) -> Decimal {
+        self.lines.iter().map(|l| l.refunded_amount).sum()
+    }
+
+    /// Points clawed back so far.
+    pub fn clawed(&self) -> Points {
+        points::sum(self.lines.iter().map(|l| l.clawed)).saturating_add(self.transaction_clawed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RedemptionRecord {
+    pub redemption_id: RedemptionId,
+    pub reward_id: Option<RewardId>,
+    pub points: Points,
+    pub draws: Vec<crate::event::LotDraw>,
+    pub occurred_at: DateTime<Utc>,
+    pub cancelled: bool,
+}
+
+/// A contribution to the tier metric, dated by the purchase it belongs to (a refund lowers
+/// the value of its purchase's date, so a rolling window forgets both together).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QualifyingEntry {
+    pub at: DateTime<Utc>,
+    pub spend: Decimal,
+    pub points: Points,
+}
+
+/// A processed client id: its content fingerprint and the outcome to repeat on a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub fingerprint: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberState {
+    pub(crate) member_id: Option<MemberId>,
+    pub(crate) status: MemberStatus,
+    pub(crate) enrolled_at: Option<DateTime<Utc>>,
+    pub(crate) referrer: Option<MemberId>,
+    pub(crate) first_purchase_done: bool,
+    pub(crate) tier: TierRef,
+    pub(crate) tier_since: Option<DateTime<Utc>>,
+    pub(crate) last_review_at: Option<DateTime<Utc>>,
+    pub(crate) lots: Vec<Lot>,
+    pub(crate) debt: Points,
+    pub(crate) totals: Lifetime,
+    pub(crate) purchases: BTreeMap<TransactionId, PurchaseRecord>,
+    pub(crate) redemptions: BTreeMap<RedemptionId, RedemptionRecord>,
+    pub(crate) reward_counts: BTreeMap<RewardId, u32>,
+    pub(crate) campaign_uses: BTreeMap<CampaignId, u32>,
+    pub(crate) activity_counts: BTreeMap<(ActivityKind, String), u32>,
+    pub(crate) qualifying: Vec<QualifyingEntry>,
+    pub(crate) processed: BTreeMap<String, Processed>,
+    pub(crate) inactivity_deadline: Option<DateTime<Utc>>,
+    pub(crate) events_applied: u64,
+}
+
+impl MemberState {
+    /// Rebuilds a state from its history.
+    pub fn from_events<'a, I: IntoIterator<Item = &'a crate::Event>>(events: I) -> MemberState {
+        let mut state = MemberState::default();
+        for e in events {
+            crate::evolve(&mut state, e);
+        }
+        state
+    }
+
+    pub fn member_id(&self) -> Option<&MemberId> {
+        self.member_id.as_ref()
+    }
+
+    pub fn status(&self) -> MemberStatus {
+        self.status
+    }
+
+    pub fn is_enrolled(&self) -> bool {
+        self.status != MemberStatus::NotEnrolled
+    }
+
+    pub fn enrolled_at(&self) -> Option<DateTime<Utc>> {
+        self.enrolled_at
+    }
+
+    pub fn referrer(&self) -> Option<&MemberId> {
+        self.referrer.as_ref()
+    }
+
+    /// The current tier (index in the program's list and name).
+    pub fn tier(&self) -> &TierRef {
+        &self.tier
+    }
+
+    pub fn tier_since(&self) -> Option<DateTime<Utc>> {
+        self.tier_since
+    }
+
+    pub fn last_review_at(&self) -> Option<DateTime<Utc>> {
+        self.last_review_at
+    }
+
+    /// Every lot, in the order they were created (spent and expired ones included).
+    pub fn lots(&self) -> &[Lot] {
+        &self.lots
+    }
+
+    pub fn lot(&self, id: &LotId) -> Option<&Lot> {
+        self.lots.iter().find(|l| &l.id == id)
+    }
+
+    pub fn debt(&self) -> Points {
+        self.debt
+    }
+
+    /// Lifetime totals as recorded (without expiries not yet recorded; see [`Self::balance`]).
+    pub fn lifetime(&self) -> &Lifetime {
+        &self.totals
+    }
+
+    pub fn purchase(&self, id: &TransactionId) -> Option<&PurchaseRecord> {
+        self.purchases.get(id)
+    }
+
+    pub fn purchases(&self) -> impl Iterator<Item = &PurchaseRecord> {
+        self.purchases.values()
+    }
+
+    pub fn redemption(&self, id: &RedemptionId) -> Option<&RedemptionRecord> {
+        self.redemptions.get(id)
+    }
+
+    /// What was decided for a client id (`purchase:T1`, see [`crate::Command::client_id`]).
+    pub fn processed(&self, client_id: &str) -> Option<&Processed> {
+        self.processed.get(client_id)
+    }
+
+    pub fn campaign_uses(&self, campaign: &CampaignId) -> u32 {
+        self.campaign_uses.get(campaign).copied().unwrap_or(0)
+    }
+
+    /// Times a reward was redeemed and not cancelled.
+    pub fn reward_count(&self, reward: &RewardId) -> u32 {
+        self.reward_counts.get(reward).copied().unwrap_or(0)
+    }
+
+    pub fn qualifying_entries(&self) -> &[QualifyingEntry] {
+        &self.qualifying
+    }
+
+    /// Under the inactivity policy: when every point expires if nothing happens before.
+    pub fn inactivity_deadline(&self) -> Option<DateTime<Utc>> {
+        self.inactivity_deadline
+    }
+
+    /// Number of events this state was built from.
+    pub fn events_applied(&self) -> u64 {
+        self.events_applied
+    }
+
+    /// When a lot's points expire, `None` for never.
+    pub fn lot_expires_at(&self, lot: &Lot) -> Option<DateTime<Utc>> {
+        match lot.expiry {
+            LotExpiry::At(t) => Some(t),
+            LotExpiry::OnInactivity => self.inactivity_deadline,
+            LotExpiry::Never => None,
+        }
+    }
+
+    /// A lot holding points whose expiry has passed as of `as_of` (recorded or not).
+    pub fn is_due(&self, lot: &Lot, as_of: DateTime<Utc>) -> bool {
+        lot.remaining.is_positive() && self.lot_expires_at(lot).is_some_and(|t| t <= as_of)
+    }
+
+    /// Lots holding points that are neither expired nor due as of `as_of`.
+    pub(crate) fn live_lots(&self, as_of: DateTime<Utc>) -> impl Iterator<Item = &Lot> {
+        self.lots
+            .iter()
+            .filter(move |l| l.remaining.is_positive() && !self.is_due(l, as_of))
+    }
+
+    /// Lots that can be spent as of `as_of`, soonest-expiring first, then oldest.
+    pub(crate) fn spendable_lots(&self, as_of: DateTime<Utc>) -> Vec<&Lot> {
+        let mut lots: Vec<&Lot> = self
+            .live_lots(as_of)
+            .filter(|l| l.spendable_from <= as_of)
+            .collect();
+        self.sort_for_spending(&mut lots);
+        lots
+    }
+
+    pub(crate) fn sort_for_spending(&self, lots: &mut [&Lot]) {
+        lots.sort_by(|a, b| {
+            let ea = self.lot_expires_at(a);
+            let eb = self.lot_expires_at(b);
+            // `None` (never expires) sorts last.
+            let key = |e: Option<DateTime<Utc>>| (e.is_none(), e);
+            key(ea)
+                .cmp(&key(eb))
+                .then(a.earned_at.cmp(&b.earned_at))
+                .then(a.id.cmp(&b.id))
+        });
+    }
+
+    /// Points that can be spent as of `as_of`.
+    pub fn available(&self, as_of: DateTime<Utc>) -> Points {
+        points::sum(self.spendable_lots(as_of).iter().map(|l| l.remaining))
+    }
+
+    pub fn balance(&self, as_of: DateTime<Utc>) -> Balance {
+        let mut available = Points::ZERO;
+        let mut pending = Points::ZERO;
+        let mut due = Points::ZERO;
+        let mut next: Option<NextExpiry> = None;
+        for lot in self.lots.iter().filter(|l| l.remaining.is_positive()) {
+            if self.is_due(lot, as_of) {
+                due = due.saturating_add(lot.remaining);
+                continue;
+            }
+            if lot.spendable_from <= as_of {
+                available = available.saturating_add(lot.remaining);
+            } else {
+                pending = pending.saturating_add(lot.remaining);
+            }
+            if let Some(at) = self.lot_expires_at(lot) {
+                next = match next {
+                    Some(n) if n.at < at => Some(n),
+                    Some(n) if n.at == at => Some(NextExpiry {
+                        points: n.points.saturating_add(lot.remaining),
+                        at,
+                    }),
+                    _ => Some(NextExpiry {
+                        points: lot.remaining,
+                        at,
+                    }),
+                };
+            }
+        }
+        let mut lifetime = self.totals.clone();
+        lifetime.expired = lifetime.expired.saturating_add(due);
+        Balance {
+            as_of,
+            available,
+            pending,
+            debt: self.debt,
+            balance: available.saturating_add(pending).saturating_sub(self.debt),
+            lifetime,
+            next_expiry: next,
+        }
+    }
+
+    /// The tier metric over `[from, to]`.
+    pub fn qualifying_value_between(
+        &self,
+        metric: QualifyingMetric,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Decimal {
+        self.qualifying
+            .iter()
+            .filter(|q| q.at >= from && q.at <= to)
+            .map(|q| match metric {
+                QualifyingMetric::QualifyingSpend => q.spend,
+                QualifyingMetric::PointsEarned => Decimal::from(q.points.value()),
+            })
+            .sum()
+    }
+
+    /// The tier metric as of `as_of`, over the program's window.
+    pub fn qualifying_value(&self, program: &Program, as_of: DateTime<Utc>) -> Decimal {
+        let from = crate::tiers::window_start(program, as_of);
+        self.qualifying_value_between(program.tiers.metric, from, as_of)
+    }
+}

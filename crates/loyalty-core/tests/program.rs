@@ -1,0 +1,154 @@
+//! The program file: the shipped demo loads, and invalid programs are refused with the field
+//! and the reason.
+
+use loyalty_core::program::{ClawbackPolicy, ExpiryPolicy, QualifyingWindow, ReviewSchedule};
+use loyalty_core::{Program, ProgramError};
+
+const DEMO: &str = include_str!("../../../config/program.toml");
+
+fn demo_with(from: &str, to: &str) -> Result<Program, ProgramError> {
+    assert!(
+        DEMO.contains(from),
+        "the demo program no longer contains {from:?}"
+    );
+    Program::from_toml_str(&DEMO.replacen(from, to, 1))
+}
+
+fn invalid_field(result: Result<Program, ProgramError>) -> String {
+    match result {
+        Err(ProgramError::Invalid { field, .. }) => field,
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_demo_program_loads_with_every_rule() {
+    let p = Program::from_toml_str(DEMO).expect("demo program is valid");
+    assert_eq!(p.name(), "Crumb & Bean Rewards");
+    assert_eq!(p.currency().as_str(), "EUR");
+    assert_eq!(p.timezone(), chrono_tz::Europe::Paris);
+    assert_eq!(p.rules_version(), "2026.11.1");
+    assert_eq!(p.point_value().to_string(), "0.01");
+    assert_eq!(p.tiers().len(), 4);
+    assert!(p.rewards().len() >= 3);
+    assert_eq!(p.earning.campaigns.len(), 3);
+    assert!(p.earning.campaigns.iter().any(|c| c.bonus_points.is_some()));
+    assert!(p.earning.campaigns.iter().any(|c| c.multiplier.is_some()));
+    assert!(matches!(
+        p.expiry,
+        ExpiryPolicy::LotMonths {
+            months: 12,
+            end_of_month: true
+        }
+    ));
+    assert!(matches!(
+        p.tiers.window,
+        QualifyingWindow::Rolling { months: 12 }
+    ));
+    assert_eq!(p.tiers.review, ReviewSchedule::Anniversary);
+    assert_eq!(p.clawback_policy(), ClawbackPolicy::Allow);
+    assert!(p.referral.is_some());
+    assert_eq!(p.bonuses.activities.len(), 5);
+}
+
+#[test]
+fn an_unknown_timezone_is_refused() {
+    let err = demo_with("\"Europe/Paris\"", "\"Europe/Atlantis\"").unwrap_err();
+    assert!(err.to_string().contains("Europe/Atlantis"), "{err}");
+}
+
+#[test]
+fn a_float_rate_is_refused_because_rates_are_decimal_strings() {
+    let err = demo_with("points_per_unit = \"1\"", "points_per_unit = 1.5");
+    assert!(matches!(err, Err(ProgramError::Parse(_))), "{err:?}");
+}
+
+#[test]
+fn an_unknown_field_is_refused() {
+    let err = demo_with("[pending]\n", "[pending]\nweeks = 2\n");
+    assert!(err.unwrap_err().to_string().contains("weeks"));
+}
+
+#[test]
+fn tier_thresholds_must_increase() {
+    let field = invalid_field(demo_with(
+        "threshold = \"750.00\"",
+        "threshold = \"200.00\"",
+    ));
+    assert_eq!(field, "tiers.levels[2].threshold");
+}
+
+#[test]
+fn the_entry_tier_must_start_at_zero() {
+    let field = invalid_field(demo_with("threshold = \"0\"", "threshold = \"10\""));
+    assert_eq!(field, "tiers.levels[0].threshold");
+}
+
+#[test]
+fn a_reward_cannot_require_an_unknown_tier() {
+    let field = invalid_field(demo_with("min_tier = \"Gold\"", "min_tier = \"Diamond\""));
+    assert_eq!(field, "rewards[3].min_tier");
+}
+
+#[test]
+fn a_campaign_needs_a_multiplier_or_a_bonus_not_both() {
+    let field = invalid_field(demo_with(
+        "bonus_points = 50\n",
+        "bonus_points = 50\nmultiplier = \"2\"\n",
+    ));
+    assert_eq!(field, "earning.campaigns[1]");
+}
+
+#[test]
+fn a_campaign_cannot_end_before_it_starts() {
+    let field = invalid_field(demo_with(
+        "ends_on = \"2026-03-29\"",
+        "ends_on = \"2026-03-01\"",
+    ));
+    assert_eq!(field, "earning.campaigns[0].ends_on");
+}
+
+#[test]
+fn expiry_needs_a_positive_number_of_months() {
+    let field = invalid_field(demo_with(
+        "months = 12                               #",
+        "months = 0 #",
+    ));
+    assert_eq!(field, "expiry.months");
+}
+
+#[test]
+fn a_fixed_review_date_must_exist_every_year() {
+    let field = invalid_field(demo_with(
+        "review = { kind = \"anniversary\" }",
+        "review = { kind = \"fixed_date\", month = 2, day = 29 }",
+    ));
+    assert_eq!(field, "tiers.review");
+}
+
+#[test]
+fn the_point_value_must_be_positive() {
+    let field = invalid_field(demo_with("point_value = \"0.01\"", "point_value = \"0\""));
+    assert_eq!(field, "valuation.point_value");
+}
+
+#[test]
+fn duplicate_reward_ids_are_refused() {
+    let field = invalid_field(demo_with("id = \"free-latte\"", "id = \"free-espresso\""));
+    assert_eq!(field, "rewards");
+}
+
+#[test]
+fn an_invalid_clawback_policy_is_refused() {
+    let err = demo_with("policy = \"allow\"", "policy = \"forgive\"");
+    assert!(matches!(err, Err(ProgramError::Parse(_))));
+}
+
+#[test]
+fn limits_must_be_positive() {
+    let field = invalid_field(demo_with(
+        "max_lines_per_purchase = 100",
+        "max_lines_per_purchase = 0",
+    ));
+    assert_eq!(field, "limits.max_lines_per_purchase");
+}
