@@ -1,0 +1,456 @@
+//! The auditors' side: the log itself (pages of `$all`, a member's stream, statements), replays
+//! as of an instant, and `verify` (a fresh rebuild compared with the live read models).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use loyalty_core::{Event, MemberId, MemberStatus, Points};
+use loyalty_store::{Direction, Position, RecordedEvent, StreamFrom};
+
+use crate::codec::{self, member_stream};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::readmodel::{MemberRow, ReadModel, TotalsAcc, nanos};
+use crate::views::{
+    HistoryCursor, HistoryPage, LiabilityReport, LogEntry, LogPage, MemberSnapshot, ReplayReport,
+    StatementLine, VerifyReport,
+};
+
+const MAX_DIFFERENCES_LISTED: usize = 100;
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+fn log_entry(e: RecordedEvent) -> LogEntry {
+    LogEntry {
+        data: json(&e.data),
+        metadata: json(&e.metadata),
+        stream: e.stream,
+        revision: e.revision,
+        position: e.position,
+        event_id: e.id,
+        event_type: e.event_type,
+        schema_version: e.schema_version,
+    }
+}
+
+/// When the ledger learnt of an event: the engine's `recorded_at`, else the business time.
+fn recorded_at(recorded: &RecordedEvent, event: &Event) -> DateTime<Utc> {
+    codec::metadata(recorded).map_or_else(|| event.occurred_at(), |m| m.recorded_at)
+}
+
+/// The signed change of the balance an event made, and a line of text for a statement.
+fn statement(event: &Event) -> (Points, String) {
+    let sum = |draws: &[loyalty_core::LotDraw]| {
+        loyalty_core::Points::new(
+            draws
+                .iter()
+                .fold(0i64, |a, d| a.saturating_add(d.points.value())),
+        )
+    };
+    let neg = |p: Points| p.checked_neg().unwrap_or(Points::ZERO);
+    match event {
+        Event::Enrolled(e) => (
+            e.welcome.as_ref().map_or(Points::ZERO, |c| c.points),
+            format!("Enrolled in tier {}", e.tier.name),
+        ),
+        Event::PurchaseRecorded(e) => (
+            e.points,
+            format!("Purchase {} ({} {})", e.transaction_id, e.eligible_amount, e.currency),
+        ),
+        Event::ReferralQualified(e) => (
+            e.newcomer_credit.as_ref().map_or(Points::ZERO, |c| c.points),
+            format!("Referral by {} qualified", e.referrer),
+        ),
+        Event::TierChanged(e) => (
+            Points::ZERO,
+            format!("Tier changed from {} to {}", e.from.name, e.to.name),
+        ),
+        Event::RefundRecorded(e) => (
+            neg(e.debit.taken()),
+            format!("Refund {} of purchase {}", e.refund_id, e.transaction_id),
+        ),
+        Event::PointsRedeemed(e) => (
+            neg(e.points),
+            match &e.reward_id {
+                Some(r) => format!("Redemption {} (reward {r})", e.redemption_id),
+                None => format!("Redemption {}", e.redemption_id),
+            },
+        ),
+        Event::RedemptionCancelled(e) => (
+            sum(&e.restored),
+            format!("Redemption {} cancelled", e.redemption_id),
+        ),
+        Event::PointsExpired(e) => (neg(e.points), format!("Points of lot {} expired", e.lot_id)),
+        Event::ActivityRewarded(e) => (e.credit.points, format!("Activity {}", e.kind)),
+        Event::ActivityRefused(e) => (
+            Points::ZERO,
+            format!("Activity {} past its limit", e.kind),
+        ),
+        Event::PointsAdjusted(e) => {
+            let applied = match (&e.credit, &e.debit) {
+                (Some(c), _) => c.points,
+                (None, Some(d)) => neg(d.taken()),
+                (None, None) => Points::ZERO,
+            };
+            (applied, format!("Adjustment {} ({})", e.adjustment_id, e.reason_code))
+        }
+        Event::GoodwillGranted(e) => (
+            e.credit.points,
+            format!("Goodwill for complaint {}", e.complaint_id),
+        ),
+        Event::ReferralBonusCredited(e) => (
+            e.credit.points,
+            format!("Referral bonus for {}", e.newcomer),
+        ),
+        Event::MemberSuspended(e) => (Points::ZERO, format!("Suspended ({})", e.reason_code)),
+        Event::MemberReinstated(_) => (Points::ZERO, "Reinstated".to_owned()),
+        Event::AccountClosed(e) => (
+            neg(sum(&e.forfeited)),
+            format!("Account closed ({})", e.reason_code),
+        ),
+    }
+}
+
+/// A model rebuilt from the log (not shared with the live one).
+pub(crate) struct Rebuilt {
+    pub(crate) rows: HashMap<MemberId, MemberRow>,
+    pub(crate) events: u64,
+    pub(crate) unreadable: Vec<String>,
+    pub(crate) position: Position,
+}
+
+impl Engine {
+    fn check_page(&self, what: &'static str, limit: usize) -> Result<(), EngineError> {
+        let max = self
+            .inner
+            .options
+            .max_page_size
+            .min(self.inner.store.limits().max_page_size);
+        if limit == 0 || limit > max {
+            return Err(EngineError::LimitExceeded {
+                what,
+                requested: limit,
+                limit: max,
+            });
+        }
+        Ok(())
+    }
+
+    /// A page of the event log after `after` (all streams, position order).
+    pub async fn log(&self, after: Position, limit: usize) -> Result<LogPage, EngineError> {
+        self.check_page("log page", limit)?;
+        let page = self.inner.store.read_all(after, limit).await?;
+        let next_after = (page.len() == limit)
+            .then(|| page.last().map(|e| e.position))
+            .flatten();
+        Ok(LogPage {
+            entries: page.into_iter().map(log_entry).collect(),
+            next_after,
+            next_revision: None,
+        })
+    }
+
+    /// A page of one member's events from `from_revision` (inclusive), oldest first.
+    pub async fn member_events(
+        &self,
+        member: &MemberId,
+        from_revision: u64,
+        limit: usize,
+    ) -> Result<LogPage, EngineError> {
+        self.check_page("member events page", limit)?;
+        let page = self
+            .inner
+            .store
+            .read_stream(
+                &member_stream(member),
+                StreamFrom::Revision(from_revision),
+                Direction::Forwards,
+                limit,
+            )
+            .await?;
+        let next_revision = (page.len() == limit)
+            .then(|| page.last().map(|e| e.revision.saturating_add(1)))
+            .flatten();
+        Ok(LogPage {
+            entries: page.into_iter().map(log_entry).collect(),
+            next_after: None,
+            next_revision,
+        })
+    }
+
+    /// A member's statement, newest first, paged over the member's stream (exact, and nothing
+    /// kept in memory per line).
+    pub async fn history(
+        &self,
+        member: &MemberId,
+        cursor: Option<HistoryCursor>,
+        limit: usize,
+    ) -> Result<HistoryPage, EngineError> {
+        self.check_page("history page", limit)?;
+        let from = match cursor {
+            None => StreamFrom::End,
+            Some(HistoryCursor(0)) => {
+                return Ok(HistoryPage {
+                    member_id: member.clone(),
+                    lines: Vec::new(),
+                    next_cursor: None,
+                });
+            }
+            Some(HistoryCursor(r)) => StreamFrom::Revision(r - 1),
+        };
+        let page = self
+            .inner
+            .store
+            .read_stream(&member_stream(member), from, Direction::Backwards, limit)
+            .await?;
+        if page.is_empty() && cursor.is_none() {
+            return Err(EngineError::UnknownMember(member.clone()));
+        }
+        let next_cursor = match page.last() {
+            Some(last) if page.len() == limit && last.revision > 0 => {
+                Some(HistoryCursor(last.revision))
+            }
+            _ => None,
+        };
+        let mut lines = Vec::with_capacity(page.len());
+        for recorded in page {
+            let event = codec::decode(&recorded)?;
+            let (points, description) = statement(&event);
+            let metadata = codec::metadata(&recorded);
+            lines.push(StatementLine {
+                revision: recorded.revision,
+                position: recorded.position,
+                event_type: recorded.event_type.clone(),
+                occurred_at: Some(event.occurred_at()),
+                recorded_at: metadata.map(|m| m.recorded_at),
+                points,
+                description,
+                data: json(&recorded.data),
+            });
+        }
+        Ok(HistoryPage {
+            member_id: member.clone(),
+            lines,
+            next_cursor,
+        })
+    }
+
+    /// The member as the log knew them at `as_of`: every event recorded at or before it,
+    /// with balances and tier evaluated at `as_of`. `None` if not enrolled by then.
+    pub async fn member_as_of(
+        &self,
+        member: &MemberId,
+        as_of: DateTime<Utc>,
+    ) -> Result<Option<MemberSnapshot>, EngineError> {
+        let stream = member_stream(member);
+        let mut row = MemberRow::default();
+        let mut applied = 0u64;
+        let mut next = 0u64;
+        loop {
+            let page = self
+                .inner
+                .store
+                .read_stream(
+                    &stream,
+                    StreamFrom::Revision(next),
+                    Direction::Forwards,
+                    self.inner.page_size,
+                )
+                .await?;
+            let short = page.len() < self.inner.page_size;
+            for recorded in &page {
+                next = recorded.revision.saturating_add(1);
+                let event = codec::decode(recorded)?;
+                if recorded_at(recorded, &event) <= as_of {
+                    row.apply(&event);
+                    row.revision = recorded.revision;
+                    row.last_position = recorded.position;
+                    applied += 1;
+                }
+            }
+            if short {
+                break;
+            }
+        }
+        if row.status() == MemberStatus::NotEnrolled {
+            return Ok(None);
+        }
+        Ok(Some(MemberSnapshot {
+            member_id: member.clone(),
+            as_of,
+            status: row.status(),
+            balance: row.balance_view(member, as_of),
+            tier: row.tier_view(member, &self.inner.program, as_of),
+            events_applied: applied,
+        }))
+    }
+
+    /// The points liability as of `as_of`: a replay of `$all` keeping the events recorded at
+    /// or before it, with expiry and pending evaluated at `as_of`.
+    pub async fn liability_as_of(&self, as_of: DateTime<Utc>) -> Result<LiabilityReport, EngineError> {
+        let head = self.inner.store.head_position().await?;
+        let rebuilt = self.rebuild(head, Some(as_of), &|_| {}).await?;
+        let at = nanos(as_of);
+        let mut acc = TotalsAcc::default();
+        for row in rebuilt.rows.values() {
+            acc.add(row, at);
+        }
+        Ok(LiabilityReport {
+            as_of,
+            events_replayed: rebuilt.events,
+            totals: acc.finish(&self.inner.program, as_of, rebuilt.position),
+        })
+    }
+
+    /// Folds `$all` up to `until` into fresh rows.
+    pub(crate) async fn rebuild(
+        &self,
+        until: Position,
+        recorded_until: Option<DateTime<Utc>>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Rebuilt, EngineError> {
+        let mut rebuilt = Rebuilt {
+            rows: HashMap::new(),
+            events: 0,
+            unreadable: Vec::new(),
+            position: Position::START,
+        };
+        let mut after = Position::START;
+        'pages: loop {
+            let page = self
+                .inner
+                .store
+                .read_all(after, self.inner.page_size)
+                .await?;
+            let short = page.len() < self.inner.page_size;
+            for recorded in &page {
+                if recorded.position > until {
+                    break 'pages;
+                }
+                after = recorded.position;
+                rebuilt.events += 1;
+                if let Some(member) = codec::member_of_stream(&recorded.stream) {
+                    match codec::decode(recorded) {
+                        Ok(event) => {
+                            if recorded_until.is_some_and(|t| recorded_at(recorded, &event) > t) {
+                                continue;
+                            }
+                            let row = rebuilt.rows.entry(member).or_default();
+                            row.apply(&event);
+                            row.revision = recorded.revision;
+                            row.last_position = recorded.position;
+                            rebuilt.position = recorded.position;
+                        }
+                        Err(e) => rebuilt.unreadable.push(format!(
+                            "{} revision {} ({}): {e}",
+                            recorded.stream, recorded.revision, recorded.position
+                        )),
+                    }
+                } else if recorded_until.is_none() {
+                    rebuilt.position = recorded.position;
+                }
+            }
+            progress(rebuilt.events);
+            if short {
+                break;
+            }
+        }
+        Ok(rebuilt)
+    }
+
+    /// Rebuilds every read model from the log and compares it with the live one. Members
+    /// written after the rebuild's position are skipped (they moved on meanwhile).
+    pub async fn verify(&self) -> Result<VerifyReport, EngineError> {
+        let head = self.inner.store.head_position().await?;
+        self.wait_for(head).await?;
+        let rebuilt = self.rebuild(head, None, &|_| {}).await?;
+        let mut report = VerifyReport {
+            events_replayed: rebuilt.events,
+            position: head,
+            members_checked: 0,
+            members_skipped: 0,
+            differences: Vec::new(),
+            differences_total: 0,
+            unreadable_events: rebuilt.unreadable.len() as u64,
+        };
+        let differ = |text: String, report: &mut VerifyReport| {
+            report.differences_total += 1;
+            if report.differences.len() < MAX_DIFFERENCES_LISTED {
+                report.differences.push(text);
+            }
+        };
+        for error in &rebuilt.unreadable {
+            differ(format!("unreadable event: {error}"), &mut report);
+        }
+        let live_state = self.inner.model.apply_state();
+        for error in &live_state.errors {
+            differ(format!("live projection could not read: {error}"), &mut report);
+        }
+        let now = self.inner.clock.now();
+        let model: &ReadModel = &self.inner.model;
+        for (member, fresh) in &rebuilt.rows {
+            match model.get(member) {
+                Some(live) if live.last_position > head => report.members_skipped += 1,
+                Some(live) => {
+                    report.members_checked += 1;
+                    if !live.same_as(fresh) {
+                        differ(
+                            format!(
+                                "member {member}: live {:?} rebuilt {:?}",
+                                live.balance_view(member, now),
+                                fresh.balance_view(member, now)
+                            ),
+                            &mut report,
+                        );
+                    }
+                }
+                None => differ(
+                    format!("member {member}: in the log, missing from the live read model"),
+                    &mut report,
+                ),
+            }
+        }
+        let mut extra = Vec::new();
+        model.for_each(|member, live| {
+            if !rebuilt.rows.contains_key(member) && live.last_position <= head {
+                extra.push(member.clone());
+            }
+        });
+        for member in extra {
+            differ(
+                format!("member {member}: in the live read model, not in the log"),
+                &mut report,
+            );
+        }
+        Ok(report)
+    }
+
+    /// Replays the whole log into fresh read models (calling `progress` with the number of
+    /// events read after each page) and reports what they hold. The live models are untouched.
+    pub async fn replay(
+        &self,
+        progress: impl Fn(u64) + Send + Sync,
+    ) -> Result<ReplayReport, EngineError> {
+        let head = self.inner.store.head_position().await?;
+        let rebuilt = self.rebuild(head, None, &progress).await?;
+        let now = self.inner.clock.now();
+        let mut acc = TotalsAcc::default();
+        for row in rebuilt.rows.values() {
+            acc.add(row, nanos(now));
+        }
+        Ok(ReplayReport {
+            events_replayed: rebuilt.events,
+            position: head,
+            members: rebuilt
+                .rows
+                .values()
+                .filter(|r| r.status() != MemberStatus::NotEnrolled)
+                .count() as u64,
+            unreadable_events: rebuilt.unreadable.len() as u64,
+            totals: acc.finish(&self.inner.program, now, head),
+        })
+    }
+}

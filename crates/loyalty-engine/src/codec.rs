@@ -1,0 +1,57 @@
+//! Between domain events and stored events: `schema::encode`/`decode` for the data, the
+//! engine's JSON metadata beside it, and the stream names.
+
+use loyalty_core::{Event, MemberId, TransactionId, schema};
+use loyalty_store::{Bytes, EventData, RecordedEvent};
+
+use crate::clock::IdGenerator;
+use crate::error::EngineError;
+use crate::metadata::EventMetadata;
+
+pub const MEMBER_PREFIX: &str = "member-";
+pub const TXN_PREFIX: &str = "txn-";
+
+pub(crate) fn member_stream(member: &MemberId) -> String {
+    format!("{MEMBER_PREFIX}{member}")
+}
+
+pub(crate) fn txn_stream(txn: &TransactionId) -> String {
+    format!("{TXN_PREFIX}{txn}")
+}
+
+/// The member a `member-<id>` stream belongs to.
+pub(crate) fn member_of_stream(stream: &str) -> Option<MemberId> {
+    stream
+        .strip_prefix(MEMBER_PREFIX)
+        .and_then(|id| MemberId::parse(id).ok())
+}
+
+pub(crate) fn encode(
+    event: &Event,
+    metadata: &EventMetadata,
+    ids: &dyn IdGenerator,
+) -> Result<EventData, EngineError> {
+    let stored = schema::encode(event);
+    let metadata = serde_json::to_vec(metadata)
+        .map_err(|e| EngineError::Corrupt(format!("metadata not serialisable: {e}")))?;
+    Ok(EventData {
+        id: ids.event_id(),
+        event_type: stored.event_type.to_owned(),
+        schema_version: stored.schema_version,
+        data: Bytes::from(stored.data),
+        metadata: Bytes::from(metadata),
+    })
+}
+
+pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Event, EngineError> {
+    Ok(schema::decode(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.data,
+    )?)
+}
+
+/// The engine's metadata of a stored event; `None` for events written by someone else.
+pub(crate) fn metadata(recorded: &RecordedEvent) -> Option<EventMetadata> {
+    serde_json::from_slice(&recorded.metadata).ok()
+}

@@ -1,0 +1,479 @@
+//! The engine: start/stop, the command handler, and the read side's entry points.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use loyalty_core::{
+    Command, DomainError, MemberId, MemberState, Program, Refund, TransactionId, decide, evolve,
+};
+use loyalty_store::{
+    Direction, EventStore, ExpectedRevision, Position, StoreError, StreamFilter, StreamFrom,
+};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cache::ShardedLru;
+use crate::clock::{Clock, IdGenerator};
+use crate::codec::{self, member_stream};
+use crate::error::EngineError;
+use crate::locks::StripedLocks;
+use crate::metadata::{CommandContext, EventMetadata};
+use crate::options::EngineOptions;
+use crate::progress::{ProgressTracker, WaitError};
+use crate::readmodel::ReadModel;
+use crate::views::{
+    BalanceView, CommandResult, ProfileView, ProgramTotals, RefundRequest, RewardView, TierView,
+};
+use crate::{referral, reservation, runner};
+
+/// Stripes of the per-member command lock (fixed memory, whatever the number of members).
+const LOCK_STRIPES: usize = 4_096;
+
+/// An aggregate state with the stream revision and position it reflects.
+#[derive(Debug, Default)]
+pub(crate) struct CachedMember {
+    pub(crate) state: MemberState,
+    /// `None`: the stream does not exist.
+    pub(crate) revision: Option<u64>,
+    pub(crate) position: Position,
+}
+
+/// The application layer. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn EventStore>,
+    pub(crate) program: Arc<Program>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+    pub(crate) options: EngineOptions,
+    cache: ShardedLru<MemberId, CachedMember>,
+    locks: StripedLocks,
+    pub(crate) model: Arc<ReadModel>,
+    pub(crate) progress: Arc<ProgressTracker>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Events per read: the option, capped by the store's page limit.
+    pub(crate) page_size: usize,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("program", &self.inner.program.name())
+            .field("projection_position", &self.projection_position())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The projection task's view of the read model.
+struct LiveProjection(Arc<ReadModel>);
+
+impl runner::Projection for LiveProjection {
+    fn apply(&self, event: &loyalty_store::RecordedEvent) {
+        self.0.apply_recorded(event);
+    }
+
+    fn position(&self) -> Position {
+        self.0.position()
+    }
+}
+
+impl Engine {
+    /// Starts the projections (a catch-up subscription to `$all` from the start: the read
+    /// models live in memory) and the referral process manager (from its stored checkpoint).
+    /// Scheduled work is started separately ([`Engine::spawn_scheduler`]) or run on demand.
+    pub async fn start(
+        store: Arc<dyn EventStore>,
+        program: Arc<Program>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
+        let page_size = options
+            .read_page_size
+            .clamp(1, store.limits().max_page_size.max(1));
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                cache: ShardedLru::new(options.cache_members),
+                locks: StripedLocks::new(LOCK_STRIPES),
+                model: Arc::new(ReadModel::new()),
+                progress: Arc::new(ProgressTracker::new()),
+                shutdown: watch::channel(false).0,
+                tasks: Mutex::new(Vec::new()),
+                page_size,
+                store,
+                program,
+                clock,
+                ids,
+                options,
+            }),
+        };
+        let projection = runner::spawn(
+            engine.inner.store.clone(),
+            Arc::new(LiveProjection(engine.inner.model.clone())),
+            StreamFilter::all(),
+            engine.inner.progress.clone(),
+            engine.inner.shutdown.subscribe(),
+        );
+        engine.track(projection);
+        let referrals = referral::spawn(engine.clone()).await?;
+        engine.track(referrals);
+        Ok(engine)
+    }
+
+    pub(crate) fn track(&self, task: JoinHandle<()>) {
+        let mut tasks = self.inner.tasks.lock();
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.inner.program
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.inner.store
+    }
+
+    pub(crate) fn is_shut_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
+    }
+
+    /// Stops the projections, the process manager and the scheduler (the process manager
+    /// stores its checkpoint first), and waits for them.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+        let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.lock());
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    // ---- Commands -------------------------------------------------------------------------
+
+    /// [`Engine::execute_with`] with an empty context.
+    pub async fn execute(&self, command: Command) -> Result<CommandResult, EngineError> {
+        self.execute_with(command, CommandContext::default()).await
+    }
+
+    /// Loads the member's state (cache, else the stream), decides, appends with the expected
+    /// revision, and on a concurrent write catches up and decides again (bounded). A purchase
+    /// first reserves its transaction id across members.
+    pub async fn execute_with(
+        &self,
+        command: Command,
+        context: CommandContext,
+    ) -> Result<CommandResult, EngineError> {
+        if self.is_shut_down() {
+            return Err(EngineError::ShutDown);
+        }
+        let member = command.member_id().clone();
+        let _guard = self.inner.locks.lock(&member).await;
+        let mut cached = match self.inner.cache.take(&member) {
+            Some(c) => c,
+            None => {
+                let mut fresh = CachedMember::default();
+                self.catch_up(&member, &mut fresh).await?;
+                fresh
+            }
+        };
+        let result = self.decide_and_append(&command, &context, &mut cached).await;
+        match &result {
+            // A store failure leaves the append's fate unknown: reload next time.
+            Err(
+                EngineError::Store(_)
+                | EngineError::Conflict { .. }
+                | EngineError::Schema(_)
+                | EngineError::Corrupt(_),
+            ) => {}
+            _ => self.inner.cache.put(member, cached),
+        }
+        result
+    }
+
+    async fn decide_and_append(
+        &self,
+        command: &Command,
+        context: &CommandContext,
+        cached: &mut CachedMember,
+    ) -> Result<CommandResult, EngineError> {
+        let inner = &self.inner;
+        let member = command.member_id();
+        let stream = member_stream(member);
+        let mut attempts: u32 = 0;
+        loop {
+            attempts = attempts.saturating_add(1);
+            let decision = decide(&cached.state, command, &inner.program)?;
+            if decision.events.is_empty() {
+                return Ok(CommandResult {
+                    outcome: decision.outcome,
+                    replayed: decision.replayed,
+                    position: cached.position,
+                    member: member.clone(),
+                    stream_revision: cached.revision.unwrap_or(0),
+                });
+            }
+            let now = inner.clock.now();
+            self.check_across_members(command, now).await?;
+            let metadata = EventMetadata::new(
+                command.client_id().unwrap_or_default(),
+                command_name(command).to_owned(),
+                context,
+                command.occurred_at(),
+                now,
+                inner.program.rules_version().to_owned(),
+            );
+            let data = decision
+                .events
+                .iter()
+                .map(|e| codec::encode(e, &metadata, inner.ids.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let expected = match cached.revision {
+                None => ExpectedRevision::NoStream,
+                Some(r) => ExpectedRevision::Exact(r),
+            };
+            match inner.store.append(&stream, expected, data).await {
+                Ok(appended) => {
+                    for event in &decision.events {
+                        evolve(&mut cached.state, event);
+                    }
+                    cached.revision = Some(appended.next_expected_revision);
+                    cached.position = appended.position;
+                    return Ok(CommandResult {
+                        outcome: decision.outcome,
+                        replayed: false,
+                        position: appended.position,
+                        member: member.clone(),
+                        stream_revision: appended.next_expected_revision,
+                    });
+                }
+                Err(StoreError::WrongExpectedRevision { .. }) => {
+                    if attempts > inner.options.max_conflict_retries {
+                        return Err(EngineError::Conflict { stream, attempts });
+                    }
+                    tracing::debug!(%stream, attempts, "concurrent write, deciding again");
+                    self.catch_up(member, cached).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// What the member's stream cannot check alone: the transaction id is not another
+    /// member's, and a referrer exists.
+    async fn check_across_members(
+        &self,
+        command: &Command,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        match command {
+            Command::RecordPurchase(p) => {
+                reservation::reserve(
+                    inner.store.as_ref(),
+                    inner.ids.as_ref(),
+                    &p.transaction_id,
+                    &p.member_id,
+                    now,
+                )
+                .await
+            }
+            Command::Enroll(e) => match &e.referrer {
+                Some(referrer) if referrer != &e.member_id => {
+                    let revision = inner
+                        .store
+                        .stream_revision(&member_stream(referrer))
+                        .await?;
+                    match revision {
+                        loyalty_store::CurrentRevision::NoStream => {
+                            Err(EngineError::UnknownMember(referrer.clone()))
+                        }
+                        loyalty_store::CurrentRevision::Current(_) => Ok(()),
+                    }
+                }
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the member's events after the cached revision and applies them.
+    pub(crate) async fn catch_up(
+        &self,
+        member: &MemberId,
+        cached: &mut CachedMember,
+    ) -> Result<(), EngineError> {
+        let stream = member_stream(member);
+        loop {
+            let from = match cached.revision {
+                None => StreamFrom::Start,
+                Some(r) => StreamFrom::Revision(r.saturating_add(1)),
+            };
+            let page = self
+                .inner
+                .store
+                .read_stream(&stream, from, Direction::Forwards, self.inner.page_size)
+                .await?;
+            let short = page.len() < self.inner.page_size;
+            for recorded in &page {
+                let event = codec::decode(recorded)?;
+                evolve(&mut cached.state, &event);
+                cached.revision = Some(recorded.revision);
+                cached.position = recorded.position;
+            }
+            if short {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A refund that names only the transaction: the member is found through the
+    /// transaction's reservation stream (authoritative, not a read model).
+    pub async fn refund_by_transaction(
+        &self,
+        refund: RefundRequest,
+    ) -> Result<CommandResult, EngineError> {
+        self.refund_by_transaction_with(refund, CommandContext::default())
+            .await
+    }
+
+    pub async fn refund_by_transaction_with(
+        &self,
+        refund: RefundRequest,
+        context: CommandContext,
+    ) -> Result<CommandResult, EngineError> {
+        let member = reservation::owner(self.inner.store.as_ref(), &refund.transaction_id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownTransaction(refund.transaction_id.clone()))?;
+        let command = Command::Refund(Refund {
+            member_id: member,
+            refund_id: refund.refund_id,
+            transaction_id: refund.transaction_id.clone(),
+            occurred_at: refund.occurred_at,
+            currency: refund.currency,
+            scope: refund.scope,
+        });
+        match self.execute_with(command, context).await {
+            // Reserved but the purchase never reached the member's stream (a crash between
+            // the two writes and no retry): for the client, the transaction is unknown.
+            Err(EngineError::Domain(DomainError::UnknownTransaction { .. })) => {
+                Err(EngineError::UnknownTransaction(refund.transaction_id))
+            }
+            other => other,
+        }
+    }
+
+    /// The member a transaction id belongs to, from its reservation stream.
+    pub async fn member_of_transaction(
+        &self,
+        txn: &TransactionId,
+    ) -> Result<Option<MemberId>, EngineError> {
+        reservation::owner(self.inner.store.as_ref(), txn).await
+    }
+
+    // ---- Read-your-writes -----------------------------------------------------------------
+
+    /// Waits (at most `read_wait_limit`) until the projections applied `position`.
+    pub async fn wait_for(&self, position: Position) -> Result<(), EngineError> {
+        self.inner
+            .progress
+            .wait_for(position, self.inner.options.read_wait_limit)
+            .await
+            .map_err(|e| match e {
+                WaitError::TimedOut { reached } => {
+                    EngineError::NotCaughtUp {
+                        wanted: position,
+                        reached,
+                    }
+                }
+            })
+    }
+
+    /// The last position of `$all` the projections applied.
+    pub fn projection_position(&self) -> Position {
+        self.inner.progress.get().position
+    }
+
+    /// The projections have read the history that existed at start (for readiness probes).
+    pub fn is_caught_up(&self) -> bool {
+        self.inner.progress.get().caught_up
+    }
+
+    // ---- Read models ----------------------------------------------------------------------
+
+    pub fn balance(&self, member: &MemberId) -> Option<BalanceView> {
+        let now = self.inner.clock.now();
+        self.inner
+            .model
+            .with_row(member, |row| row.balance_view(member, now))
+    }
+
+    pub fn tier(&self, member: &MemberId) -> Option<TierView> {
+        let now = self.inner.clock.now();
+        self.inner
+            .model
+            .with_row(member, |row| row.tier_view(member, &self.inner.program, now))
+    }
+
+    pub fn member_profile(&self, member: &MemberId) -> Option<ProfileView> {
+        let now = self.inner.clock.now();
+        self.inner.model.with_row(member, |row| ProfileView {
+            member_id: member.clone(),
+            status: row.status(),
+            enrolled_at: row.enrolled_at(),
+            referrer: row.referrer(),
+            balance: row.balance_view(member, now),
+            tier: row.tier_view(member, &self.inner.program, now),
+        })
+    }
+
+    /// Rewards the member can redeem now (tier, dates, limit, and enough available points).
+    pub fn redeemable_rewards(&self, member: &MemberId) -> Vec<RewardView> {
+        let now = self.inner.clock.now();
+        self.inner
+            .model
+            .with_row(member, |row| row.rewards_view(&self.inner.program, now))
+            .unwrap_or_default()
+    }
+
+    /// Program-wide totals as of now (a scan of every member's row).
+    pub fn totals(&self) -> ProgramTotals {
+        self.inner
+            .model
+            .totals(&self.inner.program, self.inner.clock.now())
+    }
+}
+
+/// The command's name, stored in metadata.
+pub(crate) fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Enroll(_) => "Enroll",
+        Command::RecordPurchase(_) => "RecordPurchase",
+        Command::Refund(_) => "Refund",
+        Command::Redeem(_) => "Redeem",
+        Command::CancelRedemption(_) => "CancelRedemption",
+        Command::Expire(_) => "Expire",
+        Command::RecordActivity(_) => "RecordActivity",
+        Command::Adjust(_) => "Adjust",
+        Command::Goodwill(_) => "Goodwill",
+        Command::ReviewTier(_) => "ReviewTier",
+        Command::Suspend(_) => "Suspend",
+        Command::Reinstate(_) => "Reinstate",
+        Command::Close(_) => "Close",
+        Command::CreditReferralBonus(_) => "CreditReferralBonus",
+    }
+}

@@ -1,0 +1,58 @@
+//! One error type for the engine: the domain's "no" kept apart from technical failures.
+
+use loyalty_core::{DomainError, MemberId, SchemaError, TransactionId};
+use loyalty_store::{Position, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The domain said no (the command breaks a rule): a client error.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("unknown member {0}")]
+    UnknownMember(MemberId),
+    #[error("unknown transaction {0}")]
+    UnknownTransaction(TransactionId),
+    /// The transaction id is already recorded for another member.
+    #[error("transaction {transaction} belongs to another member")]
+    TransactionOfAnotherMember {
+        transaction: TransactionId,
+        /// The member who holds the transaction id (not shown to clients by default).
+        owner: MemberId,
+    },
+    /// Concurrent writers kept winning: the command was not applied.
+    #[error("stream {stream} kept changing: gave up after {attempts} attempts")]
+    Conflict { stream: String, attempts: u32 },
+    /// A read asked for a position the projections did not reach within the wait limit.
+    #[error("read models have not reached position {wanted} (at {reached})")]
+    NotCaughtUp { wanted: Position, reached: Position },
+    /// A page or batch was asked for outside its limits.
+    #[error("{what} of {requested} is not between 1 and {limit}")]
+    LimitExceeded {
+        what: &'static str,
+        requested: usize,
+        limit: usize,
+    },
+    /// The event store failed (technical).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event cannot be read with this version of the schema.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// Engine data in the store (a reservation, a checkpoint) that cannot be read.
+    #[error("corrupt engine record: {0}")]
+    Corrupt(String),
+    /// The engine was shut down.
+    #[error("engine is shut down")]
+    ShutDown,
+}
+
+impl EngineError {
+    /// A client may send the same request again later and it may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Conflict { .. } | Self::NotCaughtUp { .. } => true,
+            Self::Store(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}

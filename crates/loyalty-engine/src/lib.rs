@@ -1,0 +1,43 @@
+//! The application layer of loyalty: the command handler (load, decide, append with the
+//! expected revision, bounded retries), cross-member uniqueness of transaction ids through
+//! reservation streams, read models fed by a catch-up subscription to `$all`, read-your-writes,
+//! scheduled work, the referral process manager and the auditors' queries.
+//! See `/notes/engine-api.md` (the contract with the server) and ARCHITECTURE.md.
+#![forbid(unsafe_code)]
+
+mod audit;
+mod cache;
+mod checkpoint;
+mod clock;
+mod codec;
+mod engine;
+mod error;
+mod locks;
+mod metadata;
+mod options;
+mod progress;
+mod readmodel;
+mod referral;
+mod reservation;
+mod runner;
+mod scheduler;
+mod views;
+
+pub use clock::{Clock, IdGenerator, ManualClock, RandomIds, SequentialIds, SystemClock};
+pub use engine::Engine;
+pub use error::EngineError;
+pub use metadata::{CommandContext, EventMetadata, MAX_CONTEXT_FIELD};
+pub use options::EngineOptions;
+pub use views::{
+    BalanceView, CommandResult, HistoryCursor, HistoryPage, LiabilityReport, LogEntry, LogPage,
+    MemberSnapshot, NextExpiryView, NextTierView, ProfileView, ProgramTotals, RefundRequest,
+    ReplayReport, RewardView, ScheduledFailure, ScheduledReport, StatementLine, TierRefView,
+    TierView, VerifyReport, option_position_text, parse_position, position_text,
+};
+
+/// Stream names the engine writes: `member-<id>` (one per member), `txn-<id>` (transaction
+/// reservations), `checkpoint-<name>` (process manager checkpoints).
+pub mod streams {
+    pub use crate::checkpoint::CHECKPOINT_PREFIX;
+    pub use crate::codec::{MEMBER_PREFIX, TXN_PREFIX};
+}

@@ -1,0 +1,39 @@
+//! The engine's knobs, each with a bound.
+
+use std::time::Duration;
+
+/// How the engine behaves. Every field has a sane default; see [`EngineOptions::default`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Most aggregate states kept in the cache of recent members (LRU).
+    pub cache_members: usize,
+    /// How many times a command is decided again after a concurrent writer won the append.
+    pub max_conflict_retries: u32,
+    /// Longest time a read waits for the projections to reach a `min_position`.
+    pub read_wait_limit: Duration,
+    /// The referral process manager stores its checkpoint after this many events it handled.
+    pub projection_checkpoint_every: usize,
+    /// Events read per page when loading a stream or replaying `$all` (capped by the store's limit).
+    pub read_page_size: usize,
+    /// Members the scheduler works on at the same time.
+    pub scheduler_concurrency: usize,
+    /// Most members one scheduler run handles (the rest are picked up by the next run).
+    pub scheduler_batch_limit: usize,
+    /// Most entries a page of the log, a member's events or history may hold.
+    pub max_page_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            cache_members: 10_000,
+            max_conflict_retries: 5,
+            read_wait_limit: Duration::from_secs(5),
+            projection_checkpoint_every: 1_000,
+            read_page_size: 1_000,
+            scheduler_concurrency: 16,
+            scheduler_batch_limit: 100_000,
+            max_page_size: 1_000,
+        }
+    }
+}

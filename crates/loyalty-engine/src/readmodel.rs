@@ -1,0 +1,742 @@
+//! The read models: one compact row per member (integers and small vectors, no maps of
+//! strings), folded from the member's events by the same rules as the core's `evolve`, and the
+//! views computed from it at read time (pending and due points depend on "now").
+//!
+//! Why not keep the core's `MemberState` per member: it holds everything idempotency and refunds
+//! need (processed client ids, purchases with their lines...), several KiB per member; the
+//! rows here keep only what balances, tiers and rewards need.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+
+use chrono::{DateTime, Utc};
+use loyalty_core::{
+    Credit, Debit, Event, LotDraw, LotExpiry, MemberId, MemberStatus, Points, Program,
+    program::QualifyingMetric,
+};
+use loyalty_store::{Position, RecordedEvent};
+use parking_lot::RwLock;
+use rust_decimal::Decimal;
+
+use crate::codec;
+use crate::views::{
+    BalanceView, NextExpiryView, NextTierView, ProgramTotals, RewardView, TierRefView, TierView,
+};
+
+const SHARDS: usize = 64;
+const NONE: i64 = i64::MIN;
+const NEVER: i64 = i64::MAX;
+/// Expiry marker for lots that expire with the member's inactivity deadline.
+const ON_INACTIVITY: i64 = i64::MIN + 1;
+
+/// Instants as nanoseconds since the epoch (exact, like the core's comparisons); dates outside
+/// 1677..2262 saturate, which no loyalty program reaches.
+pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        NONE + 2
+    } else {
+        NEVER - 1
+    })
+}
+
+fn instant(n: i64) -> Option<DateTime<Utc>> {
+    if n == NONE || n == NEVER || n == ON_INACTIVITY {
+        None
+    } else {
+        Some(DateTime::from_timestamp_nanos(n))
+    }
+}
+
+/// FNV-1a 64: a stable, compact key for lot, redemption and reward ids within one member.
+/// Ids are at most 64 characters and a member holds few of them, so a collision is not a
+/// practical concern.
+pub(crate) fn key(id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LotRow {
+    key: u64,
+    remaining: i64,
+    earned_at: i64,
+    spendable_from: i64,
+    /// Nanoseconds, `NEVER` or `ON_INACTIVITY`.
+    expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct QualifyingRow {
+    /// The purchase the entry belongs to (refunds are dated by their purchase).
+    txn: u64,
+    at: i64,
+    spend: Decimal,
+    points: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemberRow {
+    status: MemberStatus,
+    tier: u32,
+    enrolled_at: i64,
+    tier_since: i64,
+    last_review_at: i64,
+    inactivity_deadline: i64,
+    referrer: Option<Box<str>>,
+    debt: i64,
+    earned: i64,
+    redeemed: i64,
+    expired: i64,
+    clawed_back: i64,
+    adjusted: i64,
+    forfeited: i64,
+    shortfall: i64,
+    lots: Vec<LotRow>,
+    qualifying: Vec<QualifyingRow>,
+    /// (reward key, redemptions not cancelled).
+    rewards: Vec<(u64, u32)>,
+    /// (redemption key, reward key) for redemptions of catalog rewards, to undo the count on a
+    /// cancellation (the cancellation event names only the redemption).
+    reward_redemptions: Vec<(u64, u64)>,
+    pub(crate) revision: u64,
+    pub(crate) last_position: Position,
+    /// Scheduler's note (not part of the log): a review due at or before this instant already
+    /// ran without changing the tier, so it need not run again. Lost on restart, which only
+    /// costs one more idempotent review.
+    reviewed_through: i64,
+}
+
+impl Default for MemberRow {
+    fn default() -> Self {
+        Self {
+            status: MemberStatus::NotEnrolled,
+            tier: 0,
+            enrolled_at: NONE,
+            tier_since: NONE,
+            last_review_at: NONE,
+            inactivity_deadline: NONE,
+            referrer: None,
+            debt: 0,
+            earned: 0,
+            redeemed: 0,
+            expired: 0,
+            clawed_back: 0,
+            adjusted: 0,
+            forfeited: 0,
+            shortfall: 0,
+            lots: Vec::new(),
+            qualifying: Vec::new(),
+            rewards: Vec::new(),
+            reward_redemptions: Vec::new(),
+            revision: 0,
+            last_position: Position::START,
+            reviewed_through: NONE,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Earned,
+    Adjusted,
+}
+
+/// What a member's balance is made of at an instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BalanceParts {
+    pub(crate) available: i64,
+    pub(crate) pending: i64,
+    pub(crate) due: i64,
+    pub(crate) next_expiry: Option<(i64, i64)>,
+}
+
+impl MemberRow {
+    pub(crate) fn status(&self) -> MemberStatus {
+        self.status
+    }
+
+    pub(crate) fn enrolled_at(&self) -> Option<DateTime<Utc>> {
+        instant(self.enrolled_at)
+    }
+
+    pub(crate) fn referrer(&self) -> Option<MemberId> {
+        self.referrer
+            .as_deref()
+            .and_then(|r| MemberId::parse(r).ok())
+    }
+
+    /// Applies one event of this member's stream (the core's `evolve`, restricted to what the
+    /// views need).
+    pub(crate) fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Enrolled(e) => {
+                self.status = MemberStatus::Active;
+                self.enrolled_at = nanos(e.enrolled_at);
+                self.referrer = e.referrer.as_ref().map(|r| r.as_str().into());
+                self.tier = e.tier.index;
+                self.tier_since = nanos(e.enrolled_at);
+                if let Some(c) = &e.welcome {
+                    self.credit(c, Kind::Earned);
+                }
+            }
+            Event::PurchaseRecorded(e) => {
+                if let Some(c) = &e.credit {
+                    self.credit(c, Kind::Earned);
+                }
+                self.note_activity(e.activity_deadline);
+                self.qualifying.push(QualifyingRow {
+                    txn: key(e.transaction_id.as_str()),
+                    at: nanos(e.occurred_at),
+                    spend: e.eligible_amount,
+                    points: e.points.value(),
+                });
+            }
+            Event::ReferralQualified(e) => {
+                if let Some(c) = &e.newcomer_credit {
+                    self.credit(c, Kind::Earned);
+                }
+            }
+            Event::TierChanged(e) => {
+                self.tier = e.to.index;
+                self.tier_since = nanos(e.occurred_at);
+                if let Some(at) = e.review_at {
+                    self.last_review_at = self.last_review_at.max(nanos(at));
+                }
+            }
+            Event::RefundRecorded(e) => {
+                let txn = key(e.transaction_id.as_str());
+                let at = self
+                    .qualifying
+                    .iter()
+                    .find(|q| q.txn == txn)
+                    .map_or(nanos(e.occurred_at), |q| q.at);
+                self.debit(&e.debit);
+                self.clawed_back = self.clawed_back.saturating_add(e.debit.taken().value());
+                self.shortfall = self.shortfall.saturating_add(e.debit.shortfall.value());
+                self.qualifying.push(QualifyingRow {
+                    txn,
+                    at,
+                    spend: -e.eligible_amount,
+                    points: e.points.value().saturating_neg(),
+                });
+            }
+            Event::PointsRedeemed(e) => {
+                self.draw(&e.draws);
+                self.redeemed = self.redeemed.saturating_add(e.points.value());
+                if let Some(reward) = &e.reward_id {
+                    let reward = key(reward.as_str());
+                    match self.rewards.iter_mut().find(|(k, _)| *k == reward) {
+                        Some((_, n)) => *n = n.saturating_add(1),
+                        None => self.rewards.push((reward, 1)),
+                    }
+                    self.reward_redemptions
+                        .push((key(e.redemption_id.as_str()), reward));
+                }
+                self.note_activity(e.activity_deadline);
+            }
+            Event::RedemptionCancelled(e) => {
+                let mut restored = 0i64;
+                for d in &e.restored {
+                    let k = key(d.lot_id.as_str());
+                    if let Some(lot) = self.lots.iter_mut().find(|l| l.key == k) {
+                        lot.remaining = lot.remaining.saturating_add(d.points.value());
+                    }
+                    restored = restored.saturating_add(d.points.value());
+                }
+                self.redeemed = self.redeemed.saturating_sub(restored);
+                let redemption = key(e.redemption_id.as_str());
+                if let Some(i) = self
+                    .reward_redemptions
+                    .iter()
+                    .position(|(r, _)| *r == redemption)
+                {
+                    let (_, reward) = self.reward_redemptions.swap_remove(i);
+                    if let Some((_, n)) = self.rewards.iter_mut().find(|(k, _)| *k == reward) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+            Event::PointsExpired(e) => {
+                let k = key(e.lot_id.as_str());
+                if let Some(lot) = self.lots.iter_mut().find(|l| l.key == k) {
+                    lot.remaining = lot.remaining.saturating_sub(e.points.value());
+                }
+                self.expired = self.expired.saturating_add(e.points.value());
+            }
+            Event::ActivityRewarded(e) => self.credit(&e.credit, Kind::Earned),
+            Event::ActivityRefused(_) => {}
+            Event::PointsAdjusted(e) => {
+                if let Some(c) = &e.credit {
+                    self.credit(c, Kind::Adjusted);
+                }
+                if let Some(d) = &e.debit {
+                    self.debit(d);
+                    self.adjusted = self.adjusted.saturating_sub(d.taken().value());
+                    self.shortfall = self.shortfall.saturating_add(d.shortfall.value());
+                }
+            }
+            Event::GoodwillGranted(e) => self.credit(&e.credit, Kind::Earned),
+            Event::ReferralBonusCredited(e) => self.credit(&e.credit, Kind::Earned),
+            Event::MemberSuspended(_) => self.status = MemberStatus::Suspended,
+            Event::MemberReinstated(_) => self.status = MemberStatus::Active,
+            Event::AccountClosed(e) => {
+                self.draw(&e.forfeited);
+                let forfeited: i64 = e
+                    .forfeited
+                    .iter()
+                    .fold(0i64, |a, d| a.saturating_add(d.points.value()));
+                self.forfeited = self.forfeited.saturating_add(forfeited);
+                self.status = MemberStatus::Closed;
+            }
+        }
+    }
+
+    fn note_activity(&mut self, deadline: Option<DateTime<Utc>>) {
+        if let Some(d) = deadline {
+            let d = nanos(d);
+            self.inactivity_deadline = if self.inactivity_deadline == NONE {
+                d
+            } else {
+                self.inactivity_deadline.max(d)
+            };
+        }
+    }
+
+    fn credit(&mut self, c: &Credit, kind: Kind) {
+        self.debt = self
+            .debt
+            .saturating_sub(c.debt_repaid.value())
+            .max(0);
+        self.lots.push(LotRow {
+            key: key(c.lot_id.as_str()),
+            remaining: c.lot_points().value(),
+            earned_at: nanos(c.earned_at),
+            spendable_from: nanos(c.spendable_from),
+            expires_at: match c.expiry {
+                LotExpiry::At(t) => nanos(t),
+                LotExpiry::OnInactivity => ON_INACTIVITY,
+                LotExpiry::Never => NEVER,
+            },
+        });
+        match kind {
+            Kind::Earned => self.earned = self.earned.saturating_add(c.points.value()),
+            Kind::Adjusted => self.adjusted = self.adjusted.saturating_add(c.points.value()),
+        }
+        self.note_activity(c.activity_deadline);
+    }
+
+    fn draw(&mut self, draws: &[LotDraw]) {
+        for d in draws {
+            let k = key(d.lot_id.as_str());
+            if let Some(lot) = self.lots.iter_mut().find(|l| l.key == k) {
+                lot.remaining = lot.remaining.saturating_sub(d.points.value());
+            }
+        }
+    }
+
+    fn debit(&mut self, d: &Debit) {
+        self.draw(&d.draws);
+        self.debt = self.debt.saturating_add(d.debt_added.value());
+    }
+
+    /// When a lot expires, `None` for never.
+    fn expires_at(&self, lot: &LotRow) -> Option<i64> {
+        match lot.expires_at {
+            NEVER => None,
+            ON_INACTIVITY => (self.inactivity_deadline != NONE).then_some(self.inactivity_deadline),
+            t => Some(t),
+        }
+    }
+
+    /// The same arithmetic as the core's `MemberState::balance`.
+    pub(crate) fn balance_parts(&self, as_of: i64) -> BalanceParts {
+        let mut parts = BalanceParts::default();
+        for lot in self.lots.iter().filter(|l| l.remaining > 0) {
+            let expires = self.expires_at(lot);
+            if expires.is_some_and(|t| t <= as_of) {
+                parts.due = parts.due.saturating_add(lot.remaining);
+                continue;
+            }
+            if lot.spendable_from <= as_of {
+                parts.available = parts.available.saturating_add(lot.remaining);
+            } else {
+                parts.pending = parts.pending.saturating_add(lot.remaining);
+            }
+            if let Some(at) = expires {
+                parts.next_expiry = match parts.next_expiry {
+                    Some((n_at, n)) if n_at < at => Some((n_at, n)),
+                    Some((n_at, n)) if n_at == at => Some((at, n.saturating_add(lot.remaining))),
+                    _ => Some((at, lot.remaining)),
+                };
+            }
+        }
+        parts
+    }
+
+    /// The soonest instant at which a lot holding points expires (recorded or not), for the
+    /// scheduler.
+    pub(crate) fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.lots
+            .iter()
+            .filter(|l| l.remaining > 0)
+            .filter_map(|l| self.expires_at(l))
+            .min()
+            .and_then(instant)
+    }
+
+    /// A tier review is due as of `now` and has not run yet (by the log or the scheduler's note).
+    pub(crate) fn review_due(&self, program: &Program, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !matches!(self.status, MemberStatus::Active | MemberStatus::Suspended) {
+            return None;
+        }
+        let enrolled = self.enrolled_at()?;
+        let due = loyalty_core::tiers::last_review_at(program, enrolled, now)?;
+        let due_n = nanos(due);
+        (due_n > self.last_review_at && due_n > self.reviewed_through).then_some(due)
+    }
+
+    /// The same read model, the scheduler's note aside (for comparisons).
+    pub(crate) fn same_as(&self, other: &MemberRow) -> bool {
+        let mut a = self.clone();
+        let mut b = other.clone();
+        a.reviewed_through = NONE;
+        b.reviewed_through = NONE;
+        a == b
+    }
+
+    pub(crate) fn balance_view(&self, member: &MemberId, as_of: DateTime<Utc>) -> BalanceView {
+        let parts = self.balance_parts(nanos(as_of));
+        BalanceView {
+            member_id: member.clone(),
+            as_of,
+            available: Points::new(parts.available),
+            pending: Points::new(parts.pending),
+            debt: Points::new(self.debt),
+            balance: Points::new(
+                parts
+                    .available
+                    .saturating_add(parts.pending)
+                    .saturating_sub(self.debt),
+            ),
+            lifetime_earned: Points::new(self.earned),
+            redeemed: Points::new(self.redeemed),
+            expired: Points::new(self.expired.saturating_add(parts.due)),
+            clawed_back: Points::new(self.clawed_back),
+            adjusted: Points::new(self.adjusted),
+            forfeited: Points::new(self.forfeited),
+            shortfall: Points::new(self.shortfall),
+            next_expiry: parts.next_expiry.and_then(|(at, points)| {
+                instant(at).map(|at| NextExpiryView {
+                    points: Points::new(points),
+                    at,
+                })
+            }),
+            stream_revision: self.revision,
+        }
+    }
+
+    fn qualifying_value(&self, metric: QualifyingMetric, from: i64, to: i64) -> Decimal {
+        self.qualifying
+            .iter()
+            .filter(|q| q.at >= from && q.at <= to)
+            .map(|q| match metric {
+                QualifyingMetric::QualifyingSpend => q.spend,
+                QualifyingMetric::PointsEarned => Decimal::from(q.points),
+            })
+            .sum()
+    }
+
+    pub(crate) fn tier_view(
+        &self,
+        member: &MemberId,
+        program: &Program,
+        as_of: DateTime<Utc>,
+    ) -> TierView {
+        let window_start = loyalty_core::tiers::window_start(program, as_of);
+        let metric = program.tiers.metric;
+        let value = self.qualifying_value(metric, nanos(window_start), nanos(as_of));
+        let levels = program.tiers();
+        let index = self.tier as usize;
+        let next = levels.get(index.saturating_add(1)).map(|l| NextTierView {
+            name: l.name.clone(),
+            threshold: l.threshold,
+            remaining: (l.threshold - value).max(Decimal::ZERO),
+        });
+        TierView {
+            member_id: member.clone(),
+            as_of,
+            current: TierRefView {
+                index: self.tier,
+                name: levels
+                    .get(index)
+                    .map(|l| l.name.clone())
+                    .unwrap_or_default(),
+            },
+            since: instant(self.tier_since),
+            metric: match metric {
+                QualifyingMetric::QualifyingSpend => "qualifying_spend",
+                QualifyingMetric::PointsEarned => "points_earned",
+            },
+            qualifying_value: value,
+            window_start,
+            next,
+            next_review_at: self
+                .enrolled_at()
+                .and_then(|enrolled| next_review_at(program, enrolled, as_of)),
+            last_review_at: instant(self.last_review_at),
+        }
+    }
+
+    pub(crate) fn rewards_view(&self, program: &Program, as_of: DateTime<Utc>) -> Vec<RewardView> {
+        if self.status != MemberStatus::Active {
+            return Vec::new();
+        }
+        let available = self.balance_parts(nanos(as_of)).available;
+        let today = loyalty_core::calendar::local_date(as_of, program.timezone());
+        program
+            .rewards()
+            .iter()
+            .filter(|r| r.available_from.is_none_or(|d| d <= today))
+            .filter(|r| r.available_until.is_none_or(|d| today <= d))
+            .filter(|r| {
+                r.min_tier
+                    .as_deref()
+                    .and_then(|t| program.tier_index(t))
+                    .is_none_or(|required| self.tier as usize >= required)
+            })
+            .filter(|r| r.cost.value() <= available)
+            .filter_map(|r| {
+                let used = self
+                    .rewards
+                    .iter()
+                    .find(|(k, _)| *k == key(r.id.as_str()))
+                    .map_or(0, |(_, n)| *n);
+                let remaining_uses = r.per_member_limit.map(|l| l.saturating_sub(used));
+                (remaining_uses != Some(0)).then(|| RewardView {
+                    reward_id: r.id.clone(),
+                    name: r.name.clone(),
+                    cost: r.cost,
+                    remaining_uses,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The first review date strictly after `as_of` (and after enrollment).
+pub(crate) fn next_review_at(
+    program: &Program,
+    enrolled_at: DateTime<Utc>,
+    as_of: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
+    use loyalty_core::calendar;
+    use loyalty_core::program::ReviewSchedule;
+    let tz = program.timezone();
+    let enrolled = calendar::local_date(enrolled_at, tz);
+    let (month, day) = match program.tiers.review {
+        ReviewSchedule::Anniversary => (enrolled.month(), enrolled.day()),
+        ReviewSchedule::FixedDate { month, day } => (month, day),
+    };
+    let year = calendar::local_date(as_of, tz).year();
+    (year..=year.saturating_add(2)).find_map(|y| {
+        let date = calendar::yearly_date(y, month, day)?;
+        let at = calendar::start_of_day(date, tz)?;
+        (at > as_of && at > enrolled_at && date > enrolled).then_some(at)
+    })
+}
+
+/// Sums of the views over every member.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TotalsAcc {
+    members: u64,
+    active: u64,
+    suspended: u64,
+    closed: u64,
+    available: i64,
+    pending: i64,
+    debt: i64,
+    breakage: i64,
+    earned: i64,
+    redeemed: i64,
+    clawed_back: i64,
+    forfeited: i64,
+}
+
+impl TotalsAcc {
+    pub(crate) fn add(&mut self, row: &MemberRow, as_of: i64) {
+        match row.status {
+            MemberStatus::NotEnrolled => return,
+            MemberStatus::Active => self.active += 1,
+            MemberStatus::Suspended => self.suspended += 1,
+            MemberStatus::Closed => self.closed += 1,
+        }
+        self.members += 1;
+        let parts = row.balance_parts(as_of);
+        self.available = self.available.saturating_add(parts.available);
+        self.pending = self.pending.saturating_add(parts.pending);
+        self.debt = self.debt.saturating_add(row.debt);
+        self.breakage = self
+            .breakage
+            .saturating_add(row.expired.saturating_add(parts.due));
+        self.earned = self.earned.saturating_add(row.earned);
+        self.redeemed = self.redeemed.saturating_add(row.redeemed);
+        self.clawed_back = self.clawed_back.saturating_add(row.clawed_back);
+        self.forfeited = self.forfeited.saturating_add(row.forfeited);
+    }
+
+    pub(crate) fn finish(
+        self,
+        program: &Program,
+        as_of: DateTime<Utc>,
+        position: Position,
+    ) -> ProgramTotals {
+        let outstanding = self.available.saturating_add(self.pending);
+        let value = program.point_value();
+        ProgramTotals {
+            as_of,
+            position,
+            members: self.members,
+            active_members: self.active,
+            suspended_members: self.suspended,
+            closed_members: self.closed,
+            points_outstanding: Points::new(outstanding),
+            points_available: Points::new(self.available),
+            points_pending: Points::new(self.pending),
+            debt: Points::new(self.debt),
+            point_value: value,
+            liability: Decimal::from(outstanding).saturating_mul(value),
+            currency: program.currency().clone(),
+            breakage_points: Points::new(self.breakage),
+            breakage_value: Decimal::from(self.breakage).saturating_mul(value),
+            lifetime_earned: Points::new(self.earned),
+            redeemed: Points::new(self.redeemed),
+            clawed_back: Points::new(self.clawed_back),
+            forfeited: Points::new(self.forfeited),
+        }
+    }
+}
+
+type Shard = HashMap<MemberId, MemberRow>;
+
+/// Every member's row, sharded so that readers rarely wait for the single writer.
+pub(crate) struct ReadModel {
+    shards: Vec<RwLock<Shard>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Last position applied, and events that could not be read.
+    state: RwLock<ApplyState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ApplyState {
+    pub(crate) position: Position,
+    pub(crate) events: u64,
+    pub(crate) unreadable: u64,
+    pub(crate) errors: Vec<String>,
+}
+
+/// Most unreadable-event messages kept (the count goes on).
+const MAX_ERRORS_KEPT: usize = 100;
+
+impl ReadModel {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            state: RwLock::new(ApplyState::default()),
+        }
+    }
+
+    fn shard<K: Hash + ?Sized>(&self, member: &K) -> &RwLock<Shard> {
+        let i = (self.hasher.hash_one(member) as usize) % SHARDS;
+        &self.shards[i]
+    }
+
+    pub(crate) fn position(&self) -> Position {
+        self.state.read().position
+    }
+
+    pub(crate) fn apply_state(&self) -> ApplyState {
+        self.state.read().clone()
+    }
+
+    /// Applies one recorded event of `$all` (events of other streams only move the position).
+    pub(crate) fn apply_recorded(&self, recorded: &RecordedEvent) {
+        if let Some(member) = codec::member_of_stream(&recorded.stream) {
+            match codec::decode(recorded) {
+                Ok(event) => {
+                    let mut shard = self.shard(&member).write();
+                    let row = shard.entry(member).or_default();
+                    row.apply(&event);
+                    row.revision = recorded.revision;
+                    row.last_position = recorded.position;
+                }
+                Err(e) => {
+                    let mut state = self.state.write();
+                    state.unreadable += 1;
+                    if state.errors.len() < MAX_ERRORS_KEPT {
+                        state.errors.push(format!(
+                            "{} revision {} ({}): {e}",
+                            recorded.stream, recorded.revision, recorded.position
+                        ));
+                    }
+                }
+            }
+        }
+        let mut state = self.state.write();
+        state.events += 1;
+        if recorded.position > state.position {
+            state.position = recorded.position;
+        }
+    }
+
+    pub(crate) fn with_row<T>(&self, member: &MemberId, f: impl FnOnce(&MemberRow) -> T) -> Option<T> {
+        let shard = self.shard(member).read();
+        shard
+            .get(member)
+            .filter(|r| r.status != MemberStatus::NotEnrolled)
+            .map(f)
+    }
+
+    pub(crate) fn totals(&self, program: &Program, as_of: DateTime<Utc>) -> ProgramTotals {
+        let at = nanos(as_of);
+        let mut acc = TotalsAcc::default();
+        for shard in &self.shards {
+            for row in shard.read().values() {
+                acc.add(row, at);
+            }
+        }
+        acc.finish(program, as_of, self.position())
+    }
+
+    /// Visits every row (one shard locked at a time).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&MemberId, &MemberRow)) {
+        for shard in &self.shards {
+            for (member, row) in shard.read().iter() {
+                f(member, row);
+            }
+        }
+    }
+
+    pub(crate) fn note_reviewed(&self, member: &MemberId, through: DateTime<Utc>) {
+        if let Some(row) = self.shard(member).write().get_mut(member) {
+            row.reviewed_through = row.reviewed_through.max(nanos(through));
+        }
+    }
+
+    pub(crate) fn get(&self, member: &MemberId) -> Option<MemberRow> {
+        self.shard(member).read().get(member).cloned()
+    }
+}
+
+impl std::fmt::Debug for ReadModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadModel")
+            .field("position", &self.position())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,155 @@
+//! The referral process manager: when a newcomer's stream records `ReferralQualified`, credit
+//! the referrer. It reads `$all` (member streams) from its stored checkpoint; the credit
+//! command is keyed by the newcomer, so handling an event twice (after a restart with a lagging
+//! checkpoint, or on two servers at once) is a replay, never a second bonus.
+
+use std::time::Duration;
+
+use loyalty_core::{Command, CreditReferralBonus, Event};
+use loyalty_store::{Position, RecordedEvent, StreamFilter, SubscriptionMessage};
+use tokio::task::JoinHandle;
+
+use crate::checkpoint;
+use crate::codec::{self, MEMBER_PREFIX};
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::metadata::CommandContext;
+
+pub(crate) const CHECKPOINT_NAME: &str = "referrals";
+pub(crate) const ACTOR: &str = "referral-process-manager";
+const QUALIFIED: &str = "ReferralQualified";
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(crate) async fn spawn(engine: Engine) -> Result<JoinHandle<()>, EngineError> {
+    let from = checkpoint::load(engine.inner.store.as_ref(), CHECKPOINT_NAME).await?;
+    let mut shutdown = engine.inner.shutdown.subscribe();
+    Ok(tokio::spawn(async move {
+        let mut manager = Manager {
+            engine,
+            handled: from,
+            stored: from,
+            since_store: 0,
+        };
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match manager.run(&mut shutdown).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "referral process manager failed, resuming");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        if let Err(e) = manager.store_checkpoint().await {
+            tracing::warn!(error = %e, "referral checkpoint not stored at shutdown");
+        }
+    }))
+}
+
+struct Manager {
+    engine: Engine,
+    /// Every event up to here was handled.
+    handled: Position,
+    /// The checkpoint in the store.
+    stored: Position,
+    since_store: usize,
+}
+
+impl Manager {
+    /// Runs until shutdown (`Ok`) or a failure (`Err`: resumed from `handled`).
+    async fn run(&mut self, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> Result<(), EngineError> {
+        let mut subscription = self
+            .engine
+            .inner
+            .store
+            .subscribe_all(self.handled, StreamFilter::prefixes([MEMBER_PREFIX]))
+            .await?;
+        loop {
+            let message = tokio::select! {
+                m = subscription.next() => m,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            match message {
+                Some(Ok(SubscriptionMessage::Event(recorded))) => {
+                    self.handle(&recorded, shutdown).await?;
+                    self.handled = recorded.position;
+                    self.since_store += 1;
+                    if self.since_store >= self.engine.inner.options.projection_checkpoint_every {
+                        self.store_checkpoint().await?;
+                    }
+                }
+                Some(Ok(SubscriptionMessage::CaughtUp { .. })) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(EngineError::Store(loyalty_store::StoreError::Closed)),
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        recorded: &RecordedEvent,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), EngineError> {
+        if recorded.event_type != QUALIFIED {
+            return Ok(());
+        }
+        let Some(newcomer) = codec::member_of_stream(&recorded.stream) else {
+            return Ok(());
+        };
+        let Event::ReferralQualified(qualified) = codec::decode(recorded)? else {
+            return Ok(());
+        };
+        let command = Command::CreditReferralBonus(CreditReferralBonus {
+            member_id: qualified.referrer.clone(),
+            newcomer: newcomer.clone(),
+            occurred_at: qualified.occurred_at,
+        });
+        let context = CommandContext::new()
+            .with_causation_id(recorded.id.to_string())
+            .with_actor(ACTOR);
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match self.engine.execute_with(command.clone(), context.clone()).await {
+                Ok(_) => return Ok(()),
+                // The domain's no is final (referrer closed, no referral rule): retrying
+                // cannot change it. Logged for operators; the log keeps the qualification.
+                Err(EngineError::Domain(e)) => {
+                    tracing::warn!(referrer = %qualified.referrer, %newcomer, error = %e,
+                        "referral bonus refused");
+                    return Ok(());
+                }
+                Err(EngineError::ShutDown) => return Err(EngineError::ShutDown),
+                Err(e) => {
+                    tracing::warn!(error = %e, "referral bonus not delivered yet, retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return Err(EngineError::ShutDown),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn store_checkpoint(&mut self) -> Result<(), EngineError> {
+        if self.handled > self.stored {
+            checkpoint::store(
+                self.engine.inner.store.as_ref(),
+                self.engine.inner.ids.as_ref(),
+                CHECKPOINT_NAME,
+                self.handled,
+            )
+            .await?;
+            self.stored = self.handled;
+        }
+        self.since_store = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! Feeds projections from a catch-up subscription to `$all`, in one task, and publishes how far
+//! they got. A broken subscription is re-opened from the last applied position, so no event is
+//! applied twice or skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use loyalty_store::{EventStore, Position, RecordedEvent, StreamFilter, SubscriptionMessage};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::progress::ProgressTracker;
+
+/// Something that folds events of `$all` into a read model. Called from a single task, in
+/// position order, exactly once per event.
+pub(crate) trait Projection: Send + Sync + 'static {
+    fn apply(&self, event: &RecordedEvent);
+    /// The position of the last event applied (where to resume).
+    fn position(&self) -> Position;
+}
+
+/// Longest pause between two attempts to re-open a failed subscription.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub(crate) fn spawn<P: Projection>(
+    store: Arc<dyn EventStore>,
+    projection: Arc<P>,
+    filter: StreamFilter,
+    progress: Arc<ProgressTracker>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let from = projection.position();
+            let mut subscription = match store.subscribe_all(from, filter.clone()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "projection subscription failed to open");
+                    if pause(&mut shutdown, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            loop {
+                let message = tokio::select! {
+                    m = subscription.next() => m,
+                    _ = shutdown.changed() => {
+                        subscription.stop();
+                        return;
+                    }
+                };
+                match message {
+                    Some(Ok(SubscriptionMessage::Event(event))) => {
+                        projection.apply(&event);
+                        progress.advance(event.position);
+                        backoff = Duration::from_millis(10);
+                    }
+                    Some(Ok(SubscriptionMessage::CaughtUp { position })) => {
+                        progress.caught_up(position);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "projection subscription ended, re-opening");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!("projection subscription closed, re-opening");
+                        break;
+                    }
+                }
+            }
+            if pause(&mut shutdown, backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    })
+}
+
+/// Sleeps, or returns true early if shutdown was asked.
+async fn pause(shutdown: &mut watch::Receiver<bool>, how_long: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(how_long) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}

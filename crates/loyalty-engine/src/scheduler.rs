@@ -1,0 +1,165 @@
+//! Scheduled work: expire due lots and run due tier reviews, for every member that needs it.
+//! Each piece of work is an ordinary command decided against the member's stream, so running it
+//! twice, or on two servers at once, finds nothing left to do the second time (or loses the
+//! append race, catches up and finds nothing to do).
+//! Pending points need no scheduled event: balances compare `spendable_from` with "now".
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use loyalty_core::{Command, Expire, MemberId, Outcome, Points, ReviewTier};
+use tokio::task::JoinHandle;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::metadata::CommandContext;
+use crate::views::{ScheduledFailure, ScheduledReport};
+
+pub(crate) const ACTOR: &str = "scheduler";
+const MAX_FAILURES_LISTED: usize = 100;
+
+struct Due {
+    member: MemberId,
+    expire: bool,
+    review: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+struct Done {
+    expiry_run: bool,
+    points_expired: i64,
+    lots_expired: u64,
+    reviewed: bool,
+    tier_changed: bool,
+    failure: Option<String>,
+}
+
+impl Engine {
+    /// Expires due lots and runs due tier reviews as of `now`. Idempotent.
+    pub async fn run_scheduled(&self, now: DateTime<Utc>) -> Result<ScheduledReport, EngineError> {
+        // Pick the members from read models that include everything written so far.
+        let head = self.inner.store.head_position().await?;
+        self.wait_for(head).await?;
+        let program = &self.inner.program;
+        let mut due = Vec::new();
+        self.inner.model.for_each(|member, row| {
+            let expire = row.next_due().is_some_and(|t| t <= now);
+            let review = row.review_due(program, now);
+            if expire || review.is_some() {
+                due.push(Due {
+                    member: member.clone(),
+                    expire,
+                    review,
+                });
+            }
+        });
+        let mut report = ScheduledReport {
+            members_due: due.len() as u64,
+            ..ScheduledReport::default()
+        };
+        let limit = self.inner.options.scheduler_batch_limit.max(1);
+        if due.len() > limit {
+            report.deferred = (due.len() - limit) as u64;
+            due.truncate(limit);
+        }
+        let concurrency = self.inner.options.scheduler_concurrency.max(1);
+        let mut results = futures::stream::iter(due)
+            .map(|d| self.work_on(d, now))
+            .buffer_unordered(concurrency);
+        let mut points_expired = 0i64;
+        while let Some((member, done)) = results.next().await {
+            report.expiry_runs += u64::from(done.expiry_run);
+            points_expired = points_expired.saturating_add(done.points_expired);
+            report.lots_expired += done.lots_expired;
+            report.tier_reviews += u64::from(done.reviewed);
+            report.tier_changes += u64::from(done.tier_changed);
+            if let Some(error) = done.failure {
+                report.failures_total += 1;
+                if report.failures.len() < MAX_FAILURES_LISTED {
+                    report.failures.push(ScheduledFailure {
+                        member_id: member,
+                        error,
+                    });
+                }
+            }
+        }
+        report.points_expired = Points::new(points_expired);
+        Ok(report)
+    }
+
+    async fn work_on(&self, due: Due, now: DateTime<Utc>) -> (MemberId, Done) {
+        let mut done = Done::default();
+        let context = CommandContext::new().with_actor(ACTOR);
+        if due.expire {
+            let command = Command::Expire(Expire {
+                member_id: due.member.clone(),
+                occurred_at: now,
+            });
+            match self.execute_with(command, context.clone()).await {
+                Ok(result) => {
+                    done.expiry_run = true;
+                    if let Outcome::Expired { points, lots } = result.outcome {
+                        done.points_expired = points.value();
+                        done.lots_expired = lots.len() as u64;
+                    }
+                }
+                Err(e) => done.failure = Some(e.to_string()),
+            }
+        }
+        if let Some(review_at) = due.review {
+            let command = Command::ReviewTier(ReviewTier {
+                member_id: due.member.clone(),
+                occurred_at: now,
+            });
+            match self.execute_with(command, context).await {
+                Ok(result) => {
+                    done.reviewed = true;
+                    match result.outcome {
+                        Outcome::TierChanged { .. } => done.tier_changed = true,
+                        // Nothing recorded: remember it, so the next run skips this member.
+                        _ => self.inner.model.note_reviewed(&due.member, review_at),
+                    }
+                }
+                Err(e) => {
+                    if done.failure.is_none() {
+                        done.failure = Some(e.to_string());
+                    }
+                }
+            }
+        }
+        (due.member, done)
+    }
+
+    /// Runs [`Engine::run_scheduled`] every `every` with the engine's clock, until shutdown.
+    pub fn spawn_scheduler(&self, every: Duration) -> JoinHandle<()> {
+        let engine = self.clone();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let every = every.max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = shutdown.changed() => return,
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+                match engine.run_scheduled(engine.inner.clock.now()).await {
+                    Ok(report) => {
+                        if report.members_due > 0 {
+                            tracing::info!(
+                                members = report.members_due,
+                                points_expired = report.points_expired.value(),
+                                tier_changes = report.tier_changes,
+                                failures = report.failures_total,
+                                "scheduled work done"
+                            );
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "scheduled work failed"),
+                }
+            }
+        })
+    }
+}
