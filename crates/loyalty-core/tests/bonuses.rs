@@ -1,0 +1,202 @@
+//! Activity bonuses within their limits, manual adjustments and goodwill.
+
+mod support;
+
+use loyalty_core::*;
+use support::*;
+
+#[test]
+fn an_activity_within_its_limit_earns_its_bonus() {
+    let (decision, state) = given([enroll()])
+        .when(activity("A1", "survey", "2026-01-10T10:00:00Z"))
+        .then_ok();
+    let rewarded = only!(decision.events, ActivityRewarded);
+    assert_eq!(rewarded.credit.points, p(25));
+    assert_eq!(rewarded.credit.lot_id, lot("activity:A1"));
+    assert_eq!(rewarded.period_key, "month:2026-01");
+    assert_eq!(state.lifetime().earned, p(75));
+}
+
+#[test]
+fn an_activity_past_its_limit_is_a_recorded_refusal() {
+    let (decision, state) = given([enroll(), activity("A1", "survey", "2026-01-10T10:00:00Z")])
+        .when(activity("A2", "survey", "2026-01-31T10:00:00Z"))
+        .then_ok();
+    let refused = only!(decision.events, ActivityRefused);
+    assert_eq!((refused.limit, refused.period.as_str()), (1, "month"));
+    assert_eq!(
+        decision.outcome,
+        Outcome::ActivityRefused {
+            activity_id: ActivityId::parse("A2").unwrap(),
+            kind: ActivityKind::parse("survey").unwrap(),
+            limit: 1,
+            period: "month".into(),
+        }
+    );
+    assert_eq!(state.lifetime().earned, p(75));
+}
+
+#[test]
+fn a_refused_activity_sent_again_gets_the_same_refusal() {
+    let history = [
+        enroll(),
+        activity("A1", "survey", "2026-01-10T10:00:00Z"),
+        activity("A2", "survey", "2026-01-31T10:00:00Z"),
+    ];
+    let outcome = given(history)
+        .when(activity("A2", "survey", "2026-01-31T10:00:00Z"))
+        .then_replayed();
+    assert!(matches!(outcome, Outcome::ActivityRefused { .. }));
+}
+
+#[test]
+fn a_monthly_limit_starts_again_with_the_local_month() {
+    // 23:30 UTC on 31 January is already 1 February in Paris.
+    let events = given([enroll(), activity("A1", "survey", "2026-01-10T10:00:00Z")])
+        .when(activity("A2", "survey", "2026-01-31T23:30:00Z"))
+        .then_events();
+    assert_eq!(only!(events, ActivityRewarded).period_key, "month:2026-02");
+}
+
+#[test]
+fn a_daily_limit_follows_the_local_day() {
+    let history = [enroll(), activity("A1", "checkin", "2026-01-10T10:00:00Z")];
+    // 22:59 UTC is 23:59 on the same day in Paris (CET): refused.
+    let same_day = given(history.clone())
+        .when(activity("A2", "checkin", "2026-01-10T22:59:00Z"))
+        .then_events();
+    assert!(matches!(same_day[..], [Event::ActivityRefused(_)]));
+    // 23:30 UTC is already 11 January in Paris: rewarded.
+    let next_day = given(history)
+        .when(activity("A2", "checkin", "2026-01-10T23:30:00Z"))
+        .then_events();
+    assert_eq!(
+        only!(next_day, ActivityRewarded).period_key,
+        "day:2026-01-11"
+    );
+}
+
+#[test]
+fn a_weekly_limit_allows_its_count_per_iso_week() {
+    let history = [
+        enroll(),
+        activity("A1", "review", "2026-01-12T10:00:00Z"), // Monday, week 3
+        activity("A2", "review", "2026-01-14T10:00:00Z"),
+    ];
+    let refused = given(history.clone())
+        .when(activity("A3", "review", "2026-01-18T10:00:00Z")) // Sunday, week 3
+        .then_events();
+    assert!(matches!(refused[0], Event::ActivityRefused(_)));
+    let next_week = given(history)
+        .when(activity("A3", "review", "2026-01-19T10:00:00Z"))
+        .then_events();
+    assert_eq!(
+        only!(next_week, ActivityRewarded).period_key,
+        "week:2026-W04"
+    );
+}
+
+#[test]
+fn a_once_only_activity_is_refused_forever_after() {
+    let events = given([enroll(), activity("A1", "app", "2026-01-10T10:00:00Z")])
+        .when(activity("A2", "app", "2030-01-10T10:00:00Z"))
+        .then_events();
+    // The old lots expire first (every decision records the expiries due), then the refusal.
+    assert!(matches!(events.last(), Some(Event::ActivityRefused(_))));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ActivityRewarded(_)))
+    );
+}
+
+#[test]
+fn an_unknown_activity_is_refused() {
+    given([enroll()])
+        .when(activity("A1", "karaoke", "2026-01-10T10:00:00Z"))
+        .then_err(DomainError::UnknownActivity {
+            kind: "karaoke".into(),
+        });
+}
+
+#[test]
+fn a_positive_adjustment_creates_a_lot_with_its_reason() {
+    let (decision, state) = given([enroll()])
+        .when(adjust("J1", "2026-01-10T10:00:00Z", 30))
+        .then_ok();
+    let adjusted = only!(decision.events, PointsAdjusted);
+    assert_eq!(adjusted.reason_code.as_str(), "correction");
+    assert_eq!(adjusted.operator.as_str(), "alice");
+    assert_eq!(adjusted.credit.unwrap().lot_id, lot("adjust:J1"));
+    assert_eq!(state.lifetime().adjusted, p(30));
+}
+
+#[test]
+fn a_negative_adjustment_takes_from_lots_then_leaves_a_debt() {
+    let (decision, state) = given([enroll()])
+        .when(adjust("J1", "2026-01-10T10:00:00Z", -70))
+        .then_ok();
+    let debit = only!(decision.events, PointsAdjusted).debit.unwrap();
+    assert_eq!(debit.draws, vec![draw("welcome:M1", 50)]);
+    assert_eq!(debit.debt_added, p(20));
+    assert_eq!(state.lifetime().adjusted, p(-70));
+    assert_eq!(
+        decision.outcome,
+        Outcome::Adjusted {
+            adjustment_id: AdjustmentId::parse("J1").unwrap(),
+            points: p(-70),
+            shortfall: p(0),
+        }
+    );
+}
+
+#[test]
+fn an_adjustment_must_be_non_zero_within_the_limit_with_a_short_note() {
+    given([enroll()])
+        .when(adjust("J1", "2026-01-10T10:00:00Z", 0))
+        .then_err(DomainError::PointsZero);
+    given([enroll()])
+        .when(adjust("J1", "2026-01-10T10:00:00Z", 5001))
+        .then_err(DomainError::PointsTooLarge { max: p(5000) });
+    given([enroll()])
+        .when(adjust("J1", "2026-01-10T10:00:00Z", -5001))
+        .then_err(DomainError::PointsTooLarge { max: p(5000) });
+    let mut long = adjust("J1", "2026-01-10T10:00:00Z", 10);
+    if let Command::Adjust(a) = &mut long {
+        a.note = "x".repeat(41);
+    }
+    given([enroll()])
+        .when(long)
+        .then_err(DomainError::TextTooLong {
+            field: "note",
+            max: 40,
+        });
+}
+
+#[test]
+fn goodwill_for_an_upheld_complaint_is_granted_once() {
+    let (decision, state) = given([enroll()])
+        .when(goodwill("C1", "2026-01-10T10:00:00Z", 100))
+        .then_ok();
+    let granted = only!(decision.events, GoodwillGranted);
+    assert_eq!(granted.reason_code.as_str(), "complaint-upheld");
+    assert_eq!(granted.credit.points, p(100));
+    assert_eq!(state.lifetime().earned, p(150));
+
+    let history = [enroll(), goodwill("C1", "2026-01-10T10:00:00Z", 100)];
+    given(history.clone())
+        .when(goodwill("C1", "2026-01-10T10:00:00Z", 100))
+        .then_replayed();
+    given(history)
+        .when(goodwill("C1", "2026-01-10T10:00:00Z", 200))
+        .then_err(DomainError::IdempotencyConflict {
+            client_id: "goodwill:C1".into(),
+        });
+}
+
+#[test]
+fn goodwill_must_be_positive() {
+    given([enroll()])
+        .when(goodwill("C1", "2026-01-10T10:00:00Z", -5))
+        .then_err(DomainError::PointsNotPositive);
+}
