@@ -1,0 +1,295 @@
+//! Properties over random command sequences, under both clawback policies:
+//! - the ledger identity holds after every decision, and no lot ever goes negative;
+//! - under `clamp` there is never a debt and the balance never goes below zero;
+//! - replaying the events rebuilds the same state, also through the stored schema;
+//! - sending any command a second time changes nothing;
+//! - the clawbacks of a purchase never exceed its award, and equal it once fully refunded.
+
+mod support;
+
+use chrono::{DateTime, Duration, Utc};
+use loyalty_core::schema;
+use loyalty_core::*;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use support::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Purchase {
+        tx: u8,
+        lines: Vec<(u8, i64)>,
+    },
+    RefundLine {
+        id: u8,
+        tx: u8,
+        line: u32,
+        cents: i64,
+    },
+    RefundAmount {
+        id: u8,
+        tx: u8,
+        cents: i64,
+    },
+    Redeem {
+        id: u8,
+        points: i64,
+    },
+    RedeemReward {
+        id: u8,
+        reward: u8,
+    },
+    Cancel {
+        id: u8,
+    },
+    Expire,
+    Activity {
+        id: u8,
+        kind: u8,
+    },
+    Adjust {
+        id: u8,
+        points: i64,
+    },
+    Goodwill {
+        id: u8,
+        points: i64,
+    },
+    Referral {
+        newcomer: u8,
+    },
+    Review,
+    Suspend,
+    Reinstate,
+    Close,
+    /// Sends an earlier command again, unchanged.
+    Retry {
+        index: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..6, prop::collection::vec((0u8..5, 1i64..20_000), 1..4))
+            .prop_map(|(tx, lines)| Op::Purchase { tx, lines }),
+        3 => (0u8..6, 0u8..6, 0u32..3, 1i64..12_000)
+            .prop_map(|(id, tx, line, cents)| Op::RefundLine { id, tx, line, cents }),
+        2 => (0u8..6, 0u8..6, 1i64..30_000)
+            .prop_map(|(id, tx, cents)| Op::RefundAmount { id, tx, cents }),
+        3 => (0u8..6, 1i64..400).prop_map(|(id, points)| Op::Redeem { id, points }),
+        1 => (0u8..6, 0u8..3).prop_map(|(id, reward)| Op::RedeemReward { id, reward }),
+        2 => (0u8..6).prop_map(|id| Op::Cancel { id }),
+        2 => Just(Op::Expire),
+        2 => (0u8..6, 0u8..4).prop_map(|(id, kind)| Op::Activity { id, kind }),
+        2 => (0u8..4, -400i64..400).prop_map(|(id, points)| Op::Adjust { id, points }),
+        1 => (0u8..3, 1i64..200).prop_map(|(id, points)| Op::Goodwill { id, points }),
+        1 => (0u8..3).prop_map(|newcomer| Op::Referral { newcomer }),
+        1 => Just(Op::Review),
+        1 => Just(Op::Suspend),
+        1 => Just(Op::Reinstate),
+        1 => (0u8..20).prop_map(|n| if n == 0 { Op::Close } else { Op::Expire }),
+        2 => (0usize..64).prop_map(|index| Op::Retry { index }),
+    ]
+}
+
+/// Each step moves business time forward by 0 to ~80 days.
+fn steps() -> impl Strategy<Value = Vec<(Op, i64)>> {
+    prop::collection::vec((op(), 0i64..2000), 1..40)
+}
+
+const CATEGORIES: [(&str, &str); 5] = [
+    ("LATTE", "drinks"),
+    ("BEANS", "beans"),
+    ("CAKE", "pastry"),
+    ("GIFT", "gift-card"),
+    ("MUG", "beans"),
+];
+const REWARDS: [&str; 3] = ["coffee", "class", "mug"];
+const KINDS: [&str; 4] = ["survey", "review", "app", "checkin"];
+
+fn iso(at: DateTime<Utc>) -> String {
+    at.to_rfc3339()
+}
+
+fn money(cents: i64) -> String {
+    Decimal::new(cents, 2).to_string()
+}
+
+fn command(op: &Op, at: DateTime<Utc>, sent: &[Command]) -> Command {
+    let at_s = iso(at);
+    let at = at_s.as_str();
+    match op {
+        Op::Purchase { tx, lines } => purchase_lines(
+            &format!("T{tx}"),
+            at,
+            lines
+                .iter()
+                .map(|(c, cents)| {
+                    let (sku, category) = CATEGORIES[*c as usize % CATEGORIES.len()];
+                    line(sku, category, &money(*cents))
+                })
+                .collect(),
+        ),
+        Op::RefundLine {
+            id,
+            tx,
+            line,
+            cents,
+        } => refund_lines(
+            &format!("F{id}"),
+            &format!("T{tx}"),
+            at,
+            &[(*line, money(*cents).as_str())],
+        ),
+        Op::RefundAmount { id, tx, cents } => {
+            refund_amount(&format!("F{id}"), &format!("T{tx}"), at, &money(*cents))
+        }
+        Op::Redeem { id, points } => redeem(&format!("R{id}"), at, *points),
+        Op::RedeemReward { id, reward } => {
+            redeem_reward(&format!("R{id}"), at, REWARDS[*reward as usize % 3])
+        }
+        Op::Cancel { id } => cancel(&format!("R{id}"), at),
+        Op::Expire => expire(at),
+        Op::Activity { id, kind } => activity(&format!("A{id}"), KINDS[*kind as usize % 4], at),
+        Op::Adjust { id, points } => adjust(&format!("J{id}"), at, *points),
+        Op::Goodwill { id, points } => goodwill(&format!("C{id}"), at, *points),
+        Op::Referral { newcomer } => credit_referral(&format!("N{newcomer}"), at),
+        Op::Review => review(at),
+        Op::Suspend => suspend(at),
+        Op::Reinstate => reinstate(at),
+        Op::Close => close(at),
+        Op::Retry { index } => {
+            if sent.is_empty() {
+                expire(at)
+            } else {
+                sent[index % sent.len()].clone()
+            }
+        }
+    }
+}
+
+fn check_identity(state: &MemberState, at: DateTime<Utc>) -> Result<(), TestCaseError> {
+    let b = state.balance(at);
+    let l = &b.lifetime;
+    let left = l.earned.value()
+        - l.redeemed.value()
+        - l.expired.value()
+        - l.clawed_back.value()
+        - l.forfeited.value()
+        + l.adjusted.value();
+    prop_assert_eq!(
+        left,
+        b.available.value() + b.pending.value() - b.debt.value()
+    );
+    prop_assert!(b.available.value() >= 0 && b.pending.value() >= 0 && b.debt.value() >= 0);
+    for lot in state.lots() {
+        prop_assert!(lot.remaining.value() >= 0, "lot {} below zero", lot.id);
+        prop_assert!(
+            lot.remaining <= lot.points,
+            "lot {} above its award",
+            lot.id
+        );
+    }
+    Ok(())
+}
+
+fn run(program: &Program, steps: &[(Op, i64)]) -> Result<(), TestCaseError> {
+    let clamp = program.clawback_policy() == program::ClawbackPolicy::Clamp;
+    let mut at = t(ENROLLED);
+    let mut state = MemberState::default();
+    let mut history: Vec<Event> = Vec::new();
+    let mut sent: Vec<Command> = vec![enroll_referred_by("R9")];
+    let first = decide(&state, &sent[0], program).expect("enrollment is accepted");
+    for e in &first.events {
+        evolve(&mut state, e);
+        history.push(e.clone());
+    }
+
+    for (op, hours) in steps {
+        at += Duration::hours(*hours);
+        let c = command(op, at, &sent);
+        let Ok(decision) = decide(&state, &c, program) else {
+            continue;
+        };
+        for e in &decision.events {
+            evolve(&mut state, e);
+            history.push(e.clone());
+            // The stored form decodes to the same event.
+            let s = schema::encode(e);
+            let back = schema::decode(s.event_type, s.schema_version, &s.data);
+            prop_assert_eq!(back.as_ref(), Ok(e));
+        }
+        sent.push(c.clone());
+        check_identity(&state, c.occurred_at())?;
+        check_identity(&state, c.occurred_at() + Duration::days(400))?;
+        if clamp {
+            prop_assert!(state.debt().is_zero());
+            prop_assert!(state.balance(c.occurred_at()).balance.value() >= 0);
+        }
+
+        // Sending it again changes nothing, and a retry reports the original outcome.
+        match decide(&state, &c, program) {
+            Ok(again) => {
+                prop_assert!(
+                    again.events.is_empty(),
+                    "second {c:?} decided {:?}",
+                    again.events
+                );
+                if again.replayed {
+                    prop_assert_eq!(&again.outcome, &decision.outcome);
+                }
+            }
+            Err(_) => {}
+        }
+
+        // The clawbacks of each purchase stay within its award.
+        for purchase in state.purchases() {
+            prop_assert!(purchase.clawed() <= purchase.points);
+            if purchase.refunded_amount() == purchase.total_amount() {
+                prop_assert_eq!(purchase.clawed(), purchase.points);
+            }
+        }
+    }
+
+    // Replaying the whole history rebuilds the same state.
+    prop_assert_eq!(&MemberState::from_events(&history), &state);
+    // And the events alone say the same about clawbacks.
+    for e in &history {
+        if let Event::PurchaseRecorded(p) = e {
+            let clawed: i64 = history
+                .iter()
+                .filter_map(|x| match x {
+                    Event::RefundRecorded(r) if r.transaction_id == p.transaction_id => {
+                        Some(r.points.value())
+                    }
+                    _ => None,
+                })
+                .sum();
+            prop_assert!(clawed <= p.points.value());
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_ledger_holds_under_allow(steps in steps()) {
+        run(&program(), &steps)?;
+    }
+
+    #[test]
+    fn the_ledger_holds_under_clamp(steps in steps()) {
+        run(&program_with("policy = \"allow\"", "policy = \"clamp\""), &steps)?;
+    }
+
+    #[test]
+    fn the_ledger_holds_under_the_inactivity_policy(steps in steps()) {
+        let inactivity = program_with(
+            "policy = \"lot_months\"\nmonths = 12\nend_of_month = true",
+            "policy = \"inactivity\"\nmonths = 3",
+        );
+        run(&inactivity, &steps)?;
+    }
+}
