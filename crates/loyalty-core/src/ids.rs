@@ -164,6 +164,33 @@ impl LotId {
             .chars()
             .take(MAX_ID_LEN - prefix.len() - 18)
             .collect();
-        LotId(format!("{prefix}:{keep}~{digest:016x}"))
+        LotId(format!("{prefix}:{keep}.{digest:016x}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_the_documented_alphabet_and_length() {
+        assert!(MemberId::parse("M-1_a.b:c").is_ok());
+        assert!(MemberId::parse("x".repeat(64)).is_ok());
+        assert!(MemberId::parse("x".repeat(65)).is_err());
+        assert!(MemberId::parse("").is_err());
+        assert!(MemberId::parse("a b").is_err());
+        assert!(MemberId::parse("caf\u{e9}").is_err());
+    }
+
+    #[test]
+    fn a_lot_id_derived_from_a_long_id_stays_valid_unique_and_stable() {
+        let a = "a".repeat(64);
+        let b = format!("{}b", "a".repeat(63));
+        let la = LotId::derived("purchase", &a);
+        let lb = LotId::derived("purchase", &b);
+        assert!(LotId::parse(la.as_str()).is_ok(), "{la}");
+        assert_ne!(la, lb);
+        assert_eq!(la, LotId::derived("purchase", &a));
+        assert_eq!(LotId::derived("purchase", "T1").as_str(), "purchase:T1");
     }
 }

@@ -200,3 +200,21 @@ fn a_closed_account_refuses_commands() {
         .when(purchase("T1", BOUGHT, "600"))
         .then_replayed();
 }
+
+#[test]
+fn a_tier_earned_after_the_review_date_is_not_taken_away_by_that_review() {
+    // Silver on 10 January 2026; nothing in 2026-2027; Gold on 6 January 2028, the day after
+    // the 2028 anniversary. The review run on 10 January must not demote the new Gold.
+    let history = vec![
+        enroll(),
+        purchase("T1", BOUGHT, "250"),
+        purchase("T2", "2028-01-06T10:00:00Z", "600"),
+    ];
+    let g = given(history);
+    assert_eq!(g.state().tier().name, "Gold");
+    assert!(
+        g.when(review("2028-01-10T10:00:00Z"))
+            .then_events()
+            .is_empty()
+    );
+}

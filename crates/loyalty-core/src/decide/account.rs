@@ -40,7 +40,9 @@ pub(super) fn review(mut ctx: Ctx<'_>) -> Result<Decision, DomainError> {
     } else {
         reached.index
     };
-    if to_index == current.index {
+    // A tier earned after the review date was not part of that review: it is reviewed next time.
+    let earned_since = state.tier_since().is_some_and(|since| since > review_at);
+    if to_index == current.index || (to_index < current.index && earned_since) {
         return unchanged(ctx);
     }
     let to = tiers::tier_ref(program, to_index as usize);
