@@ -86,6 +86,70 @@ pub enum DomainError {
     ArithmeticOverflow,
 }
 
+impl DomainError {
+    /// A stable machine-readable code for APIs and logs (`insufficient_points`...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            DomainError::InvalidId { .. } => "invalid_id",
+            DomainError::InvalidCurrency { .. } => "invalid_currency",
+            DomainError::NotEnrolled => "not_enrolled",
+            DomainError::AlreadyEnrolled => "already_enrolled",
+            DomainError::WrongMember { .. } => "wrong_member",
+            DomainError::IdempotencyConflict { .. } => "idempotency_conflict",
+            DomainError::MemberSuspended => "member_suspended",
+            DomainError::MemberClosed => "member_closed",
+            DomainError::CurrencyMismatch { .. } => "currency_mismatch",
+            DomainError::AmountNotPositive { .. } => "amount_not_positive",
+            DomainError::AmountTooPrecise { .. } => "amount_too_precise",
+            DomainError::AmountTooLarge { .. } => "amount_too_large",
+            DomainError::NoLines => "no_lines",
+            DomainError::TooManyLines { .. } => "too_many_lines",
+            DomainError::UnknownTransaction { .. } => "unknown_transaction",
+            DomainError::UnknownLine { .. } => "unknown_line",
+            DomainError::DuplicateRefundLine { .. } => "duplicate_refund_line",
+            DomainError::RefundExceedsRemaining { .. } => "refund_exceeds_remaining",
+            DomainError::UnknownReward { .. } => "unknown_reward",
+            DomainError::RewardNotAvailable { .. } => "reward_not_available",
+            DomainError::TierTooLow { .. } => "tier_too_low",
+            DomainError::RewardLimitReached { .. } => "reward_limit_reached",
+            DomainError::InsufficientPoints { .. } => "insufficient_points",
+            DomainError::PointsNotPositive => "points_not_positive",
+            DomainError::PointsZero => "points_zero",
+            DomainError::PointsTooLarge { .. } => "points_too_large",
+            DomainError::UnknownRedemption { .. } => "unknown_redemption",
+            DomainError::RedemptionAlreadyCancelled { .. } => "redemption_already_cancelled",
+            DomainError::UnknownActivity { .. } => "unknown_activity",
+            DomainError::SelfReferral => "self_referral",
+            DomainError::ReferralNotConfigured => "referral_not_configured",
+            DomainError::TextTooLong { .. } => "text_too_long",
+            DomainError::ArithmeticOverflow => "arithmetic_overflow",
+        }
+    }
+
+    /// True when the request itself is wrong (as opposed to the member's state refusing it):
+    /// a client should not retry it unchanged.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            DomainError::InvalidId { .. }
+                | DomainError::InvalidCurrency { .. }
+                | DomainError::WrongMember { .. }
+                | DomainError::AmountNotPositive { .. }
+                | DomainError::AmountTooPrecise { .. }
+                | DomainError::AmountTooLarge { .. }
+                | DomainError::NoLines
+                | DomainError::TooManyLines { .. }
+                | DomainError::UnknownLine { .. }
+                | DomainError::DuplicateRefundLine { .. }
+                | DomainError::PointsNotPositive
+                | DomainError::PointsZero
+                | DomainError::PointsTooLarge { .. }
+                | DomainError::TextTooLong { .. }
+                | DomainError::SelfReferral
+        )
+    }
+}
+
 /// Why a program file was rejected: the field (a dotted path) and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ProgramError {

@@ -240,6 +240,10 @@ impl MemberState {
         self.redemptions.get(id)
     }
 
+    pub fn redemptions(&self) -> impl Iterator<Item = &RedemptionRecord> {
+        self.redemptions.values()
+    }
+
     /// What was decided for a client id (`purchase:T1`, see [`crate::Command::client_id`]).
     pub fn processed(&self, client_id: &str) -> Option<&Processed> {
         self.processed.get(client_id)

@@ -61,3 +61,23 @@ pub fn last_review_at(
     }
     None
 }
+
+/// The first review date strictly after `after` (for a scheduler that sends `ReviewTier`).
+pub fn next_review_at(
+    program: &Program,
+    enrolled_at: DateTime<Utc>,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let tz = program.timezone();
+    let enrolled = calendar::local_date(enrolled_at, tz);
+    let (month, day) = match program.tiers.review {
+        ReviewSchedule::Anniversary => (enrolled.month(), enrolled.day()),
+        ReviewSchedule::FixedDate { month, day } => (month, day),
+    };
+    let from = calendar::local_date(after.max(enrolled_at), tz);
+    (from.year()..=from.year().saturating_add(2)).find_map(|year| {
+        let date = calendar::yearly_date(year, month, day)?;
+        let at = calendar::start_of_day(date, tz)?;
+        (at > after && date > enrolled).then_some(at)
+    })
+}

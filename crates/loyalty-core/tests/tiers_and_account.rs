@@ -218,3 +218,29 @@ fn a_tier_earned_after_the_review_date_is_not_taken_away_by_that_review() {
             .is_empty()
     );
 }
+
+#[test]
+fn the_next_review_is_the_coming_anniversary_at_local_midnight() {
+    let program = program();
+    let enrolled = t(ENROLLED);
+    assert_eq!(
+        tiers::next_review_at(&program, enrolled, enrolled),
+        Some(t("2027-01-04T23:00:00Z"))
+    );
+    assert_eq!(
+        tiers::next_review_at(&program, enrolled, t("2027-01-04T23:00:00Z")),
+        Some(t("2028-01-04T23:00:00Z"))
+    );
+}
+
+#[test]
+fn rejections_carry_stable_codes() {
+    let e = DomainError::InsufficientPoints {
+        available: p(150),
+        requested: p(200),
+    };
+    assert_eq!(e.code(), "insufficient_points");
+    assert!(!e.is_invalid_input());
+    assert!(DomainError::PointsZero.is_invalid_input());
+    assert_eq!(program().points_value(p(150)).unwrap(), d("1.50"));
+}

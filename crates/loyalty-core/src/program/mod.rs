@@ -369,6 +369,11 @@ impl Program {
         self.valuation.point_value
     }
 
+    /// The money value of `points` (for the liability report); `None` only on overflow.
+    pub fn points_value(&self, points: Points) -> Option<Decimal> {
+        Decimal::from(points.value()).checked_mul(self.valuation.point_value)
+    }
+
     /// The rewards catalog.
     pub fn rewards(&self) -> &[Reward] {
         &self.rewards
