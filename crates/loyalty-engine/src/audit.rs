@@ -58,10 +58,15 @@ fn statement(event: &Event) -> (Points, String) {
         ),
         Event::PurchaseRecorded(e) => (
             e.points,
-            format!("Purchase {} ({} {})", e.transaction_id, e.eligible_amount, e.currency),
+            format!(
+                "Purchase {} ({} {})",
+                e.transaction_id, e.eligible_amount, e.currency
+            ),
         ),
         Event::ReferralQualified(e) => (
-            e.newcomer_credit.as_ref().map_or(Points::ZERO, |c| c.points),
+            e.newcomer_credit
+                .as_ref()
+                .map_or(Points::ZERO, |c| c.points),
             format!("Referral by {} qualified", e.referrer),
         ),
         Event::TierChanged(e) => (
@@ -85,17 +90,17 @@ fn statement(event: &Event) -> (Points, String) {
         ),
         Event::PointsExpired(e) => (neg(e.points), format!("Points of lot {} expired", e.lot_id)),
         Event::ActivityRewarded(e) => (e.credit.points, format!("Activity {}", e.kind)),
-        Event::ActivityRefused(e) => (
-            Points::ZERO,
-            format!("Activity {} past its limit", e.kind),
-        ),
+        Event::ActivityRefused(e) => (Points::ZERO, format!("Activity {} past its limit", e.kind)),
         Event::PointsAdjusted(e) => {
             let applied = match (&e.credit, &e.debit) {
                 (Some(c), _) => c.points,
                 (None, Some(d)) => neg(d.taken()),
                 (None, None) => Points::ZERO,
             };
-            (applied, format!("Adjustment {} ({})", e.adjustment_id, e.reason_code))
+            (
+                applied,
+                format!("Adjustment {} ({})", e.adjustment_id, e.reason_code),
+            )
         }
         Event::GoodwillGranted(e) => (
             e.credit.points,
@@ -290,7 +295,10 @@ impl Engine {
 
     /// The points liability as of `as_of`: a replay of `$all` keeping the events recorded at
     /// or before it, with expiry and pending evaluated at `as_of`.
-    pub async fn liability_as_of(&self, as_of: DateTime<Utc>) -> Result<LiabilityReport, EngineError> {
+    pub async fn liability_as_of(
+        &self,
+        as_of: DateTime<Utc>,
+    ) -> Result<LiabilityReport, EngineError> {
         let head = self.inner.store.head_position().await?;
         let rebuilt = self.rebuild(head, Some(as_of), &|_| {}).await?;
         let at = nanos(as_of);
@@ -387,7 +395,10 @@ impl Engine {
         }
         let live_state = self.inner.model.apply_state();
         for error in &live_state.errors {
-            differ(format!("live projection could not read: {error}"), &mut report);
+            differ(
+                format!("live projection could not read: {error}"),
+                &mut report,
+            );
         }
         let now = self.inner.clock.now();
         let model: &ReadModel = &self.inner.model;

@@ -3,7 +3,9 @@
 //! A checkpoint may lag behind the work done: everything a process manager does is keyed so that
 //! doing it again is a replay.
 
-use loyalty_store::{Bytes, Direction, EventData, EventStore, ExpectedRevision, Position, StreamFrom};
+use loyalty_store::{
+    Bytes, Direction, EventData, EventStore, ExpectedRevision, Position, StreamFrom,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
@@ -31,7 +33,10 @@ pub(crate) async fn load(store: &dyn EventStore, name: &str) -> Result<Position,
         None => Ok(Position::START),
         Some(event) => {
             let stored: StoredCheckpoint = serde_json::from_slice(&event.data).map_err(|e| {
-                EngineError::Corrupt(format!("checkpoint {name} at revision {}: {e}", event.revision))
+                EngineError::Corrupt(format!(
+                    "checkpoint {name} at revision {}: {e}",
+                    event.revision
+                ))
             })?;
             Ok(Position::new(stored.commit, stored.prepare))
         }

@@ -191,7 +191,9 @@ impl Engine {
                 fresh
             }
         };
-        let result = self.decide_and_append(&command, &context, &mut cached).await;
+        let result = self
+            .decide_and_append(&command, &context, &mut cached)
+            .await;
         match &result {
             // A store failure leaves the append's fate unknown: reload next time.
             Err(
@@ -394,12 +396,10 @@ impl Engine {
             .wait_for(position, self.inner.options.read_wait_limit)
             .await
             .map_err(|e| match e {
-                WaitError::TimedOut { reached } => {
-                    EngineError::NotCaughtUp {
-                        wanted: position,
-                        reached,
-                    }
-                }
+                WaitError::TimedOut { reached } => EngineError::NotCaughtUp {
+                    wanted: position,
+                    reached,
+                },
             })
     }
 
@@ -424,9 +424,9 @@ impl Engine {
 
     pub fn tier(&self, member: &MemberId) -> Option<TierView> {
         let now = self.inner.clock.now();
-        self.inner
-            .model
-            .with_row(member, |row| row.tier_view(member, &self.inner.program, now))
+        self.inner.model.with_row(member, |row| {
+            row.tier_view(member, &self.inner.program, now)
+        })
     }
 
     pub fn member_profile(&self, member: &MemberId) -> Option<ProfileView> {

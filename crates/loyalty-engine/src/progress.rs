@@ -58,13 +58,13 @@ impl ProgressTracker {
     }
 
     /// Waits until `position` was applied, at most `limit`.
-    pub(crate) async fn wait_for(&self, position: Position, limit: Duration) -> Result<(), WaitError> {
+    pub(crate) async fn wait_for(
+        &self,
+        position: Position,
+        limit: Duration,
+    ) -> Result<(), WaitError> {
         let mut rx = self.tx.subscribe();
-        let waited = tokio::time::timeout(
-            limit,
-            rx.wait_for(|p| p.position >= position),
-        )
-        .await;
+        let waited = tokio::time::timeout(limit, rx.wait_for(|p| p.position >= position)).await;
         let now = self.get();
         if now.position >= position {
             return Ok(());

@@ -307,10 +307,7 @@ impl MemberRow {
     }
 
     fn credit(&mut self, c: &Credit, kind: Kind) {
-        self.debt = self
-            .debt
-            .saturating_sub(c.debt_repaid.value())
-            .max(0);
+        self.debt = self.debt.saturating_sub(c.debt_repaid.value()).max(0);
         self.lots.push(LotRow {
             key: key(c.lot_id.as_str()),
             remaining: c.lot_points().value(),
@@ -389,7 +386,11 @@ impl MemberRow {
     }
 
     /// A tier review is due as of `now` and has not run yet (by the log or the scheduler's note).
-    pub(crate) fn review_due(&self, program: &Program, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    pub(crate) fn review_due(
+        &self,
+        program: &Program,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         if !matches!(self.status, MemberStatus::Active | MemberStatus::Suspended) {
             return None;
         }
@@ -694,7 +695,11 @@ impl ReadModel {
         }
     }
 
-    pub(crate) fn with_row<T>(&self, member: &MemberId, f: impl FnOnce(&MemberRow) -> T) -> Option<T> {
+    pub(crate) fn with_row<T>(
+        &self,
+        member: &MemberId,
+        f: impl FnOnce(&MemberRow) -> T,
+    ) -> Option<T> {
         let shard = self.shard(member).read();
         shard
             .get(member)

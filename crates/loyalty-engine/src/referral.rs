@@ -64,7 +64,10 @@ struct Manager {
 
 impl Manager {
     /// Runs until shutdown (`Ok`) or a failure (`Err`: resumed from `handled`).
-    async fn run(&mut self, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> Result<(), EngineError> {
+    async fn run(
+        &mut self,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), EngineError> {
         let mut subscription = self
             .engine
             .inner
@@ -116,7 +119,11 @@ impl Manager {
             .with_actor(ACTOR);
         let mut backoff = Duration::from_millis(10);
         loop {
-            match self.engine.execute_with(command.clone(), context.clone()).await {
+            match self
+                .engine
+                .execute_with(command.clone(), context.clone())
+                .await
+            {
                 Ok(_) => return Ok(()),
                 // The domain's no is final (referrer closed, no referral rule): retrying
                 // cannot change it. Logged for operators; the log keeps the qualification.

@@ -1,0 +1,9 @@
+//! The engine's behaviours, against the in-memory store (and SQLite for a few).
+
+mod audit;
+mod commands;
+mod common;
+mod projections;
+mod referrals;
+mod scheduled;
+mod sqlite;

@@ -1,0 +1,259 @@
+use std::time::Duration;
+
+use loyalty_core::{Adjust, Command, Points};
+use loyalty_engine::{EngineError, EngineOptions, HistoryCursor};
+use loyalty_store::Position;
+use rust_decimal::Decimal;
+
+use crate::common::*;
+
+/// Compares the engine's balance view with the core's state rebuilt from the stream.
+async fn assert_views_match_core(h: &Harness, m: &loyalty_core::MemberId) {
+    let state = h.core_state(m).await;
+    let core = state.balance(h.now());
+    let view = h.engine.balance(m).expect("member has a balance");
+    assert_eq!(view.available, core.available, "available of {m}");
+    assert_eq!(view.pending, core.pending, "pending of {m}");
+    assert_eq!(view.debt, core.debt, "debt of {m}");
+    assert_eq!(view.balance, core.balance, "balance of {m}");
+    assert_eq!(view.lifetime_earned, core.lifetime.earned, "earned of {m}");
+    assert_eq!(view.redeemed, core.lifetime.redeemed, "redeemed of {m}");
+    assert_eq!(view.expired, core.lifetime.expired, "expired of {m}");
+    assert_eq!(
+        view.clawed_back, core.lifetime.clawed_back,
+        "clawed back of {m}"
+    );
+    assert_eq!(view.adjusted, core.lifetime.adjusted, "adjusted of {m}");
+    assert_eq!(
+        view.next_expiry.map(|n| (n.points, n.at)),
+        core.next_expiry.map(|n| (n.points, n.at)),
+        "next expiry of {m}"
+    );
+    let tier = h.engine.tier(m).unwrap();
+    assert_eq!(tier.current.name, state.tier().name, "tier of {m}");
+    assert_eq!(
+        tier.qualifying_value,
+        state.qualifying_value(h.engine.program(), h.now()),
+        "qualifying value of {m}"
+    );
+}
+
+#[tokio::test]
+async fn projections_match_the_state_decide_works_on() {
+    // Given members with purchases, redemptions, refunds, adjustments and a debt
+    let h = Harness::with(program_with_pending(14), options()).await;
+    let alice = h.enroll("alice").await;
+    let bob = h.enroll("bob").await;
+    h.run(purchase(&alice, "A1", 120, h.now())).await;
+    h.clock.advance(days(20));
+    h.run(purchase(&alice, "A2", 30, h.now())).await;
+    h.run(redeem(&alice, "AR1", 70, h.now())).await;
+    h.run(refund(&alice, "ARF1", "A1", 120, h.now())).await; // leaves a debt
+    h.run(purchase(&bob, "B1", 55, h.now())).await;
+    h.run(Command::Adjust(Adjust {
+        member_id: bob.clone(),
+        adjustment_id: loyalty_core::AdjustmentId::parse("ADJ1").unwrap(),
+        points: Points::new(-20),
+        reason_code: loyalty_core::ReasonCode::parse("correction").unwrap(),
+        note: "typo".into(),
+        operator: loyalty_core::OperatorId::parse("op-1").unwrap(),
+        occurred_at: h.now(),
+    }))
+    .await;
+    h.settle().await;
+    // Then every view equals the core's reading of the stream, now...
+    for m in [&alice, &bob] {
+        assert_views_match_core(&h, m).await;
+    }
+    assert!(h.engine.balance(&alice).unwrap().debt.is_positive());
+    // ...and after the lots' expiry passed (no expiry recorded yet)
+    h.clock.advance(days(400));
+    for m in [&alice, &bob] {
+        assert_views_match_core(&h, m).await;
+    }
+    assert!(h.engine.balance(&bob).unwrap().expired.is_positive());
+}
+
+#[tokio::test]
+async fn points_in_the_return_window_are_pending_until_it_ends_without_any_event() {
+    // Given a program with a 14-day pending period and a purchase of 50 euros
+    let h = Harness::with(program_with_pending(14), options()).await;
+    let m = h.enroll("alice").await;
+    h.run(purchase(&m, "T1", 50, h.now())).await;
+    h.settle().await;
+    assert_eq!(h.engine.balance(&m).unwrap().pending, Points::new(60));
+    // When 15 days pass
+    h.clock.advance(days(15));
+    // Then the points are available
+    let b = h.engine.balance(&m).unwrap();
+    assert_eq!((b.available, b.pending), (Points::new(60), Points::ZERO));
+}
+
+#[tokio::test]
+async fn a_read_with_the_writes_position_sees_the_write() {
+    let h = Harness::new().await;
+    let m = h.enroll("alice").await;
+    for i in 0..20 {
+        let result = h.run(purchase(&m, &format!("T{i}"), 10, h.now())).await;
+        h.engine.wait_for(result.position).await.unwrap();
+        let balance = h.engine.balance(&m).unwrap();
+        assert_eq!(balance.available, Points::new(10 + 10 * (i + 1)));
+        assert_eq!(balance.stream_revision, result.stream_revision);
+    }
+}
+
+#[tokio::test]
+async fn waiting_for_a_position_never_written_gives_up_at_the_limit() {
+    let opts = EngineOptions {
+        read_wait_limit: Duration::from_millis(50),
+        ..options()
+    };
+    let h = Harness::with(program(), opts).await;
+    h.enroll("alice").await;
+    let err = h
+        .engine
+        .wait_for(Position::new(u64::MAX, u64::MAX))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotCaughtUp { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_engine_reports_caught_up_once_the_history_is_read() {
+    let h = Harness::new().await;
+    h.enroll("alice").await;
+    let other = h.second_engine(options()).await;
+    assert!(
+        eventually(async || other.is_caught_up()).await,
+        "never caught up"
+    );
+    let head = loyalty_store::EventStore::head_position(h.store.as_ref())
+        .await
+        .unwrap();
+    other.wait_for(head).await.unwrap();
+    assert!(other.balance(&member("alice")).is_some());
+}
+
+#[tokio::test]
+async fn history_pages_newest_first_and_ends_at_the_first_event() {
+    // Given a member with 5 events
+    let h = Harness::new().await;
+    let m = h.enroll("alice").await;
+    for i in 0..4 {
+        h.run(purchase(&m, &format!("T{i}"), 10 + i, h.now())).await;
+    }
+    // When the history is read 2 lines at a time
+    let mut revisions = Vec::new();
+    let mut cursor: Option<HistoryCursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = h.engine.history(&m, cursor, 2).await.unwrap();
+        pages += 1;
+        revisions.extend(page.lines.iter().map(|l| l.revision));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    // Then it covers every event once, newest first, in 3 pages
+    assert_eq!(revisions, vec![4, 3, 2, 1, 0]);
+    assert_eq!(pages, 3);
+    let first = h.engine.history(&m, None, 1).await.unwrap();
+    assert_eq!(first.lines[0].points, Points::new(13));
+    assert_eq!(first.lines[0].event_type, "PurchaseRecorded");
+}
+
+#[tokio::test]
+async fn history_of_an_unknown_member_is_unknown_member() {
+    let h = Harness::new().await;
+    let err = h
+        .engine
+        .history(&member("ghost"), None, 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::UnknownMember(_)));
+    let err = h
+        .engine
+        .history(&member("ghost"), None, 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::LimitExceeded { .. }));
+}
+
+#[tokio::test]
+async fn program_totals_add_up_the_members_balances_and_value_the_liability() {
+    // Given three members with different balances
+    let h = Harness::new().await;
+    let mut expected = 0i64;
+    for (i, amount) in [25i64, 40, 75].into_iter().enumerate() {
+        let m = h.enroll(&format!("m{i}")).await;
+        h.run(purchase(&m, &format!("T{i}"), amount, h.now())).await;
+        expected += 10 + amount;
+    }
+    h.settle().await;
+    // Then the totals add up, and the liability is outstanding x 0.01
+    let totals = h.engine.totals();
+    assert_eq!(totals.members, 3);
+    assert_eq!(totals.points_outstanding, Points::new(expected));
+    assert_eq!(totals.liability, Decimal::new(expected, 2));
+    assert_eq!(totals.breakage_points, Points::ZERO);
+    // And after the lots expire, they become breakage
+    h.clock.advance(days(400));
+    let later = h.engine.totals();
+    assert_eq!(later.points_outstanding, Points::ZERO);
+    assert_eq!(later.breakage_points, Points::new(expected));
+}
+
+#[tokio::test]
+async fn redeemable_rewards_follow_the_balance_the_tier_and_the_limits() {
+    // Given a Bronze member with 40 points
+    let h = Harness::new().await;
+    let m = h.enroll("alice").await;
+    h.run(purchase(&m, "T1", 30, h.now())).await;
+    h.settle().await;
+    let ids = |h: &Harness| {
+        h.engine
+            .redeemable_rewards(&m)
+            .into_iter()
+            .map(|r| r.reward_id.to_string())
+            .collect::<Vec<_>>()
+    };
+    // Then only the coffee is redeemable (the mug needs Silver)
+    assert_eq!(ids(&h), vec!["coffee"]);
+    // When she reaches Silver with 200 more points
+    h.run(purchase(&m, "T2", 200, h.now())).await;
+    // And redeems the coffee twice (its limit)
+    for r in ["R1", "R2"] {
+        h.run(Command::Redeem(loyalty_core::Redeem {
+            member_id: m.clone(),
+            redemption_id: loyalty_core::RedemptionId::parse(r).unwrap(),
+            occurred_at: h.now(),
+            target: loyalty_core::RedeemTarget::Reward(
+                loyalty_core::RewardId::parse("coffee").unwrap(),
+            ),
+        }))
+        .await;
+    }
+    h.settle().await;
+    // Then the mug is offered and the coffee no longer
+    assert_eq!(h.engine.tier(&m).unwrap().current.name, "Silver");
+    assert_eq!(ids(&h), vec!["silver-mug"]);
+}
+
+#[tokio::test]
+async fn the_profile_combines_status_balance_and_tier() {
+    let h = Harness::new().await;
+    let m = h.enroll("alice").await;
+    h.settle().await;
+    let profile = h.engine.member_profile(&m).unwrap();
+    assert_eq!(profile.enrolled_at, Some(t0()));
+    assert_eq!(profile.balance.available, Points::new(10));
+    assert_eq!(profile.tier.current.name, "Bronze");
+    let next = profile.tier.next.unwrap();
+    assert_eq!(
+        (next.name.as_str(), next.remaining),
+        ("Silver", Decimal::from(100))
+    );
+    assert!(profile.tier.next_review_at.is_some_and(|t| t > t0()));
+    assert!(h.engine.member_profile(&member("ghost")).is_none());
+}
