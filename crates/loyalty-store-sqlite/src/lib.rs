@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -91,6 +92,20 @@ pub struct SqliteStore {
     appends: mpsc::Sender<writer::AppendRequest>,
     head: watch::Receiver<Position>,
     writer: JoinHandle<()>,
+    counters: Arc<writer::Counters>,
+}
+
+/// What the writer has done since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed (one fsync each).
+    pub commits: u64,
+    /// Appends those transactions answered: `appends / commits` is the mean group size.
+    pub appends: u64,
+    /// Appends waiting in the queue for the writer right now.
+    pub queued: usize,
+    /// Appends in the batch the writer is writing right now.
+    pub writing: u64,
 }
 
 impl SqliteStore {
@@ -107,9 +122,11 @@ impl SqliteStore {
             max_appends: options.max_batch_appends.max(1),
             max_bytes: options.max_batch_bytes,
         };
+        let counters = Arc::new(writer::Counters::default());
+        let writer_counters = Arc::clone(&counters);
         let writer = std::thread::Builder::new()
             .name("event-store-writer".to_owned())
-            .spawn(move || writer::run(conn, requests, head_tx, limits))?;
+            .spawn(move || writer::run(conn, requests, head_tx, limits, writer_counters))?;
         Ok(Self {
             readers: Arc::new(ReaderPool::new(path.clone(), options.readers.max(1))),
             path,
@@ -117,7 +134,17 @@ impl SqliteStore {
             appends,
             head: head_rx,
             writer,
+            counters,
         })
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            appends: self.counters.appends.load(Ordering::Relaxed),
+            queued: self.appends.max_capacity() - self.appends.capacity(),
+            writing: self.counters.writing.load(Ordering::Relaxed),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -141,7 +168,7 @@ impl SqliteStore {
 
 fn open_writer(path: &Path) -> Result<(Connection, Position), OpenError> {
     let mut conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Refuse a newer file before touching it in any way (even its journal mode).
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {

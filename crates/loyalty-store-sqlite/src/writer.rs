@@ -5,6 +5,9 @@
 //! (one fsync for the whole group), and only then answers each caller and publishes the new
 //! head position. Under load the queue fills while a commit is in flight, so the cost of one
 //! fsync is shared by many appends: throughput is not bounded by the fsync rate.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -21,6 +24,17 @@ pub(crate) struct AppendRequest {
     pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
+/// What the writer has done, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Appends answered (stored, retried or refused) by those transactions.
+    pub appends: AtomicU64,
+    /// Appends in the batch being written right now.
+    pub writing: AtomicU64,
+}
+
 pub(crate) struct BatchLimits {
     /// Most appends committed together.
     pub max_appends: usize,
@@ -34,6 +48,7 @@ pub(crate) fn run(
     mut requests: mpsc::Receiver<AppendRequest>,
     head: watch::Sender<Position>,
     limits: BatchLimits,
+    counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(limits.max_appends);
     while let Some(first) = requests.blocking_recv() {
@@ -48,8 +63,17 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        match write_batch(&mut conn, &batch) {
+        counters
+            .writing
+            .store(batch.len() as u64, Ordering::Relaxed);
+        let written = write_batch(&mut conn, &batch);
+        counters.writing.store(0, Ordering::Relaxed);
+        match written {
             Ok((outcomes, new_head)) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .appends
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if let Some(position) = new_head {
                     head.send_replace(position);
                 }
