@@ -84,6 +84,9 @@ impl Default for SqliteOptions {
 
 /// The embedded event store. Not `Clone`: share it in an `Arc`. Dropping it lets the writer
 /// finish what is queued and stop; [`SqliteStore::close`] also waits for that.
+///
+/// Open one per file: a second store on the same file stays correct, but live subscriptions
+/// only wake on commits of the store they were opened on.
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
