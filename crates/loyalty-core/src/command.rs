@@ -299,10 +299,11 @@ impl Command {
                 }
                 .finish()
             }
-            Command::CancelRedemption(c) => Fingerprint::new("cancel")
-                .field(&c.redemption_id)
-                .field(at(c.occurred_at))
-                .finish(),
+            // A redemption is cancelled once: any later cancellation of it, whenever sent,
+            // is a retry of the first.
+            Command::CancelRedemption(c) => {
+                Fingerprint::new("cancel").field(&c.redemption_id).finish()
+            }
             Command::RecordActivity(c) => Fingerprint::new("activity")
                 .field(&c.activity_id)
                 .field(&c.kind)

@@ -1,6 +1,30 @@
 //! The loyalty points ledger as pure, synchronous code: the program's rules, the member
 //! aggregate (`decide` a command against the state, `evolve` the state with an event), and the
 //! stored event schema. No IO, no clock, no randomness: time, ids and rules are arguments.
+//!
+//! ```
+//! use chrono::{TimeZone, Utc};
+//! use loyalty_core::*;
+//!
+//! let program = Program::from_toml_str(include_str!("../../../config/program.toml")).unwrap();
+//! let member = MemberId::parse("M1").unwrap();
+//! let at = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+//!
+//! // One stream per member: decide, append the events, evolve the state with them.
+//! let mut state = MemberState::default();
+//! let enroll = Command::from(Enroll { member_id: member.clone(), referrer: None, occurred_at: at });
+//! let decision = decide(&state, &enroll, &program).unwrap();
+//! for event in &decision.events {
+//!     let stored = schema::encode(event); // what the event store keeps
+//!     let back = schema::decode(stored.event_type, stored.schema_version, &stored.data).unwrap();
+//!     evolve(&mut state, &back);
+//! }
+//! // The welcome bonus is pending for the return window, then spendable.
+//! assert_eq!(state.balance(at).pending, Points::new(50));
+//! // A retry of the same command is a replay: no new events, the original outcome.
+//! let again = decide(&state, &enroll, &program).unwrap();
+//! assert!(again.replayed && again.events.is_empty());
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod calendar;

@@ -467,3 +467,34 @@ fn the_referral_bonus_needs_a_referral_rule() {
         .when(credit_referral(MEMBER, "2026-02-01T10:00:00Z"))
         .then_err(DomainError::SelfReferral);
 }
+
+#[test]
+fn a_line_quantity_must_be_positive_and_within_the_limit() {
+    let mut zero = line("LATTE", "drinks", "4");
+    zero.quantity = d("0");
+    given([enroll()])
+        .when(purchase_lines("T1", "2026-01-10T10:00:00Z", vec![zero]))
+        .then_err(DomainError::AmountNotPositive { field: "quantity" });
+    let mut huge = line("LATTE", "drinks", "4");
+    huge.quantity = d("10001");
+    given([enroll()])
+        .when(purchase_lines("T1", "2026-01-10T10:00:00Z", vec![huge]))
+        .then_err(DomainError::AmountTooLarge {
+            field: "quantity",
+            max: d("10000"),
+        });
+}
+
+#[test]
+fn a_currency_code_is_three_capital_letters() {
+    assert!(Currency::parse("EUR").is_ok());
+    for bad in ["eur", "EURO", "E1R", ""] {
+        assert!(
+            matches!(
+                Currency::parse(bad),
+                Err(DomainError::InvalidCurrency { .. })
+            ),
+            "{bad}"
+        );
+    }
+}

@@ -220,12 +220,20 @@ fn an_unknown_redemption_cannot_be_cancelled() {
 }
 
 #[test]
-fn the_same_cancellation_sent_twice_is_a_replay() {
+fn cancelling_a_redemption_again_later_is_a_replay_of_the_first_cancellation() {
     let history = with(
         earned(),
         vec![redeem("R1", SPENT, 130), cancel("R1", SPENT)],
     );
-    given(history).when(cancel("R1", SPENT)).then_replayed();
+    let outcome = given(history.clone())
+        .when(cancel("R1", SPENT))
+        .then_replayed();
+    assert!(
+        matches!(outcome, Outcome::RedemptionCancelled { points_restored, .. } if points_restored == p(130))
+    );
+    given(history)
+        .when(cancel("R1", "2026-03-01T10:00:00Z"))
+        .then_replayed();
 }
 
 #[test]
