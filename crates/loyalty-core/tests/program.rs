@@ -152,3 +152,50 @@ fn limits_must_be_positive() {
     ));
     assert_eq!(field, "limits.max_lines_per_purchase");
 }
+
+mod support;
+
+#[test]
+fn the_demo_program_runs_a_members_year() {
+    use loyalty_core::*;
+    use support::*;
+
+    let demo = Program::from_toml_str(DEMO).unwrap();
+    let opera = |tx: &str, at: &str, lines| purchase_in("paris-opera", tx, at, lines);
+    let g = given_with(
+        demo,
+        [
+            enroll(),
+            // Pastry fortnight: 2 croissants earn double; the beans earn double all year.
+            purchase_lines(
+                "T1",
+                "2026-03-20T08:00:00Z",
+                vec![
+                    line("CROISSANT", "pastry", "3.40"),
+                    line("BEANS-1KG", "coffee-beans", "24.00"),
+                ],
+            ),
+            // The new Opera store's opening bonus (minimum spend 10).
+            opera(
+                "T2",
+                "2026-10-05T08:00:00Z",
+                vec![line("LATTE", "drinks", "12.50")],
+            ),
+            activity("A1", "birthday", "2026-06-01T08:00:00Z"),
+            redeem_reward("R1", "2026-11-01T10:00:00Z", "free-latte"),
+        ],
+    );
+    let points: Vec<i64> = g
+        .history()
+        .iter()
+        .filter_map(|e| match e {
+            Event::PurchaseRecorded(p) => Some(p.points.value()),
+            _ => None,
+        })
+        .collect();
+    // T1: croissants 3 + 3 (campaign), beans 24 + 24 (multiplier) = 54; T2: 12 + 50 = 62.
+    assert_eq!(points, vec![54, 62]);
+    let b = g.state().balance(t("2026-11-01T10:00:00Z"));
+    // 50 welcome + 54 + 62 + 150 birthday - 120 latte.
+    assert_eq!(b.available, Points::new(196));
+}
