@@ -73,7 +73,7 @@ pub(crate) fn compute(
     let earning = &program.earning;
     let tier = program
         .tiers()
-        .get(state.tier().index as usize)
+        .get(crate::tiers::position(program, state.tier()) as usize)
         .or_else(|| program.tiers().first());
 
     let eligible: Vec<Decimal> = lines

@@ -28,6 +28,15 @@ pub fn tier_for(program: &Program, value: Decimal) -> TierRef {
     tier_ref(program, index)
 }
 
+/// Where a recorded tier stands in today's program: by name (a program may have inserted or
+/// reordered tiers since the event was recorded), else by its recorded index.
+pub fn position(program: &Program, tier: &TierRef) -> u32 {
+    program
+        .tier_index(&tier.name)
+        .and_then(|i| u32::try_from(i).ok())
+        .unwrap_or(tier.index)
+}
+
 pub fn tier_ref(program: &Program, index: usize) -> TierRef {
     TierRef {
         index: u32::try_from(index).unwrap_or(u32::MAX),

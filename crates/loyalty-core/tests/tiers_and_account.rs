@@ -244,3 +244,29 @@ fn rejections_carry_stable_codes() {
     assert!(DomainError::PointsZero.is_invalid_input());
     assert_eq!(program().points_value(p(150)).unwrap(), d("1.50"));
 }
+
+#[test]
+fn a_tier_recorded_under_an_older_program_is_found_by_name_after_tiers_are_inserted() {
+    // Silver was index 1 when recorded; the new program inserts Copper before it.
+    let g = given(vec![enroll(), purchase("T1", BOUGHT, "250")]);
+    assert_eq!(g.state().tier().index, 1);
+    let copper = program_with(
+        "[[tiers.levels]]\nname = \"Silver\"",
+        "[[tiers.levels]]\nname = \"Copper\"\nthreshold = \"100\"\nmultiplier = \"1.2\"\n\n[[tiers.levels]]\nname = \"Silver\"",
+    );
+    let decision = decide(
+        g.state(),
+        &purchase("T2", "2026-01-11T10:00:00Z", "10"),
+        &copper,
+    )
+    .unwrap();
+    let recorded = only!(decision.events, PurchaseRecorded);
+    assert_eq!(recorded.lines[0].rules[1].rule, "tier:Silver");
+    // And no "upgrade" to Silver is recorded for a member already Silver.
+    assert!(
+        !decision
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::TierChanged(_)))
+    );
+}

@@ -30,7 +30,8 @@ pub(super) fn review(mut ctx: Ctx<'_>) -> Result<Decision, DomainError> {
     }
     let value = state.qualifying_value(program, review_at);
     let reached = tiers::tier_for(program, value);
-    let to_index = if reached.index < current.index {
+    let current_index = tiers::position(program, &current);
+    let to_index = if reached.index < current_index {
         // Down by at most the configured number of levels per review.
         reached.index.max(
             current
@@ -42,7 +43,7 @@ pub(super) fn review(mut ctx: Ctx<'_>) -> Result<Decision, DomainError> {
     };
     // A tier earned after the review date was not part of that review: it is reviewed next time.
     let earned_since = state.tier_since().is_some_and(|since| since > review_at);
-    if to_index == current.index || (to_index < current.index && earned_since) {
+    if to_index == current_index || (to_index < current_index && earned_since) {
         return unchanged(ctx);
     }
     let to = tiers::tier_ref(program, to_index as usize);

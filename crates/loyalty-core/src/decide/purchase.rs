@@ -113,7 +113,7 @@ pub(super) fn record(mut ctx: Ctx<'_>, c: &RecordPurchase) -> Result<Decision, D
         .checked_add(contribution)
         .ok_or_else(overflow)?;
     let target = tiers::tier_for(program, value);
-    if target.index > state.tier().index {
+    if target.index > tiers::position(program, state.tier()) {
         ctx.push(Event::TierChanged(TierChanged {
             from: state.tier().clone(),
             to: target,

@@ -30,7 +30,7 @@ pub(super) fn redeem(mut ctx: Ctx<'_>, c: &Redeem) -> Result<Decision, DomainErr
             }
             if let Some(required) = &reward.min_tier {
                 let needed = program.tier_index(required).unwrap_or(0);
-                if (state.tier().index as usize) < needed {
+                if (crate::tiers::position(program, state.tier()) as usize) < needed {
                     return Err(DomainError::TierTooLow {
                         required: required.clone(),
                         current: state.tier().name.clone(),
