@@ -1,0 +1,229 @@
+//! How the engine's and the domain's errors become problem documents: one stable `type` slug
+//! per error, a status, and the numbers a client needs to act (`available`, `remaining`...).
+use axum::http::StatusCode;
+use loyalty_core::DomainError;
+use loyalty_engine::EngineError;
+
+use crate::error::ApiError;
+
+const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
+const CONFLICT: StatusCode = StatusCode::CONFLICT;
+const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
+
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        let detail = error.to_string();
+        let p = |status, slug, title| ApiError::new(status, slug, title, detail.clone());
+        match &error {
+            DomainError::InvalidId { kind, value } => {
+                p(UNPROCESSABLE, "invalid-id", "Invalid identifier")
+                    .with("field", *kind)
+                    .with("value", value.as_str())
+            }
+            DomainError::InvalidCurrency { .. } => {
+                p(UNPROCESSABLE, "invalid-currency", "Invalid currency")
+            }
+            DomainError::NotEnrolled => p(NOT_FOUND, "unknown-member", "Unknown member"),
+            DomainError::AlreadyEnrolled => p(CONFLICT, "already-enrolled", "Already enrolled"),
+            DomainError::WrongMember { .. } => {
+                p(CONFLICT, "wrong-member", "The request names another member")
+            }
+            DomainError::IdempotencyConflict { client_id } => p(
+                CONFLICT,
+                "idempotency-conflict",
+                "This id was already used for a different request",
+            )
+            .with("client_id", client_id.as_str()),
+            DomainError::MemberSuspended => p(CONFLICT, "member-suspended", "Member suspended"),
+            DomainError::MemberClosed => p(CONFLICT, "member-closed", "Member account closed"),
+            DomainError::CurrencyMismatch { expected, .. } => {
+                p(UNPROCESSABLE, "currency-mismatch", "Wrong currency")
+                    .with("expected", expected.as_str())
+            }
+            DomainError::AmountNotPositive { field }
+            | DomainError::AmountTooPrecise { field, .. } => {
+                p(UNPROCESSABLE, "invalid-amount", "Invalid amount").with("field", *field)
+            }
+            DomainError::AmountTooLarge { field, max } => {
+                p(UNPROCESSABLE, "invalid-amount", "Invalid amount")
+                    .with("field", *field)
+                    .with("max", max.to_string())
+            }
+            DomainError::NoLines => p(UNPROCESSABLE, "no-lines", "A purchase needs lines"),
+            DomainError::TooManyLines { max } => {
+                p(UNPROCESSABLE, "too-many-lines", "Too many lines").with("max", *max)
+            }
+            DomainError::UnknownTransaction { transaction_id } => {
+                p(NOT_FOUND, "unknown-transaction", "Unknown transaction")
+                    .with("transaction_id", transaction_id.as_str())
+            }
+            DomainError::UnknownLine { line } => {
+                p(UNPROCESSABLE, "unknown-line", "Unknown purchase line").with("line", *line)
+            }
+            DomainError::DuplicateRefundLine { line } => p(
+                UNPROCESSABLE,
+                "duplicate-refund-line",
+                "Line refunded twice",
+            )
+            .with("line", *line),
+            DomainError::RefundExceedsRemaining { line, remaining } => {
+                let problem = p(
+                    UNPROCESSABLE,
+                    "refund-exceeds-remaining",
+                    "Refund larger than what is left",
+                )
+                .with("remaining", remaining.to_string());
+                match line {
+                    Some(line) => problem.with("line", *line),
+                    None => problem,
+                }
+            }
+            DomainError::UnknownReward { reward_id } => {
+                p(NOT_FOUND, "unknown-reward", "Unknown reward")
+                    .with("reward_id", reward_id.as_str())
+            }
+            DomainError::RewardNotAvailable { reward_id } => {
+                p(CONFLICT, "reward-not-available", "Reward not available")
+                    .with("reward_id", reward_id.as_str())
+            }
+            DomainError::TierTooLow { required, current } => {
+                p(CONFLICT, "tier-too-low", "Tier too low")
+                    .with("required", required.as_str())
+                    .with("current", current.as_str())
+            }
+            DomainError::RewardLimitReached { reward_id, limit } => p(
+                CONFLICT,
+                "reward-limit-reached",
+                "Reward redeemed too many times",
+            )
+            .with("reward_id", reward_id.as_str())
+            .with("limit", *limit),
+            DomainError::InsufficientPoints {
+                available,
+                requested,
+            } => p(CONFLICT, "insufficient-points", "Not enough points")
+                .with("available", available.value())
+                .with("requested", requested.value()),
+            DomainError::PointsNotPositive | DomainError::PointsZero => {
+                p(UNPROCESSABLE, "invalid-points", "Invalid number of points")
+            }
+            DomainError::PointsTooLarge { max } => {
+                p(UNPROCESSABLE, "invalid-points", "Invalid number of points")
+                    .with("max", max.value())
+            }
+            DomainError::UnknownRedemption { redemption_id } => {
+                p(NOT_FOUND, "unknown-redemption", "Unknown redemption")
+                    .with("redemption_id", redemption_id.as_str())
+            }
+            DomainError::RedemptionAlreadyCancelled { redemption_id } => p(
+                CONFLICT,
+                "redemption-already-cancelled",
+                "Redemption already cancelled",
+            )
+            .with("redemption_id", redemption_id.as_str()),
+            DomainError::UnknownActivity { kind } => {
+                p(UNPROCESSABLE, "unknown-activity", "Unknown activity kind")
+                    .with("kind", kind.as_str())
+            }
+            DomainError::SelfReferral => p(UNPROCESSABLE, "self-referral", "Self referral"),
+            DomainError::ReferralNotConfigured => p(
+                UNPROCESSABLE,
+                "referral-not-configured",
+                "The program has no referrals",
+            ),
+            DomainError::TextTooLong { field, max } => {
+                p(UNPROCESSABLE, "text-too-long", "Text too long")
+                    .with("field", *field)
+                    .with("max", *max)
+            }
+            DomainError::ArithmeticOverflow => p(UNPROCESSABLE, "out-of-range", "Out of range"),
+            // The enum is non-exhaustive: a new rejection is still a client error.
+            _ => p(UNPROCESSABLE, "rejected", "The request was rejected"),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        let detail = error.to_string();
+        match error {
+            EngineError::Domain(domain) => domain.into(),
+            EngineError::UnknownMember(member) => {
+                ApiError::new(NOT_FOUND, "unknown-member", "Unknown member", detail)
+                    .with("member_id", member.as_str())
+            }
+            EngineError::UnknownTransaction(txn) => ApiError::new(
+                NOT_FOUND,
+                "unknown-transaction",
+                "Unknown transaction",
+                detail,
+            )
+            .with("transaction_id", txn.as_str()),
+            EngineError::TransactionOfAnotherMember { transaction, .. } => ApiError::new(
+                CONFLICT,
+                "transaction-of-another-member",
+                "Transaction recorded for another member",
+                // The owner is not shown: it would leak who bought what.
+                format!("transaction {transaction} belongs to another member"),
+            ),
+            EngineError::Conflict { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "write-conflict",
+                "Too many concurrent writes",
+                detail,
+            )
+            .with("retryable", true),
+            EngineError::NotCaughtUp { wanted, reached } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-caught-up",
+                "Read models not caught up",
+                detail,
+            )
+            .with("wanted", wanted.to_string())
+            .with("reached", reached.to_string())
+            .with("retryable", true),
+            EngineError::LimitExceeded { limit, .. } => {
+                ApiError::new(UNPROCESSABLE, "limit-exceeded", "Limit exceeded", detail)
+                    .with("limit", limit)
+            }
+            EngineError::Store(e) if e.is_transient() => ApiError::unavailable(e.to_string()),
+            EngineError::ShutDown => ApiError::unavailable(detail),
+            EngineError::Store(_) | EngineError::Schema(_) | EngineError::Corrupt(_) => {
+                ApiError::internal(detail)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use loyalty_core::Points;
+
+    use super::*;
+
+    #[test]
+    fn insufficient_points_tells_how_many_are_available() {
+        let problem: ApiError = DomainError::InsufficientPoints {
+            available: Points::new(120),
+            requested: Points::new(500),
+        }
+        .into();
+        let body = problem.body();
+        assert_eq!(
+            body["type"],
+            "https://loyalty.dev/problems/insufficient-points"
+        );
+        assert_eq!(body["available"], 120);
+        assert_eq!(body["requested"], 500);
+    }
+
+    #[test]
+    fn a_reused_client_id_is_a_conflict() {
+        let problem: ApiError = EngineError::Domain(DomainError::IdempotencyConflict {
+            client_id: "purchase:t1".into(),
+        })
+        .into();
+        assert_eq!(problem.status, StatusCode::CONFLICT);
+        assert_eq!(problem.slug, "idempotency-conflict");
+    }
+}

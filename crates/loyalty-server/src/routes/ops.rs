@@ -1,0 +1,80 @@
+//! Operations: health, readiness, metrics, the API document, scheduled work on demand.
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::ApiJson;
+use crate::auth::{Caller, Role};
+use crate::dto::{PositionText, SchedulerRunRequest};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The process is up and answering.
+pub async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Ready to serve reads that reflect the log: the read models caught up with the store.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let position = PositionText(state.engine.projection_position());
+    if state.engine.is_caught_up() {
+        Json(json!({"status": "ready", "position": position})).into_response()
+    } else {
+        ApiError::unavailable("the read models are still catching up with the log")
+            .with(
+                "position",
+                serde_json::to_value(position).unwrap_or_default(),
+            )
+            .into_response()
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let engine = &state.engine;
+    let totals = engine.totals();
+    state.metrics.set_engine_gauges(
+        engine.projection_position().commit,
+        engine.is_caught_up(),
+        i64::try_from(totals.members).unwrap_or(i64::MAX),
+        totals.points_outstanding.value(),
+        totals.breakage_points.value(),
+    );
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+/// Runs expiry and tier reviews now (as of the server clock or a given time). Safe to run
+/// twice: every command it sends is keyed, so a second run changes nothing already done.
+pub async fn run_scheduler(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<SchedulerRunRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let now = body.now.unwrap_or_else(|| state.engine.clock().now());
+    let report = state.engine.run_scheduled(now).await?;
+    // The head after the run: pass it as `min_position` to read what the run changed.
+    let position = state
+        .engine
+        .store()
+        .head_position()
+        .await
+        .map_err(loyalty_engine::EngineError::from)?;
+    Ok(
+        Json(json!({"now": now, "position": PositionText(position), "report": report}))
+            .into_response(),
+    )
+}

@@ -1,0 +1,63 @@
+//! Support: adjustments and goodwill, each with a reason auditors can read.
+use axum::extract::State;
+use axum::http::HeaderMap;
+use loyalty_core::{
+    Adjust, AdjustmentId, Command, ComplaintId, Goodwill, MemberId, OperatorId, Points, ReasonCode,
+};
+
+use super::{ApiJson, ApiPath, CommandResponse, execute};
+use crate::auth::{Caller, Role};
+use crate::dto::{AdjustRequest, GoodwillRequest};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::validate;
+
+/// The operator recorded: the one named in the body, or the key's name.
+fn operator(caller: &Caller, named: Option<&str>) -> Result<OperatorId, ApiError> {
+    validate::id(OperatorId::parse, named.unwrap_or(&caller.name))
+}
+
+pub async fn adjust(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(member_id): ApiPath<String>,
+    ApiJson(body): ApiJson<AdjustRequest>,
+) -> Result<CommandResponse, ApiError> {
+    caller.require(&[Role::Support])?;
+    let points = validate::manual_points(body.points, false, &state.limits)?;
+    let command = Command::Adjust(Adjust {
+        member_id: validate::id(MemberId::parse, &member_id)?,
+        adjustment_id: validate::id(AdjustmentId::parse, &body.adjustment_id)?,
+        points: Points::new(points),
+        reason_code: validate::id(ReasonCode::parse, &body.reason_code)?,
+        note: body.note,
+        operator: operator(&caller, body.operator.as_deref())?,
+        occurred_at: body.occurred_at,
+    });
+    execute(&state, &caller, &headers, command).await
+}
+
+pub async fn goodwill(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiPath(member_id): ApiPath<String>,
+    ApiJson(body): ApiJson<GoodwillRequest>,
+) -> Result<CommandResponse, ApiError> {
+    caller.require(&[Role::Support])?;
+    let points = validate::manual_points(body.points, true, &state.limits)?;
+    if body.note.trim().is_empty() {
+        return Err(ApiError::invalid("goodwill needs a note saying why"));
+    }
+    let command = Command::Goodwill(Goodwill {
+        member_id: validate::id(MemberId::parse, &member_id)?,
+        complaint_id: validate::id(ComplaintId::parse, &body.complaint_id)?,
+        points: Points::new(points),
+        reason_code: validate::id(ReasonCode::parse, &body.reason_code)?,
+        note: body.note,
+        operator: operator(&caller, body.operator.as_deref())?,
+        occurred_at: body.occurred_at,
+    });
+    execute(&state, &caller, &headers, command).await
+}

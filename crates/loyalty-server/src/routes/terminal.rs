@@ -1,0 +1,115 @@
+//! Terminals: purchases, refunds, activities.
+use axum::extract::State;
+use axum::http::HeaderMap;
+use loyalty_core::{
+    ActivityId, ActivityKind, CategoryId, Command, Currency, MemberId, PurchaseLine,
+    RecordActivity, RecordPurchase, RefundId, RefundLine, RefundScope, Sku, StoreId, TerminalId,
+    TransactionId,
+};
+use loyalty_engine::RefundRequest as EngineRefund;
+
+use super::{ApiJson, CommandResponse, context, execute, settle};
+use crate::auth::{Caller, Role};
+use crate::dto::{ActivityRequest, PurchaseRequest, RefundRequest};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::validate;
+
+pub async fn record_purchase(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PurchaseRequest>,
+) -> Result<CommandResponse, ApiError> {
+    caller.require(&[Role::Terminal])?;
+    caller.require_store(&body.store)?;
+    let limits = &state.limits;
+    if body.lines.is_empty() {
+        return Err(loyalty_core::DomainError::NoLines.into());
+    }
+    if body.lines.len() > limits.max_lines {
+        return Err(ApiError::invalid(format!(
+            "a purchase has at most {} lines",
+            limits.max_lines
+        ))
+        .with("max", limits.max_lines));
+    }
+    let mut lines = Vec::with_capacity(body.lines.len());
+    for line in &body.lines {
+        lines.push(PurchaseLine {
+            sku: validate::id(Sku::parse, &line.sku)?,
+            category: validate::id(CategoryId::parse, &line.category)?,
+            quantity: validate::quantity(line.quantity)?,
+            amount: validate::amount("amount", line.amount, limits)?,
+        });
+    }
+    let command = Command::RecordPurchase(RecordPurchase {
+        member_id: validate::id(MemberId::parse, &body.member_id)?,
+        transaction_id: validate::id(TransactionId::parse, &body.transaction_id)?,
+        store: validate::id(StoreId::parse, &body.store)?,
+        terminal: validate::id(TerminalId::parse, &body.terminal)?,
+        occurred_at: body.occurred_at,
+        currency: Currency::parse(body.currency)?,
+        lines,
+    });
+    execute(&state, &caller, &headers, command).await
+}
+
+pub async fn refund(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RefundRequest>,
+) -> Result<CommandResponse, ApiError> {
+    caller.require(&[Role::Terminal])?;
+    caller.require_store(&body.store)?;
+    validate::id(StoreId::parse, &body.store)?;
+    let limits = &state.limits;
+    let scope = match (body.amount, body.lines) {
+        (Some(amount), None) => RefundScope::Amount(validate::amount("amount", amount, limits)?),
+        (None, Some(lines)) if !lines.is_empty() && lines.len() <= limits.max_lines => {
+            let mut refund_lines = Vec::with_capacity(lines.len());
+            for l in lines {
+                refund_lines.push(RefundLine {
+                    line: l.line,
+                    amount: validate::amount("amount", l.amount, limits)?,
+                });
+            }
+            RefundScope::Lines(refund_lines)
+        }
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "give either amount or lines (1 to {} of them), not both",
+                limits.max_lines
+            )));
+        }
+    };
+    let refund = EngineRefund {
+        refund_id: validate::id(RefundId::parse, &body.refund_id)?,
+        transaction_id: validate::id(TransactionId::parse, &body.transaction_id)?,
+        occurred_at: body.occurred_at,
+        currency: Currency::parse(body.currency)?,
+        scope,
+    };
+    let result = state
+        .engine
+        .refund_by_transaction_with(refund, context(&caller, &headers))
+        .await;
+    settle(&state, "refund", result)
+}
+
+pub async fn record_activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ActivityRequest>,
+) -> Result<CommandResponse, ApiError> {
+    caller.require(&[Role::Terminal, Role::App])?;
+    let command = Command::RecordActivity(RecordActivity {
+        member_id: validate::id(MemberId::parse, &body.member_id)?,
+        activity_id: validate::id(ActivityId::parse, &body.activity_id)?,
+        kind: validate::id(ActivityKind::parse, &body.kind)?,
+        occurred_at: body.occurred_at,
+    });
+    execute(&state, &caller, &headers, command).await
+}

@@ -1,0 +1,456 @@
+//! Handlers tested in process (`tower::ServiceExt::oneshot`), on the in-memory store and the
+//! demo program.
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use chrono::{TimeZone, Utc};
+use http_body_util::BodyExt;
+use loyalty_core::Program;
+use loyalty_engine::{Engine, EngineOptions, ManualClock, SequentialIds};
+use loyalty_store::InMemoryStore;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::auth::{KeyRing, Role, sha256_hex};
+use crate::settings::{ApiKeySettings, LimitSettings};
+use crate::state::AppState;
+
+const TERMINAL: &str = "t-key";
+const APP: &str = "a-key";
+const SUPPORT: &str = "s-key";
+const AUDITOR: &str = "au-key";
+const ADMIN: &str = "ad-key";
+
+fn keys() -> KeyRing {
+    let key = |name: &str, role, plain: &str, stores: &[&str]| ApiKeySettings {
+        name: name.into(),
+        role,
+        sha256: sha256_hex(plain),
+        stores: stores.iter().map(|s| s.to_string()).collect(),
+    };
+    KeyRing::new(&[
+        key("till", Role::Terminal, TERMINAL, &["store-1"]),
+        key("app", Role::App, APP, &[]),
+        key("support", Role::Support, SUPPORT, &[]),
+        key("auditor", Role::Auditor, AUDITOR, &[]),
+        key("admin", Role::Admin, ADMIN, &[]),
+    ])
+}
+
+fn demo_program() -> Program {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/program.toml");
+    let text = std::fs::read_to_string(&path).expect("config/program.toml is readable");
+    Program::from_toml_str(&text).expect("the demo program is valid")
+}
+
+struct Harness {
+    router: Router,
+    engine: Engine,
+}
+
+async fn harness_with(limits: LimitSettings) -> Harness {
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).single().unwrap(),
+    ));
+    let engine = Engine::start(
+        Arc::new(InMemoryStore::new()),
+        Arc::new(demo_program()),
+        clock,
+        Arc::new(SequentialIds::default()),
+        EngineOptions::default(),
+    )
+    .await
+    .expect("the engine starts");
+    let state = AppState::new(engine.clone(), keys(), limits);
+    Harness {
+        router: crate::app(state, Duration::from_secs(10)),
+        engine,
+    }
+}
+
+async fn harness() -> Harness {
+    harness_with(LimitSettings::default()).await
+}
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    replayed: bool,
+    body: Value,
+}
+
+impl Harness {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let request = match body {
+            Some(body) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body)),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let replayed = response
+            .headers()
+            .get(super::REPLAYED_HEADER)
+            .is_some_and(|v| v == "true");
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Answer {
+            status,
+            content_type,
+            replayed,
+            body,
+        }
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> Answer {
+        self.send(Method::POST, path, Some(key), Some(body.to_string()))
+            .await
+    }
+
+    async fn get(&self, path: &str, key: &str) -> Answer {
+        self.send(Method::GET, path, Some(key), None).await
+    }
+
+    async fn enroll(&self, member: &str) -> Answer {
+        self.post(
+            "/v1/members",
+            APP,
+            json!({"member_id": member, "occurred_at": "2026-03-02T10:00:00Z"}),
+        )
+        .await
+    }
+
+    async fn head(&self) -> loyalty_store::Position {
+        self.engine.store().head_position().await.unwrap()
+    }
+}
+
+fn purchase(member: &str, txn: &str, store: &str, amount: &str) -> Value {
+    json!({
+        "member_id": member, "transaction_id": txn, "store": store, "terminal": "till-1",
+        "occurred_at": "2026-03-02T10:00:00Z", "currency": "EUR",
+        "lines": [{"sku": "sku-latte", "category": "coffee", "quantity": "1", "amount": amount}],
+    })
+}
+
+fn problem_slug(answer: &Answer) -> &str {
+    answer.body["type"]
+        .as_str()
+        .and_then(|t| t.strip_prefix(crate::error::PROBLEM_BASE))
+        .unwrap_or("")
+}
+
+// ------------------------------------------------------------------ auth
+
+#[tokio::test]
+async fn a_request_without_a_key_is_401_problem_json() {
+    let h = harness().await;
+    let answer = h.send(Method::GET, "/v1/members/m1", None, None).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.content_type, crate::error::PROBLEM_JSON);
+    assert_eq!(problem_slug(&answer), "unauthorized");
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_401() {
+    let h = harness().await;
+    let answer = h.get("/v1/members/m1", "not-a-key").await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_key_whose_role_may_not_do_it_is_403() {
+    let h = harness().await;
+    let answer = h
+        .post(
+            "/v1/purchases",
+            APP,
+            purchase("m1", "t1", "store-1", "4.50"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let answer = h.get("/v1/log", TERMINAL).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let answer = h.post("/v1/admin/scheduler/run", SUPPORT, json!({})).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_terminal_posting_for_a_store_it_is_not_bound_to_is_403_and_appends_nothing() {
+    let h = harness().await;
+    h.enroll("m1").await;
+    let before = h.head().await;
+    let answer = h
+        .post(
+            "/v1/purchases",
+            TERMINAL,
+            purchase("m1", "t1", "store-2", "4.50"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert_eq!(h.head().await, before);
+}
+
+// ------------------------------------------------------------------ bad inputs
+
+#[tokio::test]
+async fn malformed_json_is_400_and_an_unknown_field_is_422() {
+    let h = harness().await;
+    let answer = h
+        .send(
+            Method::POST,
+            "/v1/members",
+            Some(APP),
+            Some("{\"member_id\":".into()),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem_slug(&answer), "malformed-json");
+    let answer = h
+        .post(
+            "/v1/members",
+            APP,
+            json!({"member_id": "m1", "occurred_at": "2026-03-02T10:00:00Z", "points": 1000}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.content_type, crate::error::PROBLEM_JSON);
+}
+
+#[tokio::test]
+async fn negative_absurd_and_float_amounts_are_refused_and_nothing_is_appended() {
+    let h = harness().await;
+    h.enroll("m1").await;
+    let before = h.head().await;
+    for amount in [json!("-4.50"), json!("99999999.00"), json!(4.5), json!("0")] {
+        let mut body = purchase("m1", "t1", "store-1", "1.00");
+        body["lines"][0]["amount"] = amount.clone();
+        let answer = h.post("/v1/purchases", TERMINAL, body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "amount {amount}: {:?}",
+            answer.body
+        );
+    }
+    assert_eq!(h.head().await, before);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_problem_json() {
+    let h = harness_with(LimitSettings {
+        body_bytes: 2048,
+        ..LimitSettings::default()
+    })
+    .await;
+    let big = json!({"member_id": "m1", "occurred_at": "2026-03-02T10:00:00Z", "referrer": "x".repeat(4096)});
+    let answer = h.post("/v1/members", APP, big).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.content_type, crate::error::PROBLEM_JSON);
+}
+
+#[tokio::test]
+async fn an_unknown_member_is_404() {
+    let h = harness().await;
+    let answer = h.get("/v1/members/nobody", APP).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(problem_slug(&answer), "unknown-member");
+    let answer = h
+        .post(
+            "/v1/purchases",
+            TERMINAL,
+            purchase("nobody", "t1", "store-1", "4.50"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{:?}", answer.body);
+}
+
+#[tokio::test]
+async fn a_page_size_over_the_limit_is_refused() {
+    let h = harness().await;
+    let answer = h.get("/v1/log?limit=100000", AUDITOR).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+// ------------------------------------------------------------------ commands and reads
+
+#[tokio::test]
+async fn a_purchase_earns_points_the_profile_shows_after_its_position() {
+    let h = harness().await;
+    let enrolled = h.enroll("m1").await;
+    let welcome = enrolled.body["outcome"]["welcome_points"].as_i64().unwrap();
+    let answer = h
+        .post(
+            "/v1/purchases",
+            TERMINAL,
+            purchase("m1", "t1", "store-1", "10.00"),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    assert_eq!(answer.body["replayed"], false);
+    let position = answer.body["position"].as_str().unwrap().to_owned();
+    let earned = answer.body["outcome"]["points"].as_i64().unwrap();
+    assert!(earned > 0);
+    let profile = h
+        .get(&format!("/v1/members/m1?min_position={position}"), APP)
+        .await;
+    assert_eq!(profile.status, StatusCode::OK, "{:?}", profile.body);
+    assert_eq!(profile.body["balance"]["lifetime_earned"], welcome + earned);
+}
+
+#[tokio::test]
+async fn a_retried_purchase_answers_the_original_outcome_with_the_replay_flag() {
+    let h = harness().await;
+    h.enroll("m1").await;
+    let first = h
+        .post(
+            "/v1/purchases",
+            TERMINAL,
+            purchase("m1", "t1", "store-1", "10.00"),
+        )
+        .await;
+    let head = h.head().await;
+    let again = h
+        .post(
+            "/v1/purchases",
+            TERMINAL,
+            purchase("m1", "t1", "store-1", "10.00"),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert!(again.replayed);
+    assert_eq!(again.body["replayed"], true);
+    assert_eq!(again.body["outcome"], first.body["outcome"]);
+    assert_eq!(h.head().await, head);
+    let changed = h
+        .post(
+            "/v1/purchases",
+            TERMINAL,
+            purchase("m1", "t1", "store-1", "11.00"),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::CONFLICT);
+    assert_eq!(problem_slug(&changed), "idempotency-conflict");
+}
+
+#[tokio::test]
+async fn redeeming_more_than_the_balance_is_a_problem_that_says_what_is_available() {
+    let h = harness().await;
+    h.enroll("m1").await;
+    let answer = h
+        .post(
+            "/v1/members/m1/redemptions",
+            APP,
+            json!({"redemption_id": "r1", "occurred_at": "2026-03-02T10:00:00Z", "points": 5000}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CONFLICT, "{:?}", answer.body);
+    assert_eq!(problem_slug(&answer), "insufficient-points");
+    assert!(answer.body["available"].is_i64());
+}
+
+// ------------------------------------------------------------------ operations
+
+#[tokio::test]
+async fn health_readiness_and_metrics_answer_without_a_key() {
+    let h = harness().await;
+    h.enroll("m1").await;
+    assert_eq!(
+        h.send(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK
+    );
+    let head = h.head().await;
+    h.engine.wait_for(head).await.unwrap();
+    assert_eq!(
+        h.send(Method::GET, "/readyz", None, None).await.status,
+        StatusCode::OK
+    );
+    let metrics = h.send(Method::GET, "/metrics", None, None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(text.contains("loyalty_http_requests_total"), "{text}");
+    assert!(
+        text.contains("loyalty_commands_total{command=\"enroll\",result=\"applied\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_route_and_a_wrong_method_are_problem_json() {
+    let h = harness().await;
+    let answer = h.get("/v1/nowhere", APP).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert_eq!(answer.content_type, crate::error::PROBLEM_JSON);
+    let answer = h.send(Method::DELETE, "/v1/members", Some(APP), None).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.content_type, crate::error::PROBLEM_JSON);
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let h = harness().await;
+    let doc = h.send(Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let paths = doc.body["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{member_id}", "m1")
+            .replace("{redemption_id}", "r1");
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            // No key: a routed operation answers 401 (or 200 when public), never 404/405.
+            let answer = h
+                .send(method.clone(), &concrete, None, Some("{}".into()))
+                .await;
+            assert!(
+                answer.status != StatusCode::NOT_FOUND
+                    && answer.status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_route_is_documented() {
+    let source = include_str!("mod.rs");
+    let doc = crate::openapi::document();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut seen = 0;
+    for chunk in source.split(".route(").skip(1) {
+        let path = chunk.trim_start().trim_start_matches('"');
+        let path = &path[..path.find('"').unwrap()];
+        assert!(
+            paths.contains_key(path),
+            "{path} is routed but not in the OpenAPI document"
+        );
+        seen += 1;
+    }
+    assert_eq!(
+        seen,
+        paths.len(),
+        "routes and documented paths differ in number"
+    );
+}

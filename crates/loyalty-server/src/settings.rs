@@ -1,0 +1,365 @@
+//! Typed settings: `config/loyalty.toml` first, then `LOYALTY_` environment variables on top
+//! (`LOYALTY_SERVER__LISTEN=127.0.0.1:0`: a double underscore separates nesting levels).
+//!
+//! Everything is checked once at start ([`Settings::validate`]), so that a typo fails the
+//! process before it listens instead of surfacing as a confusing 401 or 500 later.
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Role;
+use crate::error::ServerError;
+
+/// The whole configuration of a loyalty server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The program rules (tiers, earning, rewards...), a TOML file.
+    pub program: PathBuf,
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
+    #[serde(default)]
+    pub limits: LimitSettings,
+    #[serde(default)]
+    pub scheduler: SchedulerSettings,
+    /// API keys, stored as SHA-256 hashes; the plaintext never appears in configuration.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeySettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Longest time one request may take before it is answered 408/503.
+    pub request_timeout_ms: u64,
+    /// How long in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout_ms: 10_000,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+}
+
+impl ServerSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Which event store backs the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded SQLite file (the default).
+    Sqlite,
+    /// An EventStoreDB (KurrentDB) cluster at `store.url`.
+    Eventstoredb,
+    /// Nothing kept across restarts: demos and tests only.
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    /// The SQLite file (kind = "sqlite").
+    pub path: PathBuf,
+    /// The connection string (kind = "eventstoredb"), e.g. `esdb://localhost:2113?tls=false`.
+    pub url: Option<String>,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            kind: StoreKind::Sqlite,
+            path: PathBuf::from("data/loyalty.sqlite"),
+            url: None,
+        }
+    }
+}
+
+/// Limits on everything a client can make the server do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest request body, in bytes.
+    pub body_bytes: usize,
+    /// Largest page of a member's history.
+    pub history_page_max: usize,
+    /// Largest page of the event log.
+    pub log_page_max: usize,
+    /// Longest a read waits for `?min_position=` to be reached.
+    pub read_wait_ms: u64,
+    /// Largest amount of money one purchase or refund may carry (a typo guard: "absurd amounts").
+    pub max_amount: Decimal,
+    /// Largest number of points one adjustment or goodwill grant may move.
+    pub max_adjust_points: i64,
+    /// Most lines in one purchase.
+    pub max_lines: usize,
+    /// Most requests served at once; the rest wait (back-pressure, not unbounded queues).
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            body_bytes: 64 * 1024,
+            history_page_max: 100,
+            log_page_max: 500,
+            read_wait_ms: 5_000,
+            max_amount: Decimal::new(10_000_000, 2),
+            max_adjust_points: 1_000_000,
+            max_lines: 200,
+            max_concurrent_requests: 512,
+        }
+    }
+}
+
+impl LimitSettings {
+    pub fn read_wait(&self) -> Duration {
+        Duration::from_millis(self.read_wait_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSettings {
+    /// How often expiry and tier reviews run; 0 turns the background scheduler off (it can
+    /// still be run on demand by an admin: `POST /v1/admin/scheduler/run`).
+    pub interval_secs: u64,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self { interval_secs: 60 }
+    }
+}
+
+impl SchedulerSettings {
+    pub fn interval(&self) -> Option<Duration> {
+        (self.interval_secs > 0).then(|| Duration::from_secs(self.interval_secs))
+    }
+}
+
+/// One API key: who holds it, what it may do and, for terminals, which stores it may post for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    pub name: String,
+    pub role: Role,
+    /// SHA-256 of the key, lowercase hex (64 characters): `printf %s KEY | sha256sum`.
+    pub sha256: String,
+    /// The stores a terminal key is bound to (required, and only allowed, for terminals).
+    #[serde(default)]
+    pub stores: Vec<String>,
+}
+
+impl Settings {
+    /// Reads `file` (which must exist), then the `LOYALTY_` environment, and validates.
+    pub fn load(file: &Path) -> Result<Settings, ServerError> {
+        if !file.is_file() {
+            return Err(ServerError::Config(format!(
+                "configuration file {} not found",
+                file.display()
+            )));
+        }
+        Self::from_figment(
+            Figment::new()
+                .merge(Toml::file(file))
+                .merge(Env::prefixed("LOYALTY_").split("__")),
+        )
+    }
+
+    /// Settings from any figment (tests layer their own values on top of a file).
+    pub fn from_figment(figment: Figment) -> Result<Settings, ServerError> {
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// A figment holding these settings, to layer overrides on (tests).
+    pub fn figment(&self) -> Figment {
+        Figment::from(Serialized::defaults(self))
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if self.program.as_os_str().is_empty() {
+            return bad("program: a path to the program rules is required".into());
+        }
+        match self.store.kind {
+            StoreKind::Sqlite if self.store.path.as_os_str().is_empty() => {
+                return bad("store.path is required when store.kind = \"sqlite\"".into());
+            }
+            StoreKind::Eventstoredb if self.store.url.as_deref().unwrap_or("").is_empty() => {
+                return bad("store.url is required when store.kind = \"eventstoredb\"".into());
+            }
+            _ => {}
+        }
+        let l = &self.limits;
+        if l.body_bytes < 1024 || l.body_bytes > 16 * 1024 * 1024 {
+            return bad(format!(
+                "limits.body_bytes = {} is not between 1 KiB and 16 MiB",
+                l.body_bytes
+            ));
+        }
+        if l.history_page_max == 0 || l.history_page_max > 1_000 {
+            return bad("limits.history_page_max must be between 1 and 1000".into());
+        }
+        if l.log_page_max == 0 || l.log_page_max > 4_096 {
+            return bad("limits.log_page_max must be between 1 and 4096".into());
+        }
+        if l.read_wait_ms > 60_000 {
+            return bad("limits.read_wait_ms must be at most 60000".into());
+        }
+        if l.max_amount <= Decimal::ZERO {
+            return bad("limits.max_amount must be positive".into());
+        }
+        if l.max_adjust_points <= 0 {
+            return bad("limits.max_adjust_points must be positive".into());
+        }
+        if l.max_lines == 0 || l.max_lines > 10_000 {
+            return bad("limits.max_lines must be between 1 and 10000".into());
+        }
+        if l.max_concurrent_requests == 0 {
+            return bad("limits.max_concurrent_requests must be positive".into());
+        }
+        if self.server.request_timeout_ms == 0 {
+            return bad("server.request_timeout_ms must be positive".into());
+        }
+        let mut names = HashSet::new();
+        let mut hashes = HashSet::new();
+        for key in &self.api_keys {
+            if key.name.trim().is_empty() {
+                return bad("api_keys: every key needs a name".into());
+            }
+            if !names.insert(key.name.as_str()) {
+                return bad(format!("api_keys: the name {:?} is used twice", key.name));
+            }
+            let hash_ok = key.sha256.len() == 64
+                && key
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hash_ok {
+                return bad(format!(
+                    "api_keys {:?}: sha256 must be 64 lowercase hex characters",
+                    key.name
+                ));
+            }
+            if !hashes.insert(key.sha256.as_str()) {
+                return bad(format!(
+                    "api_keys {:?}: the same key hash is configured twice",
+                    key.name
+                ));
+            }
+            match (key.role, key.stores.is_empty()) {
+                (Role::Terminal, true) => {
+                    return bad(format!(
+                        "api_keys {:?}: a terminal key must be bound to at least one store",
+                        key.name
+                    ));
+                }
+                (role, false) if role != Role::Terminal => {
+                    return bad(format!(
+                        "api_keys {:?}: only terminal keys are bound to stores",
+                        key.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Settings {
+        Settings {
+            program: PathBuf::from("config/program.toml"),
+            server: ServerSettings::default(),
+            store: StoreSettings::default(),
+            limits: LimitSettings::default(),
+            scheduler: SchedulerSettings::default(),
+            api_keys: vec![ApiKeySettings {
+                name: "till".into(),
+                role: Role::Terminal,
+                sha256: crate::auth::sha256_hex("k"),
+                stores: vec!["s1".into()],
+            }],
+        }
+    }
+
+    #[test]
+    fn the_shipped_configuration_file_loads_and_validates() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/loyalty.toml");
+        let settings = Settings::from_figment(Figment::new().merge(Toml::file(&file)))
+            .expect("config/loyalty.toml is valid");
+        assert_eq!(settings.store.kind, StoreKind::Sqlite);
+        assert!(settings.api_keys.iter().any(|k| k.role == Role::Admin));
+    }
+
+    #[test]
+    fn environment_style_overrides_replace_nested_values() {
+        let figment = sample()
+            .figment()
+            .merge(("server.listen", "127.0.0.1:0"))
+            .merge(("store.kind", "eventstoredb"))
+            .merge(("store.url", "esdb://localhost:2113?tls=false"));
+        let settings = Settings::from_figment(figment).unwrap();
+        assert_eq!(settings.server.listen.port(), 0);
+        assert_eq!(settings.store.kind, StoreKind::Eventstoredb);
+    }
+
+    #[test]
+    fn an_unknown_setting_is_rejected_rather_than_ignored() {
+        let figment = sample().figment().merge(("server.lisen", "127.0.0.1:0"));
+        assert!(Settings::from_figment(figment).is_err());
+    }
+
+    #[test]
+    fn a_terminal_key_without_stores_is_rejected() {
+        let mut s = sample();
+        s.api_keys[0].stores.clear();
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn a_hash_that_is_not_sha256_hex_is_rejected() {
+        let mut s = sample();
+        s.api_keys[0].sha256 = "demo-terminal-key".into();
+        assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn eventstoredb_without_a_url_is_rejected() {
+        let mut s = sample();
+        s.store.kind = StoreKind::Eventstoredb;
+        assert!(s.validate().is_err());
+    }
+}
