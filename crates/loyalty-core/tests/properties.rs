@@ -211,6 +211,16 @@ fn run(program: &Program, steps: &[(Op, i64)]) -> Result<(), TestCaseError> {
         let Ok(decision) = decide(&state, &c, program) else {
             continue;
         };
+        // Pending and expired points are never spent, whether or not expiry has run.
+        for e in &decision.events {
+            if let Event::PointsRedeemed(r) = e {
+                for d in &r.draws {
+                    let lot = state.lot(&d.lot_id).expect("drawn lot exists");
+                    prop_assert!(lot.spendable_from <= r.occurred_at, "pending lot spent");
+                    prop_assert!(!state.is_due(lot, r.occurred_at), "expired lot spent");
+                }
+            }
+        }
         for e in &decision.events {
             evolve(&mut state, e);
             history.push(e.clone());
