@@ -121,7 +121,7 @@ fn statement(event: &Event) -> (Points, String) {
 
 /// A model rebuilt from the log (not shared with the live one).
 pub(crate) struct Rebuilt {
-    pub(crate) rows: HashMap<MemberId, MemberRow>,
+    pub(crate) rows: HashMap<Box<str>, MemberRow>,
     pub(crate) events: u64,
     pub(crate) unreadable: Vec<String>,
     pub(crate) position: Position,
@@ -340,13 +340,13 @@ impl Engine {
                 }
                 after = recorded.position;
                 rebuilt.events += 1;
-                if let Some(member) = codec::member_of_stream(&recorded.stream) {
+                if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
                     match codec::decode(recorded) {
                         Ok(event) => {
                             if recorded_until.is_some_and(|t| recorded_at(recorded, &event) > t) {
                                 continue;
                             }
-                            let row = rebuilt.rows.entry(member).or_default();
+                            let row = rebuilt.rows.entry(member.into()).or_default();
                             row.apply(&event);
                             row.revision = recorded.revision;
                             row.last_position = recorded.position;
@@ -400,7 +400,6 @@ impl Engine {
                 &mut report,
             );
         }
-        let now = self.inner.clock.now();
         let model: &ReadModel = &self.inner.model;
         for (member, fresh) in &rebuilt.rows {
             match model.get(member) {
@@ -409,11 +408,7 @@ impl Engine {
                     report.members_checked += 1;
                     if !live.same_as(fresh) {
                         differ(
-                            format!(
-                                "member {member}: live {:?} rebuilt {:?}",
-                                live.balance_view(member, now),
-                                fresh.balance_view(member, now)
-                            ),
+                            format!("member {member}: live {live:?} rebuilt {fresh:?}"),
                             &mut report,
                         );
                     }
@@ -427,7 +422,7 @@ impl Engine {
         let mut extra = Vec::new();
         model.for_each(|member, live| {
             if !rebuilt.rows.contains_key(member) && live.last_position <= head {
-                extra.push(member.clone());
+                extra.push(member.to_owned());
             }
         });
         for member in extra {

@@ -7,7 +7,7 @@
 //! rows here keep only what balances, tiers and rewards need.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 
 use chrono::{DateTime, Utc};
 use loyalty_core::{
@@ -63,7 +63,6 @@ pub(crate) fn key(id: &str) -> u64 {
 struct LotRow {
     key: u64,
     remaining: i64,
-    earned_at: i64,
     spendable_from: i64,
     /// Nanoseconds, `NEVER` or `ON_INACTIVITY`.
     expires_at: i64,
@@ -78,6 +77,16 @@ struct QualifyingRow {
     points: i64,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Extras {
+    referrer: Option<Box<str>>,
+    /// (reward key, redemptions not cancelled).
+    rewards: Vec<(u64, u32)>,
+    /// (redemption key, reward key) for redemptions of catalog rewards, to undo the count on a
+    /// cancellation (the cancellation event names only the redemption).
+    reward_redemptions: Vec<(u64, u64)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MemberRow {
     status: MemberStatus,
@@ -86,7 +95,8 @@ pub(crate) struct MemberRow {
     tier_since: i64,
     last_review_at: i64,
     inactivity_deadline: i64,
-    referrer: Option<Box<str>>,
+    /// What few members have, kept out of line so that the row stays small.
+    extras: Option<Box<Extras>>,
     debt: i64,
     earned: i64,
     redeemed: i64,
@@ -97,11 +107,6 @@ pub(crate) struct MemberRow {
     shortfall: i64,
     lots: Vec<LotRow>,
     qualifying: Vec<QualifyingRow>,
-    /// (reward key, redemptions not cancelled).
-    rewards: Vec<(u64, u32)>,
-    /// (redemption key, reward key) for redemptions of catalog rewards, to undo the count on a
-    /// cancellation (the cancellation event names only the redemption).
-    reward_redemptions: Vec<(u64, u64)>,
     pub(crate) revision: u64,
     pub(crate) last_position: Position,
     /// Scheduler's note (not part of the log): a review due at or before this instant already
@@ -119,7 +124,7 @@ impl Default for MemberRow {
             tier_since: NONE,
             last_review_at: NONE,
             inactivity_deadline: NONE,
-            referrer: None,
+            extras: None,
             debt: 0,
             earned: 0,
             redeemed: 0,
@@ -130,13 +135,20 @@ impl Default for MemberRow {
             shortfall: 0,
             lots: Vec::new(),
             qualifying: Vec::new(),
-            rewards: Vec::new(),
-            reward_redemptions: Vec::new(),
             revision: 0,
             last_position: Position::START,
             reviewed_through: NONE,
         }
     }
+}
+
+/// Pushes with modest growth: most members hold a handful of lots, and `Vec`'s doubling (from
+/// a capacity of 4) would spend more memory on empty slots than on the lots themselves.
+fn push_compact<T>(items: &mut Vec<T>, item: T) {
+    if items.len() == items.capacity() {
+        items.reserve_exact((items.len() / 2).max(1));
+    }
+    items.push(item);
 }
 
 #[derive(Clone, Copy)]
@@ -164,8 +176,9 @@ impl MemberRow {
     }
 
     pub(crate) fn referrer(&self) -> Option<MemberId> {
-        self.referrer
-            .as_deref()
+        self.extras
+            .as_ref()
+            .and_then(|x| x.referrer.as_deref())
             .and_then(|r| MemberId::parse(r).ok())
     }
 
@@ -176,7 +189,9 @@ impl MemberRow {
             Event::Enrolled(e) => {
                 self.status = MemberStatus::Active;
                 self.enrolled_at = nanos(e.enrolled_at);
-                self.referrer = e.referrer.as_ref().map(|r| r.as_str().into());
+                if let Some(referrer) = &e.referrer {
+                    self.extras_mut().referrer = Some(referrer.as_str().into());
+                }
                 self.tier = e.tier.index;
                 self.tier_since = nanos(e.enrolled_at);
                 if let Some(c) = &e.welcome {
@@ -188,12 +203,15 @@ impl MemberRow {
                     self.credit(c, Kind::Earned);
                 }
                 self.note_activity(e.activity_deadline);
-                self.qualifying.push(QualifyingRow {
-                    txn: key(e.transaction_id.as_str()),
-                    at: nanos(e.occurred_at),
-                    spend: e.eligible_amount,
-                    points: e.points.value(),
-                });
+                push_compact(
+                    &mut self.qualifying,
+                    QualifyingRow {
+                        txn: key(e.transaction_id.as_str()),
+                        at: nanos(e.occurred_at),
+                        spend: e.eligible_amount,
+                        points: e.points.value(),
+                    },
+                );
             }
             Event::ReferralQualified(e) => {
                 if let Some(c) = &e.newcomer_credit {
@@ -217,23 +235,28 @@ impl MemberRow {
                 self.debit(&e.debit);
                 self.clawed_back = self.clawed_back.saturating_add(e.debit.taken().value());
                 self.shortfall = self.shortfall.saturating_add(e.debit.shortfall.value());
-                self.qualifying.push(QualifyingRow {
-                    txn,
-                    at,
-                    spend: -e.eligible_amount,
-                    points: e.points.value().saturating_neg(),
-                });
+                push_compact(
+                    &mut self.qualifying,
+                    QualifyingRow {
+                        txn,
+                        at,
+                        spend: -e.eligible_amount,
+                        points: e.points.value().saturating_neg(),
+                    },
+                );
             }
             Event::PointsRedeemed(e) => {
                 self.draw(&e.draws);
                 self.redeemed = self.redeemed.saturating_add(e.points.value());
                 if let Some(reward) = &e.reward_id {
                     let reward = key(reward.as_str());
-                    match self.rewards.iter_mut().find(|(k, _)| *k == reward) {
+                    let extras = self.extras_mut();
+                    match extras.rewards.iter_mut().find(|(k, _)| *k == reward) {
                         Some((_, n)) => *n = n.saturating_add(1),
-                        None => self.rewards.push((reward, 1)),
+                        None => extras.rewards.push((reward, 1)),
                     }
-                    self.reward_redemptions
+                    extras
+                        .reward_redemptions
                         .push((key(e.redemption_id.as_str()), reward));
                 }
                 self.note_activity(e.activity_deadline);
@@ -249,13 +272,14 @@ impl MemberRow {
                 }
                 self.redeemed = self.redeemed.saturating_sub(restored);
                 let redemption = key(e.redemption_id.as_str());
-                if let Some(i) = self
-                    .reward_redemptions
-                    .iter()
-                    .position(|(r, _)| *r == redemption)
+                if let Some(extras) = self.extras.as_deref_mut()
+                    && let Some(i) = extras
+                        .reward_redemptions
+                        .iter()
+                        .position(|(r, _)| *r == redemption)
                 {
-                    let (_, reward) = self.reward_redemptions.swap_remove(i);
-                    if let Some((_, n)) = self.rewards.iter_mut().find(|(k, _)| *k == reward) {
+                    let (_, reward) = extras.reward_redemptions.swap_remove(i);
+                    if let Some((_, n)) = extras.rewards.iter_mut().find(|(k, _)| *k == reward) {
                         *n = n.saturating_sub(1);
                     }
                 }
@@ -295,6 +319,10 @@ impl MemberRow {
         }
     }
 
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
     fn note_activity(&mut self, deadline: Option<DateTime<Utc>>) {
         if let Some(d) = deadline {
             let d = nanos(d);
@@ -308,17 +336,19 @@ impl MemberRow {
 
     fn credit(&mut self, c: &Credit, kind: Kind) {
         self.debt = self.debt.saturating_sub(c.debt_repaid.value()).max(0);
-        self.lots.push(LotRow {
-            key: key(c.lot_id.as_str()),
-            remaining: c.lot_points().value(),
-            earned_at: nanos(c.earned_at),
-            spendable_from: nanos(c.spendable_from),
-            expires_at: match c.expiry {
-                LotExpiry::At(t) => nanos(t),
-                LotExpiry::OnInactivity => ON_INACTIVITY,
-                LotExpiry::Never => NEVER,
+        push_compact(
+            &mut self.lots,
+            LotRow {
+                key: key(c.lot_id.as_str()),
+                remaining: c.lot_points().value(),
+                spendable_from: nanos(c.spendable_from),
+                expires_at: match c.expiry {
+                    LotExpiry::At(t) => nanos(t),
+                    LotExpiry::OnInactivity => ON_INACTIVITY,
+                    LotExpiry::Never => NEVER,
+                },
             },
-        });
+        );
         match kind {
             Kind::Earned => self.earned = self.earned.saturating_add(c.points.value()),
             Kind::Adjusted => self.adjusted = self.adjusted.saturating_add(c.points.value()),
@@ -487,7 +517,7 @@ impl MemberRow {
             next,
             next_review_at: self
                 .enrolled_at()
-                .and_then(|enrolled| next_review_at(program, enrolled, as_of)),
+                .and_then(|enrolled| loyalty_core::tiers::next_review_at(program, enrolled, as_of)),
             last_review_at: instant(self.last_review_at),
         }
     }
@@ -512,7 +542,9 @@ impl MemberRow {
             .filter(|r| r.cost.value() <= available)
             .filter_map(|r| {
                 let used = self
-                    .rewards
+                    .extras
+                    .as_ref()
+                    .map_or(&[][..], |x| &x.rewards[..])
                     .iter()
                     .find(|(k, _)| *k == key(r.id.as_str()))
                     .map_or(0, |(_, n)| *n);
@@ -526,29 +558,6 @@ impl MemberRow {
             })
             .collect()
     }
-}
-
-/// The first review date strictly after `as_of` (and after enrollment).
-pub(crate) fn next_review_at(
-    program: &Program,
-    enrolled_at: DateTime<Utc>,
-    as_of: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    use chrono::Datelike;
-    use loyalty_core::calendar;
-    use loyalty_core::program::ReviewSchedule;
-    let tz = program.timezone();
-    let enrolled = calendar::local_date(enrolled_at, tz);
-    let (month, day) = match program.tiers.review {
-        ReviewSchedule::Anniversary => (enrolled.month(), enrolled.day()),
-        ReviewSchedule::FixedDate { month, day } => (month, day),
-    };
-    let year = calendar::local_date(as_of, tz).year();
-    (year..=year.saturating_add(2)).find_map(|y| {
-        let date = calendar::yearly_date(y, month, day)?;
-        let at = calendar::start_of_day(date, tz)?;
-        (at > as_of && at > enrolled_at && date > enrolled).then_some(at)
-    })
 }
 
 /// Sums of the views over every member.
@@ -610,10 +619,14 @@ impl TotalsAcc {
             points_pending: Points::new(self.pending),
             debt: Points::new(self.debt),
             point_value: value,
-            liability: Decimal::from(outstanding).saturating_mul(value),
+            liability: program
+                .points_value(Points::new(outstanding))
+                .unwrap_or(Decimal::MAX),
             currency: program.currency().clone(),
             breakage_points: Points::new(self.breakage),
-            breakage_value: Decimal::from(self.breakage).saturating_mul(value),
+            breakage_value: program
+                .points_value(Points::new(self.breakage))
+                .unwrap_or(Decimal::MAX),
             lifetime_earned: Points::new(self.earned),
             redeemed: Points::new(self.redeemed),
             clawed_back: Points::new(self.clawed_back),
@@ -622,7 +635,10 @@ impl TotalsAcc {
     }
 }
 
-type Shard = HashMap<MemberId, MemberRow>;
+/// Rows boxed, keys as `Box<str>`: a table slot is 24 bytes, so the slack a hash table keeps
+/// (up to half of its slots after it grows) costs little; the rows themselves are allocated
+/// exactly.
+type Shard = HashMap<Box<str>, Box<MemberRow>>;
 
 /// Every member's row, sharded so that readers rarely wait for the single writer.
 pub(crate) struct ReadModel {
@@ -652,7 +668,7 @@ impl ReadModel {
         }
     }
 
-    fn shard<K: Hash + ?Sized>(&self, member: &K) -> &RwLock<Shard> {
+    fn shard(&self, member: &str) -> &RwLock<Shard> {
         let i = (self.hasher.hash_one(member) as usize) % SHARDS;
         &self.shards[i]
     }
@@ -667,14 +683,18 @@ impl ReadModel {
 
     /// Applies one recorded event of `$all` (events of other streams only move the position).
     pub(crate) fn apply_recorded(&self, recorded: &RecordedEvent) {
-        if let Some(member) = codec::member_of_stream(&recorded.stream) {
+        if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
             match codec::decode(recorded) {
                 Ok(event) => {
-                    let mut shard = self.shard(&member).write();
-                    let row = shard.entry(member).or_default();
-                    row.apply(&event);
-                    row.revision = recorded.revision;
-                    row.last_position = recorded.position;
+                    let mut shard = self.shard(member).write();
+                    if !shard.contains_key(member) {
+                        shard.insert(member.into(), Box::default());
+                    }
+                    if let Some(row) = shard.get_mut(member) {
+                        row.apply(&event);
+                        row.revision = recorded.revision;
+                        row.last_position = recorded.position;
+                    }
                 }
                 Err(e) => {
                     let mut state = self.state.write();
@@ -700,11 +720,11 @@ impl ReadModel {
         member: &MemberId,
         f: impl FnOnce(&MemberRow) -> T,
     ) -> Option<T> {
-        let shard = self.shard(member).read();
+        let shard = self.shard(member.as_str()).read();
         shard
-            .get(member)
+            .get(member.as_str())
             .filter(|r| r.status != MemberStatus::NotEnrolled)
-            .map(f)
+            .map(|r| f(r))
     }
 
     pub(crate) fn totals(&self, program: &Program, as_of: DateTime<Utc>) -> ProgramTotals {
@@ -718,8 +738,9 @@ impl ReadModel {
         acc.finish(program, as_of, self.position())
     }
 
-    /// Visits every row (one shard locked at a time).
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&MemberId, &MemberRow)) {
+    /// Visits every row (one shard locked at a time), with the member id as stored in the
+    /// stream name.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&str, &MemberRow)) {
         for shard in &self.shards {
             for (member, row) in shard.read().iter() {
                 f(member, row);
@@ -728,13 +749,16 @@ impl ReadModel {
     }
 
     pub(crate) fn note_reviewed(&self, member: &MemberId, through: DateTime<Utc>) {
-        if let Some(row) = self.shard(member).write().get_mut(member) {
+        if let Some(row) = self.shard(member.as_str()).write().get_mut(member.as_str()) {
             row.reviewed_through = row.reviewed_through.max(nanos(through));
         }
     }
 
-    pub(crate) fn get(&self, member: &MemberId) -> Option<MemberRow> {
-        self.shard(member).read().get(member).cloned()
+    pub(crate) fn get(&self, member: &str) -> Option<MemberRow> {
+        self.shard(member)
+            .read()
+            .get(member)
+            .map(|r| MemberRow::clone(r))
     }
 }
 

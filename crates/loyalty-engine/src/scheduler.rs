@@ -46,9 +46,11 @@ impl Engine {
         self.inner.model.for_each(|member, row| {
             let expire = row.next_due().is_some_and(|t| t <= now);
             let review = row.review_due(program, now);
-            if expire || review.is_some() {
+            if (expire || review.is_some())
+                && let Ok(member) = MemberId::parse(member)
+            {
                 due.push(Due {
-                    member: member.clone(),
+                    member,
                     expire,
                     review,
                 });
