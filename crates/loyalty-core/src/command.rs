@@ -204,6 +204,26 @@ impl Command {
         }
     }
 
+    /// The command's name, as stored in event metadata and shown to auditors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Enroll(_) => "Enroll",
+            Command::RecordPurchase(_) => "RecordPurchase",
+            Command::Refund(_) => "Refund",
+            Command::Redeem(_) => "Redeem",
+            Command::CancelRedemption(_) => "CancelRedemption",
+            Command::Expire(_) => "Expire",
+            Command::RecordActivity(_) => "RecordActivity",
+            Command::Adjust(_) => "Adjust",
+            Command::Goodwill(_) => "Goodwill",
+            Command::ReviewTier(_) => "ReviewTier",
+            Command::Suspend(_) => "Suspend",
+            Command::Reinstate(_) => "Reinstate",
+            Command::Close(_) => "Close",
+            Command::CreditReferralBonus(_) => "CreditReferralBonus",
+        }
+    }
+
     /// The business time of the command.
     pub fn occurred_at(&self) -> DateTime<Utc> {
         match self {

@@ -1,0 +1,145 @@
+//! Figure 1: durable purchase ingest through the engine (decide, append, projections), beside
+//! the raw store's append rate for the very same events and batch sizes (the limit).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Duration as ChronoDuration;
+use loyalty_engine::Engine;
+use loyalty_store::{EventData, EventStore, ExpectedRevision, Position, RecordedEvent};
+
+use crate::fsync::per_second;
+use crate::workload;
+
+/// Purchases per second through the engine with `terminals` concurrent terminals for about
+/// `run_for`, counted until the projections have applied the last one.
+pub async fn engine_ingest(
+    engine: &Engine,
+    members: u64,
+    terminals: u64,
+    run_for: Duration,
+    round: u64,
+) -> anyhow::Result<EngineRun> {
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for terminal in 0..terminals {
+        let (engine, done) = (engine.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(round << 32 | terminal);
+            let mut last = Position::START;
+            let mut n = 0u64;
+            while start.elapsed() < run_for {
+                let member = rng.u64(..members);
+                let txn = format!("b{round}-{terminal}-{n}");
+                let at = workload::epoch() + ChronoDuration::days(30);
+                let command = workload::purchase(&mut rng, member, &txn, at);
+                last = last.max(engine.execute(command).await?.position);
+                done.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+            anyhow::Ok(last)
+        }));
+    }
+    let mut last = Position::START;
+    for task in tasks {
+        last = last.max(task.await??);
+    }
+    // A purchase counts once the read models show it.
+    engine.wait_for(last).await?;
+    let purchases = done.load(Ordering::Relaxed);
+    Ok(EngineRun {
+        purchases,
+        rate: per_second(purchases, start.elapsed()),
+        until: last,
+    })
+}
+
+/// One measurement of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineRun {
+    pub purchases: u64,
+    pub rate: f64,
+    /// Position of the last purchase appended.
+    pub until: Position,
+}
+
+/// The appends the engine made after `after` (up to `until`), regrouped as they were appended:
+/// consecutive events of one stream written for one command.
+pub async fn appends_between(
+    store: &dyn EventStore,
+    after: Position,
+    until: Position,
+) -> anyhow::Result<Vec<(String, Vec<EventData>)>> {
+    let page = store.limits().max_page_size;
+    let mut appends: Vec<(String, Vec<EventData>)> = Vec::new();
+    let mut last_meta = None;
+    let mut from = after;
+    'read: loop {
+        let events = store.read_all(from, page).await?;
+        let short = events.len() < page;
+        for e in events {
+            if e.position > until {
+                break 'read;
+            }
+            from = e.position;
+            let same = appends.last().is_some_and(|(s, _)| *s == e.stream)
+                && last_meta.as_ref() == Some(&e.metadata);
+            last_meta = Some(e.metadata.clone());
+            let RecordedEvent {
+                stream,
+                id,
+                event_type,
+                schema_version,
+                data,
+                metadata,
+                ..
+            } = e;
+            let data = EventData {
+                id,
+                event_type,
+                schema_version,
+                data,
+                metadata,
+            };
+            match appends.last_mut() {
+                Some((_, batch)) if same => batch.push(data),
+                _ => appends.push((stream, vec![data])),
+            }
+        }
+        if short {
+            break;
+        }
+    }
+    Ok(appends)
+}
+
+/// Purchases per second of the raw store: `appends` replayed into `store` by
+/// `appenders` concurrent appenders, then divided by the purchases they stand for.
+pub async fn raw_ingest(
+    store: Arc<dyn EventStore>,
+    appends: Vec<(String, Vec<EventData>)>,
+    purchases: u64,
+    appenders: usize,
+) -> anyhow::Result<f64> {
+    let queue = Arc::new(std::sync::Mutex::new(appends.into_iter()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..appenders {
+        let (store, queue) = (store.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().expect("queue lock").next();
+                let Some((stream, events)) = next else {
+                    return anyhow::Ok(());
+                };
+                store.append(&stream, ExpectedRevision::Any, events).await?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(per_second(purchases, start.elapsed()))
+}
