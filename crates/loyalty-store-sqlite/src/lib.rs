@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use loyalty_store::{
     AppendResult, Direction, EventData, EventStore, ExpectedRevision, Limits, Position,
-    RecordedEvent, StoreError, StreamFilter, StreamFrom, Subscription, spawn_catch_up,
+    RecordedEvent, StoreError, StreamAppend, StreamFilter, StreamFrom, Subscription,
+    spawn_catch_up,
 };
 
 mod reader;
@@ -112,6 +113,16 @@ pub struct WriterStats {
 }
 
 impl SqliteStore {
+    /// Hands an append (one part or several) to the writer and waits until it is durable.
+    async fn send(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.appends
+            .send(writer::AppendRequest { parts, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Opens (creating if need be) the store in the file at `path`, upgrading an older schema.
     pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, OpenError> {
         let path = path.as_ref().to_path_buf();
@@ -216,17 +227,27 @@ impl EventStore for SqliteStore {
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError> {
         self.limits.check_append(stream, &events)?;
-        let (reply, outcome) = oneshot::channel();
-        self.appends
-            .send(writer::AppendRequest {
-                stream: stream.to_owned(),
-                expected,
-                events,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        outcome.await.map_err(|_| StoreError::Closed)?
+        let part = StreamAppend {
+            stream: stream.to_owned(),
+            expected,
+            events,
+        };
+        let mut results = self.send(vec![part]).await?;
+        results
+            .pop()
+            .ok_or_else(|| StoreError::Backend("the writer answered nothing".into()))
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        self.limits.check_append_many(&appends)?;
+        self.send(appends).await
+    }
+
+    fn atomic_append_many(&self) -> bool {
+        true
     }
 
     async fn read_stream(

@@ -11,17 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use loyalty_store::{
-    AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, StoreError,
-};
+use loyalty_store::{AppendResult, CurrentRevision, EventData, Position, StoreError, StreamAppend};
 
 use crate::from_sql_int;
 
+/// One append: to one stream, or to several at once (all parts or none).
 pub(crate) struct AppendRequest {
-    pub stream: String,
-    pub expected: ExpectedRevision,
-    pub events: Vec<EventData>,
-    pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+    pub parts: Vec<StreamAppend>,
+    pub reply: oneshot::Sender<Result<Vec<AppendResult>, StoreError>>,
 }
 
 /// What the writer has done, for tests and benchmarks.
@@ -94,7 +91,11 @@ pub(crate) fn run(
 }
 
 fn request_bytes(request: &AppendRequest) -> usize {
-    request.events.iter().map(EventData::size).sum()
+    request
+        .parts
+        .iter()
+        .flat_map(|p| p.events.iter().map(EventData::size))
+        .sum()
 }
 
 /// An append refused for a reason of the store's contract, or SQLite failing.
@@ -122,7 +123,7 @@ impl From<StoreError> for Refusal {
 fn write_batch(
     conn: &mut Connection,
     batch: &[AppendRequest],
-) -> Result<(Vec<Result<AppendResult, StoreError>>, Option<Position>), rusqlite::Error> {
+) -> Result<(Vec<Result<Vec<AppendResult>, StoreError>>, Option<Position>), rusqlite::Error> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Read inside the write transaction rather than cached: even a second process writing the
     // same file (which BEGIN IMMEDIATE serialises) cannot make positions collide.
@@ -134,14 +135,23 @@ fn write_batch(
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         let savepoint = tx.savepoint()?;
-        match append_one(&savepoint, request, last_position) {
-            Ok((result, last)) => {
+        // The parts of one request stand or fall together: one savepoint covers them all.
+        let applied = request.parts.iter().try_fold(
+            (Vec::with_capacity(request.parts.len()), last_position),
+            |(mut results, last), part| {
+                let (result, last) = append_one(&savepoint, part, last)?;
+                results.push(result);
+                Ok::<_, Refusal>((results, last))
+            },
+        );
+        match applied {
+            Ok((results, last)) => {
                 savepoint.commit()?;
                 if last > last_position {
                     last_position = last;
-                    new_head = Some(result.position);
+                    new_head = results.iter().map(|r| r.position).max().or(new_head);
                 }
-                outcomes.push(Ok(result));
+                outcomes.push(Ok(results));
             }
             Err(refusal) => {
                 // Its default drop behaviour: roll back to the savepoint and release it.
@@ -160,7 +170,7 @@ fn write_batch(
 /// Applies one append after `last_position`; returns its result and the last position used.
 fn append_one(
     conn: &Connection,
-    request: &AppendRequest,
+    request: &StreamAppend,
     last_position: i64,
 ) -> Result<(AppendResult, i64), Refusal> {
     let stream = request.stream.as_str();

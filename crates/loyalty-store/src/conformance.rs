@@ -17,7 +17,8 @@ use async_trait::async_trait;
 
 use crate::{
     AppendResult, Bytes, CurrentRevision, Direction, EventData, EventStore, ExpectedRevision,
-    Position, RecordedEvent, StoreError, StreamFilter, StreamFrom, SubscriptionMessage, Uuid,
+    Position, RecordedEvent, StoreError, StreamAppend, StreamFilter, StreamFrom,
+    SubscriptionMessage, Uuid,
 };
 
 /// Makes stores for the suite.
@@ -878,6 +879,74 @@ pub async fn reopened_store_keeps_every_event_and_continues_revisions<F: StoreFa
     assert!(next.position > last.position);
 }
 
+/// `append_many` stores every part, in order, each at its own stream's next revision.
+pub async fn append_many_appends_every_part_in_order<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let (first, second) = (format!("{p}a"), format!("{p}b"));
+    store
+        .append(&second, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let results = store
+        .append_many(vec![
+            StreamAppend {
+                stream: first.clone(),
+                expected: ExpectedRevision::NoStream,
+                events: events(2),
+            },
+            StreamAppend {
+                stream: second.clone(),
+                expected: ExpectedRevision::Exact(0),
+                events: events(1),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0].next_expected_revision, 1);
+    assert_eq!(results[1].next_expected_revision, 1);
+    assert!(results[0].position < results[1].position);
+    assert_eq!(read_whole_stream(&store, &first).await.len(), 2);
+    assert_eq!(read_whole_stream(&store, &second).await.len(), 2);
+}
+
+/// A conflict on one part fails `append_many` with that part's conflict. An atomic store keeps
+/// none of the parts; the others keep the parts before the conflicting one and none after it.
+pub async fn append_many_fails_on_a_conflicting_part<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let (first, second, third) = (format!("{p}a"), format!("{p}b"), format!("{p}c"));
+    store
+        .append(&second, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let part = |stream: &str, expected| StreamAppend {
+        stream: stream.to_owned(),
+        expected,
+        events: events(1),
+    };
+    let err = store
+        .append_many(vec![
+            part(&first, ExpectedRevision::NoStream),
+            part(&second, ExpectedRevision::NoStream),
+            part(&third, ExpectedRevision::NoStream),
+        ])
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::WrongExpectedRevision { stream, actual, .. } => {
+            assert_eq!(stream, &second);
+            assert_eq!(*actual, CurrentRevision::Current(0));
+        }
+        other => panic!("expected a conflict on {second}, got {other:?}"),
+    }
+    let first_kept = read_whole_stream(&store, &first).await.len();
+    assert_eq!(first_kept, usize::from(!store.atomic_append_many()));
+    assert_eq!(read_whole_stream(&store, &second).await.len(), 1);
+    assert!(read_whole_stream(&store, &third).await.is_empty());
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each calling the case with a fresh
 /// factory made by `$factory` (an expression evaluated per test). The calling crate needs
 /// `tokio` with the `macros` and `rt-multi-thread` features among its dev-dependencies.
@@ -908,6 +977,8 @@ macro_rules! conformance_tests {
             bad_stream_names_are_refused,
             empty_append_and_repeated_ids_in_one_append_are_refused,
             reopened_store_keeps_every_event_and_continues_revisions,
+            append_many_appends_every_part_in_order,
+            append_many_fails_on_a_conflicting_part,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -946,4 +1017,6 @@ pub async fn run_all<F: StoreFactory>(factory: &F) {
     bad_stream_names_are_refused(factory).await;
     empty_append_and_repeated_ids_in_one_append_are_refused(factory).await;
     reopened_store_keeps_every_event_and_continues_revisions(factory).await;
+    append_many_appends_every_part_in_order(factory).await;
+    append_many_fails_on_a_conflicting_part(factory).await;
 }

@@ -153,6 +153,14 @@ pub struct RecordedEvent {
     pub metadata: Bytes,
 }
 
+/// One stream's part of [`EventStore::append_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAppend {
+    pub stream: String,
+    pub expected: ExpectedRevision,
+    pub events: Vec<EventData>,
+}
+
 /// The outcome of a successful append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
@@ -262,6 +270,35 @@ impl Limits {
         Ok(())
     }
 
+    /// Checks every part of a multi-stream append, and the parts together against the same
+    /// limits as one append (they may be committed as one).
+    pub fn check_append_many(&self, appends: &[StreamAppend]) -> Result<(), StoreError> {
+        if appends.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        for part in appends {
+            self.check_append(&part.stream, &part.events)?;
+        }
+        let count: usize = appends.iter().map(|a| a.events.len()).sum();
+        if count > self.max_append_events {
+            return Err(StoreError::TooManyEvents {
+                count,
+                limit: self.max_append_events,
+            });
+        }
+        let bytes: usize = appends
+            .iter()
+            .flat_map(|a| a.events.iter().map(EventData::size))
+            .sum();
+        if bytes > self.max_append_bytes {
+            return Err(StoreError::AppendTooLarge {
+                bytes,
+                limit: self.max_append_bytes,
+            });
+        }
+        Ok(())
+    }
+
     pub fn check_stream_name(&self, stream: &str) -> Result<(), StoreError> {
         if stream.is_empty() || stream.starts_with('$') || stream.len() > self.max_stream_name_bytes
         {
@@ -293,6 +330,33 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedRevision,
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError>;
+
+    /// Appends to several streams, in order, each with its own expected revision; returns one
+    /// result per part. A store with multi-stream transactions (the embedded one) commits all
+    /// parts or none, in one durable write: see [`EventStore::atomic_append_many`]. The default,
+    /// for stores without them (EventStoreDB), appends the parts one after the other and stops
+    /// at the first failure, so a prefix of the parts may be stored. Callers must be correct
+    /// either way; the atomic form saves them a durable write per extra stream.
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let limits = self.limits();
+        limits.check_append_many(&appends)?;
+        let mut results = Vec::with_capacity(appends.len());
+        for part in appends {
+            results.push(
+                self.append(&part.stream, part.expected, part.events)
+                    .await?,
+            );
+        }
+        Ok(results)
+    }
+
+    /// Whether [`EventStore::append_many`] is all-or-nothing.
+    fn atomic_append_many(&self) -> bool {
+        false
+    }
 
     /// Reads up to `max_count` events of one stream. A stream that does not exist reads as
     /// empty.
