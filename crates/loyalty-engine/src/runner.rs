@@ -3,6 +3,8 @@
 //! applied twice or skipped.
 
 use std::sync::Arc;
+
+use futures::FutureExt;
 use std::time::Duration;
 
 use loyalty_store::{EventStore, Position, RecordedEvent, StreamFilter, SubscriptionMessage};
@@ -18,6 +20,9 @@ pub(crate) trait Projection: Send + Sync + 'static {
     /// The position of the last event applied (where to resume).
     fn position(&self) -> Position;
 }
+
+/// Most events applied before the position is published.
+const MAX_BATCH: usize = 512;
 
 /// Longest pause between two attempts to re-open a failed subscription.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -47,31 +52,59 @@ pub(crate) fn spawn<P: Projection>(
                     continue;
                 }
             };
-            loop {
-                let message = tokio::select! {
+            'messages: loop {
+                let first = tokio::select! {
                     m = subscription.next() => m,
                     _ = shutdown.changed() => {
                         subscription.stop();
                         return;
                     }
                 };
-                match message {
-                    Some(Ok(SubscriptionMessage::Event(event))) => {
-                        projection.apply(&event);
-                        progress.advance(event.position);
-                        backoff = Duration::from_millis(10);
+                // Apply what is already buffered before publishing the position once: readers
+                // waiting for a position are woken per batch, not per event.
+                let mut message = first;
+                let mut applied = None;
+                let mut handled = 0;
+                loop {
+                    match message {
+                        Some(Ok(SubscriptionMessage::Event(event))) => {
+                            projection.apply(&event);
+                            applied = Some(event.position);
+                            backoff = Duration::from_millis(10);
+                        }
+                        Some(Ok(SubscriptionMessage::CaughtUp { position })) => {
+                            if let Some(p) = applied.take() {
+                                progress.advance(p);
+                            }
+                            progress.caught_up(position);
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "projection subscription ended, re-opening");
+                            if let Some(p) = applied.take() {
+                                progress.advance(p);
+                            }
+                            break 'messages;
+                        }
+                        None => {
+                            tracing::warn!("projection subscription closed, re-opening");
+                            if let Some(p) = applied.take() {
+                                progress.advance(p);
+                            }
+                            break 'messages;
+                        }
                     }
-                    Some(Ok(SubscriptionMessage::CaughtUp { position })) => {
-                        progress.caught_up(position);
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "projection subscription ended, re-opening");
+                    handled += 1;
+                    if handled >= MAX_BATCH {
                         break;
                     }
-                    None => {
-                        tracing::warn!("projection subscription closed, re-opening");
-                        break;
+                    // `recv` is cancel-safe: dropping the pending future loses nothing.
+                    match subscription.next().now_or_never() {
+                        Some(next) => message = next,
+                        None => break,
                     }
+                }
+                if let Some(p) = applied {
+                    progress.advance(p);
                 }
             }
             if pause(&mut shutdown, backoff).await {
