@@ -64,7 +64,7 @@ async fn the_same_transaction_id_with_different_content_is_rejected() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_redemptions_that_together_exceed_the_balance_let_exactly_one_win() {
     // Given a member with 110 points (welcome 10 + purchase 100), and two servers
     let h = Harness::new().await;
@@ -292,4 +292,29 @@ async fn appended_events_carry_the_engines_metadata() {
     assert_eq!(meta.actor.as_deref(), Some("app"));
     assert_eq!(meta.rules_version, "test-1");
     assert_eq!(meta.recorded_at, t0());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_purchase_sent_to_two_servers_at_once_is_recorded_once() {
+    // Given a member and two servers
+    let h = Harness::new().await;
+    let m = h.enroll("alice").await;
+    let other = h.second_engine(options()).await;
+    for round in 0..10 {
+        // When a terminal's purchase and its retry reach both servers at the same time
+        let command = purchase(&m, &format!("T{round}"), 25, h.now());
+        let (a, b) = tokio::join!(
+            h.engine.execute(command.clone()),
+            other.execute(command.clone())
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        // Then both report the same outcome, at most one of them as new
+        assert_eq!(a.outcome, b.outcome);
+        assert!(a.replayed || b.replayed, "round {round}: {a:?} {b:?}");
+    }
+    // And each purchase is recorded once
+    assert_eq!(
+        count_events(h.store.as_ref(), &m, "PurchaseRecorded").await,
+        10
+    );
 }

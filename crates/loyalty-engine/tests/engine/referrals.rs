@@ -4,7 +4,7 @@ use loyalty_store::EventStore;
 
 use crate::common::*;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referral_bonus_is_delivered_exactly_once_even_when_the_process_manager_restarts() {
     // Given a referrer and a newcomer they referred, on a server that checkpoints every event
     let opts = EngineOptions {

@@ -2,7 +2,7 @@ use loyalty_core::Points;
 
 use crate::common::*;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_expiry_run_twice_at_once_on_two_servers_expires_each_lot_once() {
     // Given two members with lots, and two servers
     let h = Harness::new().await;
