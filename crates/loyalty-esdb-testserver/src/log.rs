@@ -1,0 +1,198 @@
+//! The server's transaction log: every event in `$all` order, with byte-offset positions.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+/// Bytes a record takes in the log besides its variable parts, so that positions grow by more
+/// than one per event (EventStoreDB positions are byte offsets in its transaction file).
+const RECORD_OVERHEAD: u64 = 97;
+
+/// First offset of the log: the real server's first records start past a header.
+const FIRST_OFFSET: u64 = 4_096;
+
+/// .NET ticks (100 ns) between 0001-01-01 and 1970-01-01, as the server's `created` metadata uses.
+const TICKS_AT_UNIX_EPOCH: u128 = 621_355_968_000_000_000;
+
+#[derive(Debug, Clone)]
+pub(crate) struct StoredEvent {
+    pub stream: String,
+    pub revision: u64,
+    /// Commit position: the offset of the first event of the append that wrote it.
+    pub commit: u64,
+    /// Prepare position: the offset of this event's own record.
+    pub prepare: u64,
+    pub id: Uuid,
+    pub event_type: String,
+    pub is_json: bool,
+    pub created_ticks: u128,
+    pub custom_metadata: Bytes,
+    pub data: Bytes,
+}
+
+impl StoredEvent {
+    pub fn position(&self) -> (u64, u64) {
+        (self.commit, self.prepare)
+    }
+}
+
+/// One event as proposed by a writer.
+#[derive(Debug, Clone)]
+pub(crate) struct Proposed {
+    pub id: Uuid,
+    pub event_type: String,
+    pub is_json: bool,
+    pub custom_metadata: Bytes,
+    pub data: Bytes,
+}
+
+/// What the writer expects of the stream (the protocol's `expected_stream_revision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expected {
+    Revision(u64),
+    NoStream,
+    Any,
+    StreamExists,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppendOutcome {
+    /// Written: last revision and the (commit, prepare) of the last event.
+    Written { revision: u64, position: (u64, u64) },
+    /// The same event ids were already written at that place: nothing new is stored. Like the
+    /// real server, the reply carries the revision but no position.
+    Idempotent { revision: u64 },
+    /// Wrong expected version, with the stream's current revision (`None`: no stream).
+    WrongExpectedVersion { current: Option<u64> },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Log {
+    events: Vec<StoredEvent>,
+    streams: HashMap<String, Vec<usize>>,
+    next_offset: u64,
+}
+
+impl Log {
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn get(&self, index: usize) -> Option<&StoredEvent> {
+        self.events.get(index)
+    }
+
+    pub fn last_revision(&self, stream: &str) -> Option<u64> {
+        self.streams
+            .get(stream)
+            .map(|indices| indices.len() as u64 - 1)
+    }
+
+    /// The events of one stream, by revision.
+    pub fn stream(&self, stream: &str) -> Option<Vec<&StoredEvent>> {
+        self.streams
+            .get(stream)
+            .map(|indices| indices.iter().map(|&i| &self.events[i]).collect())
+    }
+
+    /// Index of the first event whose position is at or after `position`.
+    pub fn first_index_at_or_after(&self, position: (u64, u64)) -> usize {
+        self.events.partition_point(|e| e.position() < position)
+    }
+
+    /// Index of the first event whose position is strictly after `position`.
+    pub fn first_index_after(&self, position: (u64, u64)) -> usize {
+        self.events.partition_point(|e| e.position() <= position)
+    }
+
+    pub fn append(
+        &mut self,
+        stream: &str,
+        expected: Expected,
+        events: Vec<Proposed>,
+        now_ticks: u128,
+    ) -> AppendOutcome {
+        let current = self.last_revision(stream);
+        let existing: Vec<Uuid> = self
+            .streams
+            .get(stream)
+            .map(|indices| indices.iter().map(|&i| self.events[i].id).collect())
+            .unwrap_or_default();
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+
+        // The real server's idempotency check: the append's ids already stored, in order, at
+        // the place the writer expected. The ids matching only in part is a conflict.
+        let from = match expected {
+            Expected::Revision(r) => Some(r as usize + 1),
+            Expected::NoStream => Some(0),
+            Expected::Any | Expected::StreamExists => existing.iter().position(|id| *id == ids[0]),
+        };
+        if let Some(from) = from
+            && from < existing.len()
+        {
+            let stored = &existing[from..existing.len().min(from + ids.len())];
+            if stored == ids.as_slice() {
+                return AppendOutcome::Idempotent {
+                    revision: (from + ids.len() - 1) as u64,
+                };
+            }
+            if matches!(expected, Expected::Any | Expected::StreamExists) {
+                return AppendOutcome::WrongExpectedVersion { current };
+            }
+        }
+
+        let accepted = match expected {
+            Expected::Revision(r) => current == Some(r),
+            Expected::NoStream => current.is_none(),
+            Expected::StreamExists => current.is_some(),
+            Expected::Any => true,
+        };
+        if !accepted {
+            return AppendOutcome::WrongExpectedVersion { current };
+        }
+
+        let commit = self.next_offset.max(FIRST_OFFSET);
+        let mut offset = commit;
+        let mut revision = current.map_or(0, |r| r + 1);
+        let mut last = (commit, commit);
+        for event in events {
+            let size = RECORD_OVERHEAD
+                + (stream.len() + event.event_type.len() + event.data.len()) as u64
+                + event.custom_metadata.len() as u64;
+            let stored = StoredEvent {
+                stream: stream.to_owned(),
+                revision,
+                commit,
+                prepare: offset,
+                id: event.id,
+                event_type: event.event_type,
+                is_json: event.is_json,
+                created_ticks: now_ticks,
+                custom_metadata: event.custom_metadata,
+                data: event.data,
+            };
+            last = stored.position();
+            self.streams
+                .entry(stream.to_owned())
+                .or_default()
+                .push(self.events.len());
+            self.events.push(stored);
+            offset += size;
+            revision += 1;
+        }
+        self.next_offset = offset;
+        AppendOutcome::Written {
+            revision: revision - 1,
+            position: last,
+        }
+    }
+}
+
+/// Now, in .NET ticks since 0001-01-01, as the server stamps `created`.
+pub(crate) fn now_ticks() -> u128 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    TICKS_AT_UNIX_EPOCH + since_epoch.as_nanos() / 100
+}
