@@ -183,16 +183,16 @@ impl Engine {
         }
         let member = command.member_id().clone();
         let _guard = self.inner.locks.lock(&member).await;
-        let mut cached = match self.inner.cache.take(&member) {
-            Some(c) => c,
+        let (mut cached, fresh) = match self.inner.cache.take(&member) {
+            Some(c) => (c, false),
             None => {
-                let mut fresh = CachedMember::default();
-                self.catch_up(&member, &mut fresh).await?;
-                fresh
+                let mut loaded = CachedMember::default();
+                self.catch_up(&member, &mut loaded).await?;
+                (loaded, true)
             }
         };
         let result = self
-            .decide_and_append(&command, &context, &mut cached)
+            .decide_and_append(&command, &context, &mut cached, fresh)
             .await;
         match &result {
             // A store failure leaves the append's fate unknown: reload next time.
@@ -212,23 +212,33 @@ impl Engine {
         command: &Command,
         context: &CommandContext,
         cached: &mut CachedMember,
+        mut fresh: bool,
     ) -> Result<CommandResult, EngineError> {
         let inner = &self.inner;
         let member = command.member_id();
         let stream = member_stream(member);
-        let mut attempts: u32 = 0;
+        let mut attempts: u32 = 1;
         loop {
-            attempts = attempts.saturating_add(1);
-            let decision = decide(&cached.state, command, &inner.program)?;
-            if decision.events.is_empty() {
-                return Ok(CommandResult {
-                    outcome: decision.outcome,
-                    replayed: decision.replayed,
-                    position: cached.position,
-                    member: member.clone(),
-                    stream_revision: cached.revision.unwrap_or(0),
-                });
-            }
+            let decision = decide(&cached.state, command, &inner.program);
+            let decision = match decision {
+                Ok(d) if !d.events.is_empty() => d,
+                // A replay is final: a processed client id never leaves the state.
+                Ok(d) if d.replayed => return Ok(result_without_events(d, member, cached)),
+                // A rejection or a no-op decided on a cached state: another server may have
+                // written since (the append would have caught that, but there is no append).
+                // One cheap read settles it.
+                other => {
+                    if !fresh {
+                        fresh = true;
+                        if self.catch_up(member, cached).await? > 0 {
+                            continue;
+                        }
+                    }
+                    return other
+                        .map(|d| result_without_events(d, member, cached))
+                        .map_err(EngineError::from);
+                }
+            };
             let now = inner.clock.now();
             self.check_across_members(command, now).await?;
             let metadata = EventMetadata::new(
@@ -267,8 +277,10 @@ impl Engine {
                     if attempts > inner.options.max_conflict_retries {
                         return Err(EngineError::Conflict { stream, attempts });
                     }
+                    attempts = attempts.saturating_add(1);
                     tracing::debug!(%stream, attempts, "concurrent write, deciding again");
                     self.catch_up(member, cached).await?;
+                    fresh = true;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -313,13 +325,14 @@ impl Engine {
         }
     }
 
-    /// Reads the member's events after the cached revision and applies them.
+    /// Reads the member's events after the cached revision and applies them; returns how many.
     pub(crate) async fn catch_up(
         &self,
         member: &MemberId,
         cached: &mut CachedMember,
-    ) -> Result<(), EngineError> {
+    ) -> Result<usize, EngineError> {
         let stream = member_stream(member);
+        let mut applied = 0;
         loop {
             let from = match cached.revision {
                 None => StreamFrom::Start,
@@ -336,9 +349,10 @@ impl Engine {
                 evolve(&mut cached.state, &event);
                 cached.revision = Some(recorded.revision);
                 cached.position = recorded.position;
+                applied += 1;
             }
             if short {
-                return Ok(());
+                return Ok(applied);
             }
         }
     }
@@ -455,6 +469,20 @@ impl Engine {
         self.inner
             .model
             .totals(&self.inner.program, self.inner.clock.now())
+    }
+}
+
+fn result_without_events(
+    decision: loyalty_core::Decision,
+    member: &MemberId,
+    cached: &CachedMember,
+) -> CommandResult {
+    CommandResult {
+        outcome: decision.outcome,
+        replayed: decision.replayed,
+        position: cached.position,
+        member: member.clone(),
+        stream_revision: cached.revision.unwrap_or(0),
     }
 }
 

@@ -318,3 +318,31 @@ async fn the_same_purchase_sent_to_two_servers_at_once_is_recorded_once() {
         10
     );
 }
+
+#[tokio::test]
+async fn a_server_with_an_old_cached_state_does_not_refuse_what_another_server_made_possible() {
+    // Given a member cached by the first server with 10 points
+    let h = Harness::new().await;
+    let m = h.enroll("alice").await;
+    // And a second server that records a purchase of 100 points meanwhile
+    let other = h.second_engine(options()).await;
+    other
+        .execute(purchase(&m, "T1", 100, h.now()))
+        .await
+        .unwrap();
+    // When the first server is asked to redeem 50 points
+    let result = h.engine.execute(redeem(&m, "R1", 50, h.now())).await;
+    // Then it sees the purchase and accepts
+    assert!(result.is_ok(), "{result:?}");
+    // And a rejection it gives is decided on the stream's latest revision
+    other.execute(redeem(&m, "R2", 50, h.now())).await.unwrap();
+    let err = h
+        .engine
+        .execute(redeem(&m, "R3", 20, h.now()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::Domain(DomainError::InsufficientPoints { available, .. }) if available == Points::new(10)),
+        "{err:?}"
+    );
+}
