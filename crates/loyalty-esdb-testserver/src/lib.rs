@@ -10,6 +10,9 @@
 //! catch-up subscriptions to `$all` (confirmation, history, caught-up, live events,
 //! stream-name or event-type filters by prefix or regex, checkpoints).
 //!
+//! Gossip is not served: the `eventstore` client (4.0) gossips only for `esdb+discover://` or
+//! several hosts; for a single `esdb://host:port` it calls `ServerFeatures` and then `Streams`.
+//!
 //! Test hooks: [`TestServer::drop_subscriptions`] cuts every running subscription,
 //! [`TestServer::reject_appends_as_not_leader`] answers appends the way a follower does.
 //! Everything lives in memory; the server stops when the [`TestServer`] is dropped.

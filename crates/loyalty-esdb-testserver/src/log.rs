@@ -196,3 +196,104 @@ pub(crate) fn now_ticks() -> u128 {
         .unwrap_or_default();
     TICKS_AT_UNIX_EPOCH + since_epoch.as_nanos() / 100
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposed(ids: &[Uuid]) -> Vec<Proposed> {
+        ids.iter()
+            .map(|&id| Proposed {
+                id,
+                event_type: "T".to_owned(),
+                is_json: true,
+                custom_metadata: Bytes::new(),
+                data: Bytes::from_static(b"{}"),
+            })
+            .collect()
+    }
+
+    fn ids(n: usize) -> Vec<Uuid> {
+        (0..n).map(|_| Uuid::new_v4()).collect()
+    }
+
+    #[test]
+    fn positions_are_byte_offsets_with_one_commit_position_per_append() {
+        let mut log = Log::default();
+        let outcome = log.append("s", Expected::NoStream, proposed(&ids(3)), 0);
+        let events = log.stream("s").unwrap();
+        assert!(events.iter().all(|e| e.commit == FIRST_OFFSET));
+        assert_eq!(events[0].prepare, FIRST_OFFSET);
+        assert!(events[1].prepare - events[0].prepare > RECORD_OVERHEAD);
+        assert_eq!(
+            outcome,
+            AppendOutcome::Written {
+                revision: 2,
+                position: events[2].position()
+            }
+        );
+    }
+
+    #[test]
+    fn a_retry_at_the_expected_place_is_idempotent_whatever_happened_since() {
+        let mut log = Log::default();
+        let first = ids(2);
+        log.append("s", Expected::NoStream, proposed(&first), 0);
+        log.append("s", Expected::Revision(1), proposed(&ids(1)), 0);
+
+        for expected in [Expected::NoStream, Expected::Any, Expected::StreamExists] {
+            let retry = log.append("s", expected, proposed(&first), 0);
+            assert_eq!(
+                retry,
+                AppendOutcome::Idempotent { revision: 1 },
+                "{expected:?}"
+            );
+        }
+        let prefix = log.append("s", Expected::NoStream, proposed(&first[..1]), 0);
+        assert_eq!(prefix, AppendOutcome::Idempotent { revision: 0 });
+        assert_eq!(log.len(), 3);
+    }
+
+    #[test]
+    fn ids_stored_only_in_part_are_a_wrong_expected_version() {
+        let mut log = Log::default();
+        let first = ids(2);
+        log.append("s", Expected::NoStream, proposed(&first), 0);
+
+        let overlapping = [first[1], Uuid::new_v4()];
+        let reordered = [first[1], first[0]];
+        for attempt in [&overlapping, &reordered] {
+            let outcome = log.append("s", Expected::Any, proposed(attempt), 0);
+            assert_eq!(
+                outcome,
+                AppendOutcome::WrongExpectedVersion { current: Some(1) }
+            );
+        }
+        let stale = log.append("s", Expected::Revision(0), proposed(&overlapping), 0);
+        assert_eq!(
+            stale,
+            AppendOutcome::WrongExpectedVersion { current: Some(1) }
+        );
+        assert_eq!(log.len(), 2);
+    }
+
+    #[test]
+    fn expected_revisions_are_checked_like_the_real_server() {
+        let mut log = Log::default();
+        let missing = log.append("s", Expected::StreamExists, proposed(&ids(1)), 0);
+        assert_eq!(
+            missing,
+            AppendOutcome::WrongExpectedVersion { current: None }
+        );
+        let ahead = log.append("s", Expected::Revision(0), proposed(&ids(1)), 0);
+        assert_eq!(ahead, AppendOutcome::WrongExpectedVersion { current: None });
+        log.append("s", Expected::Any, proposed(&ids(1)), 0);
+        let exists = log.append("s", Expected::NoStream, proposed(&ids(1)), 0);
+        assert_eq!(
+            exists,
+            AppendOutcome::WrongExpectedVersion { current: Some(0) }
+        );
+        let exact = log.append("s", Expected::Revision(0), proposed(&ids(1)), 0);
+        assert!(matches!(exact, AppendOutcome::Written { revision: 1, .. }));
+    }
+}
