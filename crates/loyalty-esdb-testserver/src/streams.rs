@@ -21,7 +21,8 @@ use crate::proto::event_store::client::streams::{
 };
 use crate::proto::event_store::client::{StreamIdentifier, Uuid as ProtoUuid};
 
-/// The real server's default maximum append size (data and metadata of all events), 1 MiB.
+/// The real server's default maximum append size (data, metadata and twice the event type's
+/// UTF-16 length, summed over the append's events), 1 MiB.
 pub const MAX_APPEND_SIZE: usize = 1024 * 1024;
 
 /// Events a subscription copies out of the log per lock.
@@ -404,7 +405,8 @@ impl Streams for StreamsService {
                 .metadata
                 .get("content-type")
                 .ok_or_else(|| invalid("missing content type"))?;
-            size += m.data.len() + m.custom_metadata.len();
+            // The real server's `Event.SizeOnDisk`: the event type counts in UTF-16.
+            size += m.data.len() + m.custom_metadata.len() + event_type.encode_utf16().count() * 2;
             if size > MAX_APPEND_SIZE {
                 let mut metadata = MetadataMap::new();
                 metadata.insert(

@@ -55,11 +55,12 @@ pub(crate) fn event_to_es(event: &EventData) -> Result<eventstore::EventData, St
         .metadata(envelope::encode(event.schema_version, &event.metadata)))
 }
 
-/// Bytes an event takes on the wire as the server counts them against its append limit.
+/// Bytes an event counts against the server's `MaxAppendSize`, as the server computes it
+/// (`Event.SizeOnDisk`): data, custom metadata (the envelope) and the event type in UTF-16.
 pub(crate) fn wire_size(event: &EventData) -> usize {
-    event.event_type.len()
-        + event.data.len()
+    event.data.len()
         + envelope::encode(event.schema_version, &event.metadata).len()
+        + event.event_type.encode_utf16().count() * 2
 }
 
 pub(crate) fn event_from_es(
