@@ -4,7 +4,8 @@
 //!
 //! It keeps what the adapter relies on the way the real server does: stream revisions from 0,
 //! wrong-expected-version replies carrying the current revision, deduplication by event id
-//! (an idempotent retry is answered without a position), `$all` positions that are byte offsets
+//! (an idempotent retry is answered without a position), append replies whose position is
+//! (commit, commit) rather than the last event's (commit, prepare), `$all` positions that are byte offsets
 //! (commit = the append's first record, prepare = the event's own record), system events in
 //! `$all` (two `$`-streams are written at start), `$all` reads that do not filter, and
 //! catch-up subscriptions to `$all` (confirmation, history, caught-up, live events,

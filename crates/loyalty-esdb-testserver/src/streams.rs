@@ -444,9 +444,12 @@ impl Streams for StreamsService {
                 use append_resp::success::{CurrentRevisionOption, PositionOption};
                 append_resp::Result::Success(append_resp::Success {
                     current_revision_option: Some(CurrentRevisionOption::CurrentRevision(revision)),
+                    // Like the real server (its request manager answers with the commit
+                    // position in both fields), not the last event's (commit, prepare): for
+                    // an append of several events it is the first event's position.
                     position_option: Some(PositionOption::Position(append_resp::Position {
                         commit_position: position.0,
-                        prepare_position: position.1,
+                        prepare_position: position.0,
                     })),
                 })
             }

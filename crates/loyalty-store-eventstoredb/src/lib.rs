@@ -274,13 +274,16 @@ impl EventStore for EventStoreDbStore {
         match outcome {
             Ok(written) => {
                 let revision = written.next_expected_version;
-                // A retry the server recognised is answered without a position (the client
-                // shows it as the start of `$all`): read it back.
-                let position = if written.position == eventstore::Position::start() {
-                    self.position_of(stream, revision).await?
-                } else {
-                    position_from_es(written.position)
-                };
+                // The server's answer is the append's commit position in both fields: the
+                // position of a single event (whose commit and prepare positions are equal),
+                // not that of the last of several. A retry it recognised has no position at
+                // all (the client shows the start of `$all`). In both cases, read it back.
+                let position =
+                    if events.len() == 1 && written.position != eventstore::Position::start() {
+                        position_from_es(written.position)
+                    } else {
+                        self.position_of(stream, revision).await?
+                    };
                 Ok(AppendResult {
                     next_expected_revision: revision,
                     position,
