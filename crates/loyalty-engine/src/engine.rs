@@ -122,8 +122,13 @@ impl Engine {
             engine.inner.shutdown.subscribe(),
         );
         engine.track(projection);
-        let referrals = referral::spawn(engine.clone()).await?;
-        engine.track(referrals);
+        match referral::spawn(engine.clone()).await {
+            Ok(referrals) => engine.track(referrals),
+            Err(e) => {
+                engine.shutdown().await;
+                return Err(e);
+            }
+        }
         Ok(engine)
     }
 
