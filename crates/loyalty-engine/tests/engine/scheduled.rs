@@ -106,3 +106,25 @@ async fn a_review_that_keeps_the_tier_is_not_run_again_by_the_next_run() {
     assert_eq!(second.members_due, 0);
     assert_eq!(h.engine.tier(&alice).unwrap().current.name, "Bronze");
 }
+
+#[tokio::test]
+async fn the_background_scheduler_expires_due_lots_and_stops_at_shutdown() {
+    // Given a member whose lots are past their expiry, and the scheduler running every 10 ms
+    let h = Harness::new().await;
+    let alice = h.enroll("alice").await;
+    h.run(purchase(&alice, "A1", 40, h.now())).await;
+    h.clock.advance(days(400));
+    let scheduler = h
+        .engine
+        .spawn_scheduler(std::time::Duration::from_millis(10));
+    // Then the expiry gets recorded without anyone asking
+    let store = h.store.clone();
+    let a = alice.clone();
+    assert!(
+        eventually(async || count_events(store.as_ref(), &a, "PointsExpired").await == 2).await,
+        "the scheduler never expired the lots"
+    );
+    // And shutting the engine down ends the scheduler
+    h.engine.shutdown().await;
+    scheduler.await.unwrap();
+}
