@@ -1,0 +1,76 @@
+//! The command line.
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loyalty",
+    version,
+    about = "A loyalty points engine on event sourcing"
+)]
+pub struct Cli {
+    /// The settings file; `LOYALTY_...` environment variables override it
+    /// (e.g. LOYALTY_SERVER__LISTEN=127.0.0.1:0, LOYALTY_STORE__PATH=data/x.sqlite).
+    #[arg(long, global = true, default_value = "config/loyalty.toml")]
+    pub config: PathBuf,
+    /// Logs as JSON lines instead of text (RUST_LOG selects what is logged).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Serve the HTTP API until Ctrl-C or SIGTERM.
+    Serve,
+    /// Rebuild every projection from the log and print totals.
+    Replay,
+    /// Replay into fresh projections and compare with the live ones; exit 1 on any difference.
+    Verify,
+    /// Print a member's statement (profile and history), or balance and tier as of an instant.
+    Statement {
+        member: String,
+        /// RFC 3339 instant, e.g. 2026-12-31T23:59:59Z.
+        #[arg(long)]
+        as_of: Option<DateTime<Utc>>,
+    },
+    /// Print the points liability as of an instant.
+    Liability {
+        /// RFC 3339 instant, e.g. 2026-12-31T23:59:59Z.
+        #[arg(long)]
+        as_of: DateTime<Utc>,
+    },
+    /// Enroll members and post purchases, refunds and redemptions to a running server.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Members to enroll.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub members: u32,
+    /// Purchases to post (spread over the members).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub purchases: u32,
+    /// Seed of the pseudo-random stream (the same seed posts the same stream).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The store the demo terminal posts for (its key must be bound to it).
+    #[arg(long, default_value = "paris-marais")]
+    pub store: String,
+    /// Currency of the purchases (the program's).
+    #[arg(long, default_value = "EUR")]
+    pub currency: String,
+    /// The terminal key (demo-only default).
+    #[arg(long, default_value = "demo-terminal-key")]
+    pub terminal_key: String,
+    /// The app key (demo-only default).
+    #[arg(long, default_value = "demo-app-key")]
+    pub app_key: String,
+}

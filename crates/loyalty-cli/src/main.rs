@@ -1,0 +1,20 @@
+//! `loyalty`: serve the HTTP API, replay and verify the log, print statements and liability,
+//! and drive a demo against a running server.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = loyalty_cli::Cli::parse();
+    loyalty_cli::telemetry::init(cli.log_json);
+    match loyalty_cli::run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Wiring: settings -> store -> engine -> HTTP server, and the orderly way down.
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use loyalty_core::Program;
+use loyalty_engine::{Clock, Engine, EngineOptions, RandomIds, SystemClock};
+use loyalty_server::{AppState, KeyRing, Settings, StoreKind};
+use loyalty_store::{EventStore, InMemoryStore};
+use loyalty_store_eventstoredb::{EventStoreDbOptions, EventStoreDbStore};
+use loyalty_store_sqlite::{SqliteOptions, SqliteStore};
+
+/// How long start-up waits for a remote store to answer before giving up.
+const STORE_READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Reads `config` and the `LOYALTY_` environment.
+pub fn load_settings(config: &Path) -> anyhow::Result<Settings> {
+    Settings::load(config).with_context(|| format!("loading settings from {}", config.display()))
+}
+
+/// Reads and validates the program rules.
+pub fn load_program(path: &Path) -> anyhow::Result<Program> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the program rules {}", path.display()))?;
+    Program::from_toml_str(&text)
+        .with_context(|| format!("the program rules {} are not valid", path.display()))
+}
+
+/// Opens the configured event store.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
+    let store: Arc<dyn EventStore> = match settings.store.kind {
+        StoreKind::Sqlite => {
+            let path = &settings.store.path;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the directory {}", dir.display()))?;
+            }
+            let store = SqliteStore::open(path, SqliteOptions::default())
+                .await
+                .with_context(|| format!("opening the SQLite store {}", path.display()))?;
+            Arc::new(store)
+        }
+        StoreKind::Eventstoredb => {
+            let url = settings.store.url.as_deref().unwrap_or_default();
+            let store = EventStoreDbStore::connect(url, EventStoreDbOptions::default())
+                .context("the EventStoreDB connection string")?;
+            store
+                .wait_ready(STORE_READY_WITHIN)
+                .await
+                .with_context(|| format!("connecting to EventStoreDB at {url}"))?;
+            Arc::new(store)
+        }
+        StoreKind::Memory => Arc::new(InMemoryStore::new()),
+    };
+    Ok(store)
+}
+
+/// Engine options from the settings' limits.
+pub fn engine_options(settings: &Settings) -> EngineOptions {
+    EngineOptions {
+        read_wait_limit: settings.limits.read_wait(),
+        max_page_size: settings
+            .limits
+            .log_page_max
+            .max(settings.limits.history_page_max),
+        ..EngineOptions::default()
+    }
+}
+
+/// Opens the store and starts the engine (projections catch up in the background).
+pub async fn start_engine(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
+    let program = load_program(&settings.program)?;
+    let store = open_store(settings).await?;
+    Engine::start(
+        store,
+        Arc::new(program),
+        clock,
+        Arc::new(RandomIds),
+        engine_options(settings),
+    )
+    .await
+    .context("starting the engine")
+}
+
+/// A server running in this process.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Where it listens (the real port when the settings said port 0).
+    pub addr: SocketAddr,
+    /// The engine behind it: tests run scheduled work or read totals through it.
+    pub engine: Engine,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://ip:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, then shuts the engine down.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.context("the server task panicked")?
+    }
+
+    /// Waits until the server stops by itself (a signal, for `serve`).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("the server task panicked")?
+    }
+}
+
+/// Starts the engine and the HTTP server; returns once the server listens.
+pub async fn start_server(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RunningServer> {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    start_server_until(settings, clock, Some(stop_tx), async move {
+        let _ = stop_rx.await;
+    })
+    .await
+}
+
+async fn start_server_until(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    stop: Option<oneshot::Sender<()>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunningServer> {
+    let engine = start_engine(&settings, clock).await?;
+    let listener = TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.server.listen))?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(
+        engine.clone(),
+        KeyRing::new(&settings.api_keys),
+        settings.limits.clone(),
+    );
+    let router = loyalty_server::app(state, settings.server.request_timeout());
+    let scheduler = settings
+        .scheduler
+        .interval()
+        .map(|every| engine.spawn_scheduler(every));
+    let grace = settings.server.shutdown_grace();
+    let task_engine = engine.clone();
+    let task = tokio::spawn(async move {
+        let served = loyalty_server::serve(listener, router, shutdown, grace).await;
+        if let Some(scheduler) = scheduler {
+            scheduler.abort();
+        }
+        // Only after the last request is answered: everything acknowledged is in the store.
+        task_engine.shutdown().await;
+        tracing::info!("stopped");
+        served.map_err(anyhow::Error::from)
+    });
+    Ok(RunningServer {
+        addr,
+        engine,
+        stop,
+        task,
+    })
+}
+
+/// `loyalty serve`: runs until Ctrl-C or SIGTERM.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = match settings.store.kind {
+        StoreKind::Sqlite => format!("sqlite {}", settings.store.path.display()),
+        StoreKind::Eventstoredb => "eventstoredb".to_owned(),
+        StoreKind::Memory => "memory (nothing kept)".to_owned(),
+    };
+    let server =
+        start_server_until(settings, Arc::new(SystemClock), None, shutdown_signal()).await?;
+    tracing::info!(addr = %server.addr, %store, "listening");
+    println!("listening on {}", server.url());
+    server.wait().await
+}
+
+/// Ctrl-C, or SIGTERM on Unix (what container runtimes send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received: finishing in-flight requests");
+}
