@@ -56,8 +56,13 @@ pub async fn member_as_of(
         .member_as_of(&member, query.as_of)
         .await?
         .ok_or_else(|| {
-            ApiError::not_found(format!("member {member} did not exist at {}", query.as_of))
-                .with("member_id", member.as_str())
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "unknown-member",
+                "Unknown member",
+                format!("member {member} did not exist at {}", query.as_of),
+            )
+            .with("member_id", member.as_str())
         })?;
     Ok(Json(snapshot).into_response())
 }
