@@ -33,10 +33,6 @@ impl Latencies {
             .expect("histograms with the same bounds");
     }
 
-    pub fn count(&self) -> u64 {
-        self.histogram.len()
-    }
-
     /// The latency at `quantile` (0.0..=1.0), in milliseconds.
     pub fn quantile_ms(&self, quantile: f64) -> f64 {
         self.histogram.value_at_quantile(quantile) as f64 / 1000.0

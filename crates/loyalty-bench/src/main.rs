@@ -6,6 +6,7 @@
 
 mod dataset;
 mod fsync;
+mod http;
 mod ingest;
 mod latency;
 mod memory;
@@ -115,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
     report.figure("fsync_per_s", "fsync, this disk (the floor)", fsyncs, "/s");
 
     ingest_figures(&mut report, work.path(), sizes).await?;
+    http_figures(&mut report, work.path(), sizes).await?;
     replay_figures(&mut report, work.path(), sizes).await?;
 
     report.parameter("elapsed_seconds", started.elapsed().as_secs_f64());
@@ -239,6 +241,98 @@ async fn enroll_all(engine: &Engine, members: u64) -> anyhow::Result<()> {
     for task in tasks {
         task.await??;
     }
+    Ok(())
+}
+
+/// Figures 2 and 4: purchases, mixed traffic and balance queries over HTTP, 64 terminals.
+async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::Result<()> {
+    let server = http::start(&dir.join("http.db")).await?;
+    http::seed(&server, sizes.ingest_members).await?;
+    let members = sizes.ingest_members;
+    let purchases = http::load(
+        &server,
+        http::Traffic::Purchases,
+        members,
+        64,
+        sizes.ingest_for,
+        1,
+    )
+    .await?;
+    println!(
+        "http purchases: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+        purchases.rate,
+        purchases.latencies.quantile_ms(0.5),
+        purchases.latencies.quantile_ms(0.99),
+        purchases.latencies.quantile_ms(0.999)
+    );
+    report.figure(
+        "ingest_http_per_s",
+        "HTTP purchases, 64 terminals",
+        purchases.rate,
+        "/s",
+    );
+    report.figure(
+        "purchase_http_p50_ms",
+        "HTTP purchase p50",
+        purchases.latencies.quantile_ms(0.5),
+        "ms",
+    );
+    report.figure(
+        "purchase_http_p99_ms",
+        "HTTP purchase p99",
+        purchases.latencies.quantile_ms(0.99),
+        "ms",
+    );
+    report.figure(
+        "purchase_http_p999_ms",
+        "HTTP purchase p99.9",
+        purchases.latencies.quantile_ms(0.999),
+        "ms",
+    );
+    let mixed = http::load(
+        &server,
+        http::Traffic::Mixed,
+        members,
+        64,
+        sizes.ingest_for,
+        2,
+    )
+    .await?;
+    report.figure(
+        "mixed_http_per_s",
+        "HTTP mixed 70/20/10, 64 terminals",
+        mixed.rate,
+        "/s",
+    );
+    report.figure(
+        "mixed_http_p99_ms",
+        "HTTP mixed p99",
+        mixed.latencies.quantile_ms(0.99),
+        "ms",
+    );
+    report.parameter("mixed_refused", mixed.refused);
+    let balances = http::load(
+        &server,
+        http::Traffic::Balances,
+        members,
+        64,
+        sizes.ingest_for,
+        3,
+    )
+    .await?;
+    report.figure(
+        "balance_query_per_s",
+        "HTTP balance queries, 64 clients",
+        balances.rate,
+        "/s",
+    );
+    report.figure(
+        "balance_query_p99_ms",
+        "HTTP balance query p99",
+        balances.latencies.quantile_ms(0.99),
+        "ms",
+    );
+    server.stop().await?;
     Ok(())
 }
 

@@ -44,10 +44,6 @@ impl Report {
         &self.figures
     }
 
-    pub fn get(&self, key: &str) -> Option<f64> {
-        self.figures.iter().find(|f| f.key == key).map(|f| f.value)
-    }
-
     pub fn print_table(&self) {
         let width = self
             .figures

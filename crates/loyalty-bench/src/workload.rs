@@ -23,12 +23,8 @@ const CATALOG: &[(&str, &str, i64)] = &[
     ("GIFT-CARD-25", "gift-card", 2500),
 ];
 
-const STORES: &[&str] = &[
-    "paris-opera",
-    "paris-marais",
-    "lyon-part-dieu",
-    "lille-centre",
-];
+/// The stores the demo terminal key is bound to.
+const STORES: &[&str] = &["paris-opera", "paris-marais", "lyon-bellecour"];
 
 /// The first business day of the traffic; every member enrolls on or after it.
 pub fn epoch() -> DateTime<Utc> {
