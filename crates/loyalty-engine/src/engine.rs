@@ -8,7 +8,8 @@ use loyalty_core::{
     Command, DomainError, MemberId, MemberState, Program, Refund, TransactionId, decide, evolve,
 };
 use loyalty_store::{
-    Direction, EventStore, ExpectedRevision, Position, StoreError, StreamFilter, StreamFrom,
+    Direction, EventStore, ExpectedRevision, Position, StoreError, StreamAppend, StreamFilter,
+    StreamFrom,
 };
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -223,6 +224,8 @@ impl Engine {
         let member = command.member_id();
         let stream = member_stream(member);
         let mut attempts: u32 = 1;
+        // Whether the purchase's transaction reservation is known to be stored for this member.
+        let mut reserved = false;
         loop {
             let decision = decide(&cached.state, command, &inner.program);
             let decision = match decision {
@@ -245,10 +248,10 @@ impl Engine {
                 }
             };
             let now = inner.clock.now();
-            self.check_across_members(command, now).await?;
+            let reservation = self.check_across_members(command, now, reserved).await?;
             let metadata = EventMetadata::new(
                 command.client_id().unwrap_or_default(),
-                command_name(command).to_owned(),
+                command.name().to_owned(),
                 context,
                 command.occurred_at(),
                 now,
@@ -263,7 +266,26 @@ impl Engine {
                 None => ExpectedRevision::NoStream,
                 Some(r) => ExpectedRevision::Exact(r),
             };
-            match inner.store.append(&stream, expected, data).await {
+            let appended = match reservation {
+                Some(reservation) => {
+                    let member_part = StreamAppend {
+                        stream: stream.clone(),
+                        expected,
+                        events: data,
+                    };
+                    inner
+                        .store
+                        .append_many(vec![reservation, member_part])
+                        .await
+                        .and_then(|mut results| {
+                            results.pop().ok_or_else(|| {
+                                StoreError::Backend("append_many answered nothing".into())
+                            })
+                        })
+                }
+                None => inner.store.append(&stream, expected, data).await,
+            };
+            match appended {
                 Ok(appended) => {
                     for event in &decision.events {
                         evolve(&mut cached.state, event);
@@ -277,6 +299,24 @@ impl Engine {
                         member: member.clone(),
                         stream_revision: appended.next_expected_revision,
                     });
+                }
+                Err(StoreError::WrongExpectedRevision {
+                    stream: conflicted, ..
+                }) if conflicted != stream => {
+                    // The transaction's reservation exists: ours from an earlier attempt, or
+                    // another member's. Only the member's part is left to append.
+                    let Command::RecordPurchase(p) = command else {
+                        return Err(EngineError::Corrupt(format!(
+                            "unexpected conflict on {conflicted}"
+                        )));
+                    };
+                    reservation::confirm_owner(
+                        inner.store.as_ref(),
+                        &p.transaction_id,
+                        &p.member_id,
+                    )
+                    .await?;
+                    reserved = true;
                 }
                 Err(StoreError::WrongExpectedRevision { .. }) => {
                     if attempts > inner.options.max_conflict_retries {
@@ -293,24 +333,24 @@ impl Engine {
     }
 
     /// What the member's stream cannot check alone: the transaction id is not another
-    /// member's, and a referrer exists.
+    /// member's, and a referrer exists. For a purchase whose transaction is not `reserved` yet,
+    /// returns the reservation to append with it.
     async fn check_across_members(
         &self,
         command: &Command,
         now: DateTime<Utc>,
-    ) -> Result<(), EngineError> {
+        reserved: bool,
+    ) -> Result<Option<StreamAppend>, EngineError> {
         let inner = &self.inner;
         match command {
-            Command::RecordPurchase(p) => {
-                reservation::reserve(
-                    inner.store.as_ref(),
-                    inner.ids.as_ref(),
-                    &p.transaction_id,
-                    &p.member_id,
-                    now,
-                )
-                .await
-            }
+            Command::RecordPurchase(p) if !reserved => reservation::reservation_append(
+                inner.ids.as_ref(),
+                &p.transaction_id,
+                &p.member_id,
+                now,
+            )
+            .map(Some),
+            Command::RecordPurchase(_) => Ok(None),
             Command::Enroll(e) => match &e.referrer {
                 Some(referrer) if referrer != &e.member_id => {
                     let revision = inner
@@ -321,12 +361,12 @@ impl Engine {
                         loyalty_store::CurrentRevision::NoStream => {
                             Err(EngineError::UnknownMember(referrer.clone()))
                         }
-                        loyalty_store::CurrentRevision::Current(_) => Ok(()),
+                        loyalty_store::CurrentRevision::Current(_) => Ok(None),
                     }
                 }
-                _ => Ok(()),
+                _ => Ok(None),
             },
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 
@@ -488,25 +528,5 @@ fn result_without_events(
         position: cached.position,
         member: member.clone(),
         stream_revision: cached.revision.unwrap_or(0),
-    }
-}
-
-/// The command's name, stored in metadata.
-pub(crate) fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Enroll(_) => "Enroll",
-        Command::RecordPurchase(_) => "RecordPurchase",
-        Command::Refund(_) => "Refund",
-        Command::Redeem(_) => "Redeem",
-        Command::CancelRedemption(_) => "CancelRedemption",
-        Command::Expire(_) => "Expire",
-        Command::RecordActivity(_) => "RecordActivity",
-        Command::Adjust(_) => "Adjust",
-        Command::Goodwill(_) => "Goodwill",
-        Command::ReviewTier(_) => "ReviewTier",
-        Command::Suspend(_) => "Suspend",
-        Command::Reinstate(_) => "Reinstate",
-        Command::Close(_) => "Close",
-        Command::CreditReferralBonus(_) => "CreditReferralBonus",
     }
 }

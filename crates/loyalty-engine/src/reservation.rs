@@ -1,13 +1,14 @@
 //! Transaction ids are unique across members. The member's stream cannot see other members, so
 //! each transaction id gets a reservation stream `txn-<id>` created with `NoStream`: the store's
-//! optimistic concurrency lets exactly one member win it. The reservation is written before the
-//! purchase is appended to the member's stream; if the process dies in between, the retry finds
-//! a reservation naming the same member and goes on (the purchase is never locked out).
+//! optimistic concurrency lets exactly one member win it. The reservation is appended with the
+//! purchase, first: atomically where the store can (SQLite), else just before it; if the process
+//! dies in between, the retry finds a reservation naming the same member and goes on (the
+//! purchase is never locked out).
 
 use chrono::{DateTime, Utc};
 use loyalty_core::{MemberId, TransactionId};
 use loyalty_store::{
-    Bytes, Direction, EventData, EventStore, ExpectedRevision, StoreError, StreamFrom,
+    Bytes, Direction, EventData, EventStore, ExpectedRevision, StreamAppend, StreamFrom,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,43 +25,51 @@ struct Reservation {
     reserved_at: DateTime<Utc>,
 }
 
-/// Reserves `txn` for `member`; succeeds again for the same member (a retry).
-pub(crate) async fn reserve(
-    store: &dyn EventStore,
+/// The append that reserves `txn` for `member`: the first event of `txn-<id>`, expecting no
+/// stream. The engine appends it together with the purchase (`append_many`): one durable
+/// write on a store with multi-stream transactions, the reservation first on the others.
+pub(crate) fn reservation_append(
     ids: &dyn IdGenerator,
     txn: &TransactionId,
     member: &MemberId,
     now: DateTime<Utc>,
-) -> Result<(), EngineError> {
+) -> Result<StreamAppend, EngineError> {
     let data = serde_json::to_vec(&Reservation {
         transaction_id: txn.to_string(),
         member_id: member.to_string(),
         reserved_at: now,
     })
     .map_err(|e| EngineError::Corrupt(e.to_string()))?;
-    let event = EventData {
-        id: ids.event_id(),
-        event_type: RESERVED_EVENT.to_owned(),
-        schema_version: 1,
-        data: Bytes::from(data),
-        metadata: Bytes::from_static(b"{}"),
-    };
-    match store
-        .append(&txn_stream(txn), ExpectedRevision::NoStream, vec![event])
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(StoreError::WrongExpectedRevision { .. }) => match owner(store, txn).await? {
-            Some(owner) if &owner == member => Ok(()),
-            Some(owner) => Err(EngineError::TransactionOfAnotherMember {
-                transaction: txn.clone(),
-                owner,
-            }),
-            None => Err(EngineError::Corrupt(format!(
-                "reservation stream of {txn} exists but is empty"
-            ))),
-        },
-        Err(e) => Err(e.into()),
+    Ok(StreamAppend {
+        stream: txn_stream(txn),
+        expected: ExpectedRevision::NoStream,
+        events: vec![EventData {
+            id: ids.event_id(),
+            event_type: RESERVED_EVENT.to_owned(),
+            schema_version: 1,
+            data: Bytes::from(data),
+            metadata: Bytes::from_static(b"{}"),
+        }],
+    })
+}
+
+/// The reservation stream of `txn` already exists: fine if it names `member` (a retry, or a
+/// purchase whose reservation was stored before the process died), else the transaction is
+/// another member's.
+pub(crate) async fn confirm_owner(
+    store: &dyn EventStore,
+    txn: &TransactionId,
+    member: &MemberId,
+) -> Result<(), EngineError> {
+    match owner(store, txn).await? {
+        Some(owner) if &owner == member => Ok(()),
+        Some(owner) => Err(EngineError::TransactionOfAnotherMember {
+            transaction: txn.clone(),
+            owner,
+        }),
+        None => Err(EngineError::Corrupt(format!(
+            "reservation stream of {txn} exists but is empty"
+        ))),
     }
 }
 

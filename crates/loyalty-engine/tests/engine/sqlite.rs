@@ -59,3 +59,77 @@ async fn the_engine_on_sqlite_keeps_balances_across_a_restart() {
     assert!(retry.replayed);
     engine.shutdown().await;
 }
+
+async fn sqlite_engine(dir: &tempfile::TempDir) -> (Arc<SqliteStore>, loyalty_engine::Engine) {
+    let store = Arc::new(
+        SqliteStore::open(dir.path().join("engine.sqlite"), SqliteOptions::default())
+            .await
+            .unwrap(),
+    );
+    let clock = Arc::new(loyalty_engine::ManualClock::new(t0()));
+    let engine = start(store.clone(), program(), clock, options()).await;
+    (store, engine)
+}
+
+#[tokio::test]
+async fn on_sqlite_a_purchase_and_its_reservation_are_one_durable_write() {
+    // Given an enrolled member on the embedded store
+    let dir = tempfile::tempdir().unwrap();
+    let (store, engine) = sqlite_engine(&dir).await;
+    let alice = member("alice");
+    engine.execute(enroll(&alice, t0())).await.unwrap();
+    let before = store.stats().commits;
+    // When she buys
+    engine
+        .execute(purchase(&alice, "T1", 40, t0()))
+        .await
+        .unwrap();
+    // Then the reservation and the purchase went in one transaction (one fsync)
+    assert_eq!(store.stats().commits - before, 1);
+    let reservation = store
+        .read_stream(
+            "txn-T1",
+            loyalty_store::StreamFrom::Start,
+            loyalty_store::Direction::Forwards,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reservation.len(), 1);
+    assert_eq!(
+        count_events(store.as_ref(), &alice, "PurchaseRecorded").await,
+        1
+    );
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_sqlite_another_members_transaction_id_is_refused_and_nothing_is_stored() {
+    // Given alice recorded transaction T1
+    let dir = tempfile::tempdir().unwrap();
+    let (store, engine) = sqlite_engine(&dir).await;
+    let (alice, bob) = (member("alice"), member("bob"));
+    engine.execute(enroll(&alice, t0())).await.unwrap();
+    engine.execute(enroll(&bob, t0())).await.unwrap();
+    engine
+        .execute(purchase(&alice, "T1", 40, t0()))
+        .await
+        .unwrap();
+    let head = store.head_position().await.unwrap();
+    // When bob's purchase names T1
+    let err = engine
+        .execute(purchase(&bob, "T1", 40, t0()))
+        .await
+        .unwrap_err();
+    // Then it is refused and the log did not move
+    assert!(
+        matches!(err, loyalty_engine::EngineError::TransactionOfAnotherMember { ref owner, .. } if owner == &alice),
+        "{err:?}"
+    );
+    assert_eq!(store.head_position().await.unwrap(), head);
+    assert_eq!(
+        count_events(store.as_ref(), &bob, "PurchaseRecorded").await,
+        0
+    );
+    engine.shutdown().await;
+}
