@@ -156,13 +156,20 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             }
         }
 
-        // Now and then a member spends some points; refusals (not enough yet) are normal.
+        // Now and then a member spends some points today, once the purchases of a month ago
+        // are past their pending period; refusals (not enough yet) are normal.
         if rng.below(8) == 0 {
-            let points = 50 * (1 + rng.below(4) as i64);
-            let body = json!({
-                "redemption_id": format!("demo-{run}-d{n}"), "occurred_at": at + Duration::minutes(1),
-                "points": points,
-            });
+            let body = if rng.below(2) == 0 {
+                json!({
+                    "redemption_id": format!("demo-{run}-d{n}"), "occurred_at": Utc::now(),
+                    "reward_id": "free-espresso",
+                })
+            } else {
+                json!({
+                    "redemption_id": format!("demo-{run}-d{n}"), "occurred_at": Utc::now(),
+                    "points": 20 * (1 + rng.below(4) as i64),
+                })
+            };
             let path = format!("/v1/members/{member}/redemptions");
             let (status, _) = client.post(&args.app_key, &path, &body).await?;
             if status.is_success() {

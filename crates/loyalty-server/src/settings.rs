@@ -182,11 +182,25 @@ impl Settings {
                 file.display()
             )));
         }
-        Self::from_figment(
+        let settings = Self::from_figment(
             Figment::new()
                 .merge(Toml::file(file))
                 .merge(Env::prefixed("LOYALTY_").split("__")),
-        )
+        )?;
+        settings.check_files()?;
+        Ok(settings)
+    }
+
+    /// Checks that the files the settings name exist (the program rules).
+    pub fn check_files(&self) -> Result<(), ServerError> {
+        if !self.program.is_file() {
+            return Err(ServerError::Config(format!(
+                "program: the rules file {} does not exist (paths are relative to the \
+                 directory the server is started from)",
+                self.program.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Settings from any figment (tests layer their own values on top of a file).
@@ -340,6 +354,14 @@ mod tests {
     fn an_unknown_setting_is_rejected_rather_than_ignored() {
         let figment = sample().figment().merge(("server.lisen", "127.0.0.1:0"));
         assert!(Settings::from_figment(figment).is_err());
+    }
+
+    #[test]
+    fn a_program_file_that_does_not_exist_is_reported() {
+        let mut s = sample();
+        s.program = PathBuf::from("config/no-such-program.toml");
+        let error = s.check_files().unwrap_err().to_string();
+        assert!(error.contains("no-such-program.toml"), "{error}");
     }
 
     #[test]

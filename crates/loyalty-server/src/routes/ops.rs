@@ -16,9 +16,23 @@ pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready to serve reads that reflect the log: the read models caught up with the store.
+/// Longest the readiness probe waits for the store to answer.
+const STORE_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ready to serve: the store answers, and the read models caught up with the log.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let position = PositionText(state.engine.projection_position());
+    let store = tokio::time::timeout(STORE_PROBE, state.engine.store().head_position()).await;
+    match store {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            return ApiError::unavailable(format!("the event store is not ready: {e}"))
+                .into_response();
+        }
+        Err(_) => {
+            return ApiError::unavailable("the event store did not answer in time").into_response();
+        }
+    }
     if state.engine.is_caught_up() {
         Json(json!({"status": "ready", "position": position})).into_response()
     } else {
