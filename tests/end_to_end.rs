@@ -484,3 +484,35 @@ async fn a_restart_on_the_same_file_serves_identical_balances() {
     }
     assert!(server.stop_and_verify().await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_asking_for_a_position_not_reached_waits_its_bound_then_says_retry() {
+    // Given a server whose reads wait at most 200 ms for a position
+    let server = TestServer::start_with_settings(&[("limits.read_wait_ms", json!(200))]).await;
+    let enrolled = server.enroll("kim").await;
+
+    // When a read asks for its own write's position, it sees it
+    let profile = server.profile_after("kim", &enrolled.position()).await;
+    assert_eq!(profile.status, StatusCode::OK, "{:?}", profile.body);
+
+    // And when it asks for a position the log never reached, it is told to try again
+    let future = server.profile_after("kim", "1000000/1000000").await;
+    assert_eq!(
+        future.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        future.body
+    );
+    assert_eq!(future.problem(), "not-caught-up");
+    assert_eq!(future.body["retryable"], true);
+
+    // And a position that is not one is a client error
+    let garbage = server.profile_after("kim", "yesterday").await;
+    assert_eq!(
+        garbage.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        garbage.body
+    );
+    assert!(server.stop_and_verify().await);
+}

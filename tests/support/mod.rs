@@ -76,17 +76,23 @@ impl TestServer {
     /// The shipped settings (demo keys), on port 0, with a fresh SQLite file and no background
     /// scheduler (tests run it on demand).
     pub async fn start() -> TestServer {
+        Self::start_with_settings(&[]).await
+    }
+
+    /// Like [`TestServer::start`], with some settings overridden (`("limits.read_wait_ms", 200)`).
+    pub async fn start_with_settings(overrides: &[(&str, Value)]) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let settings = Settings::from_figment(
-            Figment::new()
-                .merge(Toml::file(repo_root().join("config/loyalty.toml")))
-                .merge(("program", repo_root().join("config/program.toml")))
-                .merge(("server.listen", "127.0.0.1:0"))
-                .merge(("store.kind", "sqlite"))
-                .merge(("store.path", dir.path().join("loyalty.sqlite")))
-                .merge(("scheduler.interval_secs", 0)),
-        )
-        .expect("test settings are valid");
+        let mut figment = Figment::new()
+            .merge(Toml::file(repo_root().join("config/loyalty.toml")))
+            .merge(("program", repo_root().join("config/program.toml")))
+            .merge(("server.listen", "127.0.0.1:0"))
+            .merge(("store.kind", "sqlite"))
+            .merge(("store.path", dir.path().join("loyalty.sqlite")))
+            .merge(("scheduler.interval_secs", 0));
+        for (key, value) in overrides {
+            figment = figment.merge((*key, value.clone()));
+        }
+        let settings = Settings::from_figment(figment).expect("test settings are valid");
         let clock = Arc::new(ManualClock::new(day_one()));
         Self::start_with(settings, clock, dir).await
     }

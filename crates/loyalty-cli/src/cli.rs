@@ -74,3 +74,41 @@ pub struct DemoArgs {
     #[arg(long, default_value = "demo-app-key")]
     pub app_key: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn liability_requires_an_instant_and_statement_takes_an_optional_one() {
+        assert!(Cli::try_parse_from(["loyalty", "liability"]).is_err());
+        let cli = Cli::try_parse_from([
+            "loyalty",
+            "statement",
+            "alice",
+            "--as-of",
+            "2026-12-31T23:59:59Z",
+        ])
+        .expect("a statement with --as-of parses");
+        match cli.command {
+            Commands::Statement { member, as_of } => {
+                assert_eq!(member, "alice");
+                assert!(as_of.is_some());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_settings_file_defaults_to_config_loyalty_toml() {
+        let cli = Cli::try_parse_from(["loyalty", "verify"]).unwrap();
+        assert_eq!(cli.config, PathBuf::from("config/loyalty.toml"));
+    }
+}
