@@ -19,8 +19,8 @@
 //!     let back = schema::decode(stored.event_type, stored.schema_version, &stored.data).unwrap();
 //!     evolve(&mut state, &back);
 //! }
-//! // The welcome bonus is pending for the return window, then spendable.
-//! assert_eq!(state.balance(at).pending, Points::new(50));
+//! // The welcome bonus is spendable at once (only purchase points wait for the return window).
+//! assert_eq!(state.balance(at).available, Points::new(50));
 //! // A retry of the same command is a replay: no new events, the original outcome.
 //! let again = decide(&state, &enroll, &program).unwrap();
 //! assert!(again.replayed && again.events.is_empty());

@@ -27,12 +27,13 @@ fn basket() -> Vec<PurchaseLine> {
 }
 
 #[test]
-fn enrolling_awards_the_welcome_bonus_as_a_pending_lot() {
+fn enrolling_awards_the_welcome_bonus_spendable_at_once() {
+    // No return can take a welcome bonus back: the return window's pending period is not for it.
     let (decision, state) = given([]).when(enroll()).then_ok();
     let enrolled = only!(decision.events, Enrolled);
     let welcome = enrolled.welcome.expect("welcome credit");
     assert_eq!(welcome.points, p(50));
-    assert_eq!(welcome.spendable_from, t("2026-01-19T09:00:00Z"));
+    assert_eq!(welcome.spendable_from, t(ENROLLED));
     assert_eq!(enrolled.tier.name, "Bronze");
     assert_eq!(enrolled.rules_version, "test-1");
     assert_eq!(
@@ -43,9 +44,22 @@ fn enrolling_awards_the_welcome_bonus_as_a_pending_lot() {
         }
     );
     let now = state.balance(t(ENROLLED));
-    assert_eq!((now.available, now.pending), (p(0), p(50)));
-    let later = state.balance(t("2026-01-19T09:00:00Z"));
-    assert_eq!((later.available, later.pending), (p(50), p(0)));
+    assert_eq!((now.available, now.pending), (p(50), p(0)));
+}
+
+#[test]
+fn purchase_points_stay_pending_for_the_return_window() {
+    let (decision, state) = given([enroll()])
+        .when(purchase_lines("T1", "2026-01-10T10:00:00Z", basket()))
+        .then_ok();
+    let recorded = only!(decision.events, PurchaseRecorded);
+    let credit = recorded.credit.expect("purchase credit");
+    let window_closes = t("2026-01-24T10:00:00Z");
+    assert_eq!(credit.spendable_from, window_closes);
+    let during = state.balance(t("2026-01-10T10:00:00Z"));
+    assert_eq!((during.available, during.pending), (p(50), credit.points));
+    let after = state.balance(window_closes);
+    assert_eq!(after.available, p(50).saturating_add(credit.points));
 }
 
 #[test]

@@ -32,11 +32,12 @@ fn redeeming_more_than_the_available_points_is_refused_with_the_balance() {
 
 #[test]
 fn pending_points_cannot_be_spent() {
+    // Two days after the purchase its 100 points are pending; only the welcome 50 are spendable.
     given(earned())
-        .when(redeem("R1", "2026-01-12T10:00:00Z", 10))
+        .when(redeem("R1", "2026-01-12T10:00:00Z", 60))
         .then_err(DomainError::InsufficientPoints {
-            available: p(0),
-            requested: p(10),
+            available: p(50),
+            requested: p(60),
         });
 }
 

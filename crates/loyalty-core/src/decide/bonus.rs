@@ -1,6 +1,6 @@
 //! Enrollment, activity bonuses, adjustments, goodwill and referral credits.
 
-use super::Ctx;
+use super::{Ctx, Hold};
 use crate::calendar;
 use crate::command::{Adjust, CreditReferralBonus, Enroll, Goodwill, RecordActivity};
 use crate::error::DomainError;
@@ -29,6 +29,7 @@ pub(super) fn enroll(
         Some(ctx.credit(
             LotId::derived("welcome", c.member_id.as_str()),
             welcome_points,
+            Hold::None,
         )?)
     } else {
         None
@@ -75,6 +76,7 @@ pub(super) fn activity(mut ctx: Ctx<'_>, c: &RecordActivity) -> Result<Decision,
         let credit = ctx.credit(
             LotId::derived("activity", c.activity_id.as_str()),
             rule.points,
+            Hold::None,
         )?;
         Event::ActivityRewarded(ActivityRewarded {
             activity_id: c.activity_id.clone(),
@@ -104,7 +106,11 @@ pub(super) fn adjust(mut ctx: Ctx<'_>, c: &Adjust) -> Result<Decision, DomainErr
     check_manual_points(&ctx, c.points)?;
     ctx.check_text("note", &c.note)?;
     let (credit, debit) = if c.points.is_positive() {
-        let credit = ctx.credit(LotId::derived("adjust", c.adjustment_id.as_str()), c.points)?;
+        let credit = ctx.credit(
+            LotId::derived("adjust", c.adjustment_id.as_str()),
+            c.points,
+            Hold::None,
+        )?;
         (Some(credit), None)
     } else {
         let wanted = c
@@ -136,6 +142,7 @@ pub(super) fn goodwill(mut ctx: Ctx<'_>, c: &Goodwill) -> Result<Decision, Domai
     let credit = ctx.credit(
         LotId::derived("goodwill", c.complaint_id.as_str()),
         c.points,
+        Hold::None,
     )?;
     let primary = ctx.push(Event::GoodwillGranted(GoodwillGranted {
         complaint_id: c.complaint_id.clone(),
@@ -161,6 +168,7 @@ pub(super) fn referral(mut ctx: Ctx<'_>, c: &CreditReferralBonus) -> Result<Deci
     let credit = ctx.credit(
         LotId::derived("referral", c.newcomer.as_str()),
         rule.referrer_points,
+        Hold::ReturnWindow,
     )?;
     let primary = ctx.push(Event::ReferralBonusCredited(ReferralBonusCredited {
         newcomer: c.newcomer.clone(),

@@ -147,12 +147,21 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A new lot of `points` earned now, repaying the debt first.
-    pub fn credit(&mut self, lot_id: LotId, points: Points) -> Result<Credit, DomainError> {
+    /// A new lot of `points` earned now, repaying the debt first. Only points that a return
+    /// can still take back (`Hold::ReturnWindow`) wait for the program's pending period.
+    pub fn credit(
+        &mut self,
+        lot_id: LotId,
+        points: Points,
+        hold: Hold,
+    ) -> Result<Credit, DomainError> {
         let tz = self.program.timezone();
         let overflow = || DomainError::ArithmeticOverflow;
-        let spendable_from =
-            calendar::add_days(self.at, self.program.pending.days, tz).ok_or_else(overflow)?;
+        let pending_days = match hold {
+            Hold::ReturnWindow => self.program.pending.days,
+            Hold::None => 0,
+        };
+        let spendable_from = calendar::add_days(self.at, pending_days, tz).ok_or_else(overflow)?;
         let expiry = match self.program.expiry {
             ExpiryPolicy::LotMonths {
                 months,
@@ -271,4 +280,15 @@ pub(crate) fn due_expiries(state: &MemberState, at: DateTime<Utc>) -> Vec<Event>
             })
         })
         .collect()
+}
+
+/// Whether a new lot waits for the program's pending period before it can be spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// Earned by a purchase (or by a referral that a purchase triggered): a return within the
+    /// window takes the points back, so they are not spendable until it closes.
+    ReturnWindow,
+    /// Welcome, activity, adjustment and goodwill points: nothing can take them back by a
+    /// return, so they are spendable at once (goodwill after a complaint, above all).
+    None,
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use super::Ctx;
+use super::{Ctx, Hold};
 use crate::command::{RecordPurchase, Refund, RefundLine, RefundScope};
 use crate::earning;
 use crate::error::DomainError;
@@ -59,6 +59,7 @@ pub(super) fn record(mut ctx: Ctx<'_>, c: &RecordPurchase) -> Result<Decision, D
         Some(ctx.credit(
             LotId::derived("purchase", c.transaction_id.as_str()),
             award.points,
+            Hold::ReturnWindow,
         )?)
     } else {
         None
@@ -89,6 +90,7 @@ pub(super) fn record(mut ctx: Ctx<'_>, c: &RecordPurchase) -> Result<Decision, D
             Some(ctx.credit(
                 LotId::derived("referee", c.transaction_id.as_str()),
                 rule.newcomer_points,
+                Hold::ReturnWindow,
             )?)
         } else {
             None
