@@ -22,8 +22,27 @@ async fn available(server: &TestServer, member: &str, position: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_walk_through_enroll_purchase_balance_redeem_refund_then_verify() {
+    walk_through(TestServer::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_walk_through_runs_the_same_on_eventstoredb() {
+    // Given the engine on the EventStoreDB adapter, talking gRPC to the wire-compatible test
+    // server (a real cluster when EVENTSTORE_URL is set runs the store's conformance suite)
+    let esdb = loyalty_esdb_testserver::TestServer::start()
+        .await
+        .expect("the EventStoreDB test server starts");
+    let server = TestServer::start_with_settings(&[
+        ("store.kind", json!("eventstoredb")),
+        ("store.url", json!(esdb.url())),
+    ])
+    .await;
+    // Then the whole walk-through, down to a clean verify, behaves as on SQLite
+    walk_through(server).await;
+}
+
+async fn walk_through(server: TestServer) {
     // Given a server and an enrolled member
-    let server = TestServer::start().await;
     let enrolled = server.enroll("alice").await;
     assert_eq!(enrolled.status, StatusCode::OK, "{:?}", enrolled.body);
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use loyalty_core::{Command, MemberState, Program, decide, evolve, schema};
 use loyalty_engine::EventMetadata;
-use loyalty_store::{Bytes, EventData, EventStore, ExpectedRevision, Uuid};
+use loyalty_store::{Bytes, EventData, EventStore, ExpectedRevision, StreamAppend, Uuid};
 
 use crate::workload;
 
@@ -64,6 +64,10 @@ fn metadata_of(command: &Command, program: &Program) -> Bytes {
     Bytes::from(serde_json::to_vec(&metadata).expect("metadata serialises"))
 }
 
+/// Members written by one `append_many`: the data set is input, not the measurement, so it is
+/// written in large atomic groups (well inside the store's per-append limits).
+const MEMBERS_PER_APPEND: u64 = 100;
+
 /// Writes the histories of members `0..members` with `appenders` concurrent appenders.
 pub async fn write(
     store: Arc<dyn EventStore>,
@@ -80,16 +84,20 @@ pub async fn write(
             (store.clone(), program.clone(), next.clone(), events.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                let member = next.fetch_add(1, Ordering::Relaxed);
-                if member >= members {
+                let first = next.fetch_add(MEMBERS_PER_APPEND, Ordering::Relaxed);
+                if first >= members {
                     return anyhow::Ok(());
                 }
-                let batch = member_events(&program, member, seed);
-                events.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                let stream = format!("member-{}", workload::member_id(member));
-                store
-                    .append(&stream, ExpectedRevision::NoStream, batch)
-                    .await?;
+                let parts: Vec<StreamAppend> = (first..members.min(first + MEMBERS_PER_APPEND))
+                    .map(|member| StreamAppend {
+                        stream: format!("member-{}", workload::member_id(member)),
+                        expected: ExpectedRevision::NoStream,
+                        events: member_events(&program, member, seed),
+                    })
+                    .collect();
+                let count: usize = parts.iter().map(|p| p.events.len()).sum();
+                events.fetch_add(count as u64, Ordering::Relaxed);
+                store.append_many(parts).await?;
             }
         }));
     }

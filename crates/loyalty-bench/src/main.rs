@@ -342,7 +342,7 @@ async fn replay_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow
     let store = open(&db).await?;
     let program = Arc::new(program::demo()?);
     let started = Instant::now();
-    let written = dataset::write(store.clone(), program, sizes.dataset_members, 64, SEED).await?;
+    let written = dataset::write(store.clone(), program, sizes.dataset_members, 4, SEED).await?;
     println!(
         "data set: {} members, {} events written in {:.1} s",
         written.members,
