@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
 use loyalty_engine::Engine;
-use loyalty_store::{EventData, EventStore, ExpectedRevision, Position, RecordedEvent};
+use loyalty_store::{
+    EventData, EventStore, ExpectedRevision, Position, RecordedEvent, StreamAppend,
+};
 
 use crate::fsync::per_second;
 use crate::workload;
@@ -66,14 +68,16 @@ pub struct EngineRun {
 }
 
 /// The appends the engine made after `after` (up to `until`), regrouped as they were appended:
-/// consecutive events of one stream written for one command.
+/// a purchase's transaction reservation (`txn-…`) and the member events that follow it form
+/// one `append_many`, as the engine writes them; other consecutive events of one stream
+/// written for one command form one append.
 pub async fn appends_between(
     store: &dyn EventStore,
     after: Position,
     until: Position,
-) -> anyhow::Result<Vec<(String, Vec<EventData>)>> {
+) -> anyhow::Result<Vec<Vec<StreamAppend>>> {
     let page = store.limits().max_page_size;
-    let mut appends: Vec<(String, Vec<EventData>)> = Vec::new();
+    let mut groups: Vec<Vec<StreamAppend>> = Vec::new();
     let mut last_meta = None;
     let mut from = after;
     'read: loop {
@@ -84,8 +88,15 @@ pub async fn appends_between(
                 break 'read;
             }
             from = e.position;
-            let same = appends.last().is_some_and(|(s, _)| *s == e.stream)
-                && last_meta.as_ref() == Some(&e.metadata);
+            let reservation = e.stream.starts_with("txn-");
+            let (same_append, joins_reservation) = match groups.last().and_then(|g| g.last()) {
+                Some(a) => (
+                    a.stream == e.stream && last_meta.as_ref() == Some(&e.metadata),
+                    // The member events right after a reservation belong to its append_many.
+                    !reservation && a.stream.starts_with("txn-"),
+                ),
+                None => (false, false),
+            };
             last_meta = Some(e.metadata.clone());
             let RecordedEvent {
                 stream,
@@ -103,23 +114,32 @@ pub async fn appends_between(
                 data,
                 metadata,
             };
-            match appends.last_mut() {
-                Some((_, batch)) if same => batch.push(data),
-                _ => appends.push((stream, vec![data])),
+            let part = StreamAppend {
+                stream,
+                expected: ExpectedRevision::Any,
+                events: vec![data],
+            };
+            match groups.last_mut() {
+                Some(group) if same_append => {
+                    let append = group.last_mut().expect("a group holds a part");
+                    append.events.extend(part.events);
+                }
+                Some(group) if joins_reservation => group.push(part),
+                _ => groups.push(vec![part]),
             }
         }
         if short {
             break;
         }
     }
-    Ok(appends)
+    Ok(groups)
 }
 
 /// Purchases per second of the raw store: `appends` replayed into `store` by
 /// `appenders` concurrent appenders, then divided by the purchases they stand for.
 pub async fn raw_ingest(
     store: Arc<dyn EventStore>,
-    appends: Vec<(String, Vec<EventData>)>,
+    appends: Vec<Vec<StreamAppend>>,
     purchases: u64,
     appenders: usize,
 ) -> anyhow::Result<f64> {
@@ -131,10 +151,10 @@ pub async fn raw_ingest(
         tasks.push(tokio::spawn(async move {
             loop {
                 let next = queue.lock().expect("queue lock").next();
-                let Some((stream, events)) = next else {
+                let Some(group) = next else {
                     return anyhow::Ok(());
                 };
-                store.append(&stream, ExpectedRevision::Any, events).await?;
+                store.append_many(group).await?;
             }
         }));
     }

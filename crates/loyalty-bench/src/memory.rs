@@ -30,7 +30,7 @@ pub async fn child(db: &Path) -> anyhow::Result<()> {
         EngineOptions::default(),
     )
     .await?;
-    engine.wait_for(store.head_position().await?).await?;
+    crate::caught_up_to(&engine, store.head_position().await?).await;
     let after = resident_bytes()?;
     let members = engine.totals().members;
     println!("{} {}", after.saturating_sub(before), members);
