@@ -76,34 +76,25 @@ pub async fn write(
     appenders: u64,
     seed: u64,
 ) -> anyhow::Result<Written> {
-    let next = Arc::new(AtomicU64::new(0));
     let events = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..appenders {
-        let (store, program, next, events) =
-            (store.clone(), program.clone(), next.clone(), events.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let first = next.fetch_add(MEMBERS_PER_APPEND, Ordering::Relaxed);
-                if first >= members {
-                    return anyhow::Ok(());
-                }
-                let parts: Vec<StreamAppend> = (first..members.min(first + MEMBERS_PER_APPEND))
-                    .map(|member| StreamAppend {
-                        stream: format!("member-{}", workload::member_id(member)),
-                        expected: ExpectedRevision::NoStream,
-                        events: member_events(&program, member, seed),
-                    })
-                    .collect();
-                let count: usize = parts.iter().map(|p| p.events.len()).sum();
-                events.fetch_add(count as u64, Ordering::Relaxed);
-                store.append_many(parts).await?;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
+    let counted = events.clone();
+    crate::parallel::for_each_range(members, appenders, MEMBERS_PER_APPEND, move |first, end| {
+        let (store, program, events) = (store.clone(), program.clone(), counted.clone());
+        async move {
+            let parts: Vec<StreamAppend> = (first..end)
+                .map(|member| StreamAppend {
+                    stream: format!("member-{}", workload::member_id(member)),
+                    expected: ExpectedRevision::NoStream,
+                    events: member_events(&program, member, seed),
+                })
+                .collect();
+            let count: usize = parts.iter().map(|p| p.events.len()).sum();
+            events.fetch_add(count as u64, Ordering::Relaxed);
+            store.append_many(parts).await?;
+            Ok(())
+        }
+    })
+    .await?;
     Ok(Written {
         members,
         events: events.load(Ordering::Relaxed),

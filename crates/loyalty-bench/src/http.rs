@@ -42,28 +42,19 @@ pub async fn start(db: &Path) -> anyhow::Result<RunningServer> {
 /// Enrolls members `0..members` and gives each a first purchase (through the engine, not
 /// measured), so that balance reads and redemptions meet real members with points.
 pub async fn seed(server: &RunningServer, members: u64) -> anyhow::Result<()> {
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for task in 0..64u64 {
-        let (engine, next) = (server.engine.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut rng = fastrand::Rng::with_seed(task);
-            loop {
-                let member = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if member >= members {
-                    return anyhow::Ok(());
-                }
-                let at = workload::epoch();
-                engine.execute(workload::enroll(member, at)).await?;
-                let first = workload::purchase(&mut rng, member, &format!("s{member}"), at);
-                engine.execute(first).await?;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(())
+    let engine = server.engine.clone();
+    crate::parallel::for_each_range(members, 64, 1, move |member, _| {
+        let engine = engine.clone();
+        async move {
+            let mut rng = fastrand::Rng::with_seed(member);
+            let at = workload::epoch();
+            engine.execute(workload::enroll(member, at)).await?;
+            let first = workload::purchase(&mut rng, member, &format!("s{member}"), at);
+            engine.execute(first).await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// The kinds of request the generator sends.

@@ -10,6 +10,7 @@ mod http;
 mod ingest;
 mod latency;
 mod memory;
+mod parallel;
 mod replay;
 mod report;
 mod workload;
@@ -230,26 +231,17 @@ pub async fn caught_up_to(engine: &Engine, position: loyalty_store::Position) {
 
 /// Enrolls members `0..members` (not measured), 64 at a time.
 async fn enroll_all(engine: &Engine, members: u64) -> anyhow::Result<()> {
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let (engine, next) = (engine.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let member = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if member >= members {
-                    return anyhow::Ok(());
-                }
-                engine
-                    .execute(workload::enroll(member, workload::epoch()))
-                    .await?;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(())
+    let engine = engine.clone();
+    parallel::for_each_range(members, 64, 1, move |member, _| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .execute(workload::enroll(member, workload::epoch()))
+                .await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Figures 2 and 4: purchases, mixed traffic and balance queries over HTTP, 64 terminals.
