@@ -66,7 +66,7 @@ fn deserialize_tz<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Tz, D::E
         .map_err(|_| serde::de::Error::custom(format!("unknown IANA timezone {name:?}")))
 }
 
-/// Decimals in a program are quoted strings: a TOML float would pass through an f64 first.
+/// Decimals in a program are quoted strings: a TOML float would pass through binary floating point first.
 fn decimal_str<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
     let text = String::deserialize(deserializer)?;
     text.trim()
