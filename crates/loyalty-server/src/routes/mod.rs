@@ -158,24 +158,28 @@ fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The command's name for metrics.
-fn command_name(command: &Command) -> &'static str {
-    match command {
-        Command::Enroll(_) => "enroll",
-        Command::RecordPurchase(_) => "record_purchase",
-        Command::Refund(_) => "refund",
-        Command::Redeem(_) => "redeem",
-        Command::CancelRedemption(_) => "cancel_redemption",
-        Command::Expire(_) => "expire",
-        Command::RecordActivity(_) => "record_activity",
-        Command::Adjust(_) => "adjust",
-        Command::Goodwill(_) => "goodwill",
-        Command::ReviewTier(_) => "review_tier",
-        Command::Suspend(_) => "suspend",
-        Command::Reinstate(_) => "reinstate",
-        Command::Close(_) => "close",
-        Command::CreditReferralBonus(_) => "credit_referral_bonus",
+/// The command's name as a metric label: core's name in snake case (`record_purchase`).
+fn command_name(command: &Command) -> String {
+    snake_case(command.name())
+}
+
+fn snake_case(name: &str) -> String {
+    let mut label = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            label.push('_');
+        }
+        label.push(c.to_ascii_lowercase());
     }
+    label
+}
+
+#[cfg(test)]
+#[test]
+fn metric_labels_are_the_core_command_names_in_snake_case() {
+    assert_eq!(snake_case("RecordPurchase"), "record_purchase");
+    assert_eq!(snake_case("CreditReferralBonus"), "credit_referral_bonus");
+    assert_eq!(snake_case("Enroll"), "enroll");
 }
 
 fn context(caller: &Caller, headers: &HeaderMap) -> CommandContext {
@@ -219,7 +223,7 @@ async fn execute(
         .engine
         .execute_with(command, context(caller, headers))
         .await;
-    settle(state, name, result)
+    settle(state, &name, result)
 }
 
 /// Read-your-writes: waits (bounded by the engine) for the read models to reach `min`.
