@@ -953,7 +953,11 @@ pub async fn append_many_fails_on_a_conflicting_part<F: StoreFactory>(factory: &
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
-        $crate::conformance_tests!(@cases $factory;
+        $crate::conformance_tests!(@list tests $factory);
+    };
+    // The one list of cases, expanded as tests or as one sequential run.
+    (@list $mode:ident $factory:expr) => {
+        $crate::conformance_tests!(@$mode $factory;
             append_expecting_no_stream_creates_the_stream_at_revision_zero,
             append_expecting_no_stream_conflicts_once_the_stream_exists,
             append_expecting_an_exact_revision_succeeds_only_on_that_revision,
@@ -981,7 +985,7 @@ macro_rules! conformance_tests {
             append_many_fails_on_a_conflicting_part,
         );
     };
-    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+    (@tests $factory:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
@@ -990,33 +994,12 @@ macro_rules! conformance_tests {
             }
         )*
     };
+    (@run $factory:expr; $($case:ident),* $(,)?) => {
+        $( $crate::conformance::$case($factory).await; )*
+    };
 }
 
 /// Runs every case in turn against one factory (for a backend that prefers one test).
 pub async fn run_all<F: StoreFactory>(factory: &F) {
-    append_expecting_no_stream_creates_the_stream_at_revision_zero(factory).await;
-    append_expecting_no_stream_conflicts_once_the_stream_exists(factory).await;
-    append_expecting_an_exact_revision_succeeds_only_on_that_revision(factory).await;
-    append_expecting_stream_exists_conflicts_on_a_missing_stream(factory).await;
-    append_expecting_any_revision_always_succeeds(factory).await;
-    concurrent_appenders_to_one_stream_get_exactly_one_winner_per_revision(factory).await;
-    retried_append_with_the_same_event_ids_returns_the_original_result(factory).await;
-    append_overlapping_stored_event_ids_partially_is_refused(factory).await;
-    events_round_trip_byte_for_byte(factory).await;
-    stream_reads_page_forwards_and_backwards_in_revision_order(factory).await;
-    a_missing_stream_reads_as_empty(factory).await;
-    all_reads_page_forwards_in_append_order_with_strictly_growing_positions(factory).await;
-    stream_revision_and_head_position_follow_appends(factory).await;
-    subscription_delivers_history_then_live_events_without_gap_or_duplicate(factory).await;
-    subscription_from_a_position_starts_strictly_after_it(factory).await;
-    subscription_filter_delivers_only_matching_stream_prefixes(factory).await;
-    stopped_subscription_ends(factory).await;
-    append_with_too_many_events_is_refused(factory).await;
-    append_with_too_many_bytes_is_refused(factory).await;
-    read_with_a_page_too_large_or_empty_is_refused(factory).await;
-    bad_stream_names_are_refused(factory).await;
-    empty_append_and_repeated_ids_in_one_append_are_refused(factory).await;
-    reopened_store_keeps_every_event_and_continues_revisions(factory).await;
-    append_many_appends_every_part_in_order(factory).await;
-    append_many_fails_on_a_conflicting_part(factory).await;
+    crate::conformance_tests!(@list run factory);
 }
