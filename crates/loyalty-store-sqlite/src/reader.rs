@@ -76,6 +76,7 @@ fn open_reader(path: &std::path::Path) -> Result<Connection, StoreError> {
     // Read-write so it can use the WAL's shared memory; query_only so it never writes.
     conn.execute_batch("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000;")
         .map_err(backend)?;
+    crate::tune(&conn).map_err(backend)?;
     Ok(conn)
 }
 
@@ -199,9 +200,8 @@ pub(crate) fn read_stream(
 
 pub(crate) fn head_position(conn: &Connection) -> Result<Position, StoreError> {
     let max: i64 = conn
-        .query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(backend)?;
     let max = from_sql_int(max)?;
     Ok(Position::new(max, max))
