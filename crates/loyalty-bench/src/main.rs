@@ -27,6 +27,10 @@ use loyalty_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::report::Report;
 
+/// The allocator the `loyalty` binary uses, so the engine is measured as it runs in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     about = "Measure the loyalty engine on this machine (embedded SQLite store, durable writes)"
@@ -41,9 +45,21 @@ struct Args {
     /// Where the stores live (a real disk, not a tmpfs, or fsync means nothing).
     #[arg(long, default_value = "target/bench")]
     dir: PathBuf,
+    /// Run only these parts (for profiling one of them); all of them by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
     /// Internal: measure resident memory of an engine over this store and exit.
     #[arg(long, hide = true)]
     memory_child: Option<PathBuf>,
+}
+
+/// The parts of a run, each measuring some of the figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    Fsync,
+    Ingest,
+    Http,
+    Replay,
 }
 
 /// The sizes of one run.
@@ -113,12 +129,20 @@ async fn main() -> anyhow::Result<()> {
     report.parameter("dataset_members", sizes.dataset_members);
     report.parameter("terminals", TERMINALS.to_vec());
 
-    let fsyncs = fsync::fsync_rate(work.path(), sizes.fsync_for)?;
-    report.figure("fsync_per_s", "fsync, this disk (the floor)", fsyncs, "/s");
-
-    ingest_figures(&mut report, work.path(), sizes).await?;
-    http_figures(&mut report, work.path(), sizes).await?;
-    replay_figures(&mut report, work.path(), sizes).await?;
+    let runs = |part| args.only.is_empty() || args.only.contains(&part);
+    if runs(Part::Fsync) {
+        let fsyncs = fsync::fsync_rate(work.path(), sizes.fsync_for)?;
+        report.figure("fsync_per_s", "fsync, this disk (the floor)", fsyncs, "/s");
+    }
+    if runs(Part::Ingest) {
+        ingest_figures(&mut report, work.path(), sizes).await?;
+    }
+    if runs(Part::Http) {
+        http_figures(&mut report, work.path(), sizes).await?;
+    }
+    if runs(Part::Replay) {
+        replay_figures(&mut report, work.path(), sizes).await?;
+    }
 
     report.parameter("elapsed_seconds", started.elapsed().as_secs_f64());
     report.print_table();
