@@ -2,11 +2,18 @@
 //! generator of `terminals` keep-alive connections: purchase ingest with its latency, mixed
 //! traffic, and balance queries on a warm server.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
 use loyalty_cli::runtime::{RunningServer, load_settings, start_server};
 use loyalty_engine::SystemClock;
 use serde_json::{Value, json};
@@ -14,8 +21,9 @@ use serde_json::{Value, json};
 use crate::latency::Latencies;
 use crate::workload;
 
-const TERMINAL_KEY: &str = "demo-terminal-key";
-const APP_KEY: &str = "demo-app-key";
+/// The demo keys of `config/loyalty.toml`, as Authorization headers.
+const TERMINAL_KEY: &str = "Bearer demo-terminal-key";
+const APP_KEY: &str = "Bearer demo-app-key";
 
 /// What one load run measured.
 #[derive(Debug)]
@@ -64,6 +72,55 @@ pub enum Traffic {
     /// 70% balance reads, 20% purchases, 10% redemptions.
     Mixed,
     Balances,
+    /// `GET /healthz`: the whole HTTP stack and its middleware, and no engine. The floor the
+    /// other figures stand on, on this machine, with this generator.
+    Health,
+}
+
+/// One terminal's keep-alive HTTP/1.1 connection. The generator is hyper's connection-level
+/// client rather than a pooled client like reqwest: it shares the two cores with the server,
+/// so every microsecond it spends (URL parsing, pool, redirect and retry layers) is taken from
+/// the figures it measures.
+struct Terminal {
+    sender: http1::SendRequest<Full<Bytes>>,
+    host: HeaderValue,
+}
+
+impl Terminal {
+    async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Self {
+            sender,
+            host: HeaderValue::from_str(&addr.to_string())?,
+        })
+    }
+
+    /// Sends one request and reads the whole answer; returns its status.
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        key: &'static str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<StatusCode> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.host.clone())
+            .header(AUTHORIZATION, key);
+        if body.is_some() {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
 }
 
 /// Runs `terminals` concurrent clients for `run_for`.
@@ -75,14 +132,13 @@ pub async fn load(
     run_for: Duration,
     round: u64,
 ) -> anyhow::Result<Load> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(usize::try_from(terminals)?)
-        .build()?;
-    let base = Arc::new(server.url());
+    let mut connections = Vec::new();
+    for _ in 0..terminals {
+        connections.push(Terminal::connect(server.addr).await?);
+    }
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for terminal in 0..terminals {
-        let (client, base) = (client.clone(), base.clone());
+    for (terminal, mut connection) in (0u64..).zip(connections) {
         tasks.push(tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(round << 32 | terminal);
             let mut latencies = Latencies::new();
@@ -92,43 +148,48 @@ pub async fn load(
                 let roll = match traffic {
                     Traffic::Purchases => 80,
                     Traffic::Balances => 0,
+                    Traffic::Health => 200,
                     Traffic::Mixed => rng.u8(..100),
                 };
-                let request = if roll < 70 {
+                // Each request is built before the clock starts: the latency is the server's.
+                let (method, path, key, body) = if roll < 70 {
                     let id = workload::member_id(member);
-                    client
-                        .get(format!("{base}/v1/members/{id}"))
-                        .bearer_auth(APP_KEY)
+                    (Method::GET, format!("/v1/members/{id}"), APP_KEY, None)
                 } else if roll < 90 {
                     let txn = format!("h{round}-{terminal}-{requests}");
                     let at = workload::epoch() + ChronoDuration::days(30);
                     let body = purchase_body(&mut rng, member, &txn, at);
-                    client
-                        .post(format!("{base}/v1/purchases"))
-                        .bearer_auth(TERMINAL_KEY)
-                        .json(&body)
-                } else {
+                    (
+                        Method::POST,
+                        "/v1/purchases".to_owned(),
+                        TERMINAL_KEY,
+                        Some(serde_json::to_vec(&body)?),
+                    )
+                } else if roll < 100 {
                     let id = workload::member_id(member);
                     let at = workload::epoch() + ChronoDuration::days(60);
-                    client
-                        .post(format!("{base}/v1/members/{id}/redemptions"))
-                        .bearer_auth(APP_KEY)
-                        .json(&json!({
-                            "redemption_id": format!("h{round}-{terminal}-{requests}"),
-                            "occurred_at": at,
-                            "points": 10,
-                        }))
+                    let body = json!({
+                        "redemption_id": format!("h{round}-{terminal}-{requests}"),
+                        "occurred_at": at,
+                        "points": 10,
+                    });
+                    (
+                        Method::POST,
+                        format!("/v1/members/{id}/redemptions"),
+                        APP_KEY,
+                        Some(serde_json::to_vec(&body)?),
+                    )
+                } else {
+                    (Method::GET, "/healthz".to_owned(), APP_KEY, None)
                 };
                 let sent = Instant::now();
-                let response = request.send().await?;
-                let status = response.status();
-                let _ = response.bytes().await?;
+                let status = connection.send(method, &path, key, body).await?;
                 latencies.record(sent.elapsed());
                 requests += 1;
                 if status.is_client_error() {
                     refused += 1;
                 } else if !status.is_success() {
-                    anyhow::bail!("the server answered {status}");
+                    anyhow::bail!("the server answered {status} to {path}");
                 }
             }
             anyhow::Ok((requests, refused, latencies))

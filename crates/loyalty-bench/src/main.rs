@@ -273,6 +273,26 @@ async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::
     let server = http::start(&dir.join("http.db")).await?;
     http::seed(&server, sizes.ingest_members).await?;
     let members = sizes.ingest_members;
+    let floor = http::load(
+        &server,
+        http::Traffic::Health,
+        members,
+        64,
+        sizes.ingest_for,
+        0,
+    )
+    .await?;
+    println!(
+        "http floor (GET /healthz): {:.0}/s, p99 {:.2} ms",
+        floor.rate,
+        floor.latencies.quantile_ms(0.99)
+    );
+    report.figure(
+        "http_floor_per_s",
+        "HTTP floor: GET /healthz, 64 connections",
+        floor.rate,
+        "/s",
+    );
     let purchases = http::load(
         &server,
         http::Traffic::Purchases,
