@@ -48,6 +48,9 @@ struct Args {
     /// Run only these parts (for profiling one of them); all of them by default.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
+    /// Members in the replay and memory data set, instead of the run's default.
+    #[arg(long)]
+    dataset_members: Option<u64>,
     /// Internal: measure resident memory of an engine over this store and exit.
     #[arg(long, hide = true)]
     memory_child: Option<PathBuf>,
@@ -116,7 +119,10 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.dir)?;
     let work = tempfile::tempdir_in(&args.dir)?;
-    let sizes = Sizes::new(args.quick);
+    let mut sizes = Sizes::new(args.quick);
+    if let Some(members) = args.dataset_members {
+        sizes.dataset_members = members.max(1);
+    }
     let started = Instant::now();
     let mut report = Report::default();
     report.parameter(

@@ -135,28 +135,39 @@ fn collect(
         .collect()
 }
 
-/// Events of `$all` strictly after `after`, in position order.
+/// Events of `$all` strictly after `after` and up to `durable`, in position order.
 pub(crate) fn read_all(
     conn: &Connection,
     after: Position,
     max_count: usize,
+    durable: Position,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     // The embedded store uses one sequence for both halves of a position.
     let after = to_sql_int(after.commit.max(after.prepare))?;
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+            "SELECT {COLUMNS} FROM events WHERE position > ?1 AND position <= ?3
+             ORDER BY position LIMIT ?2"
         ))
         .map_err(backend)?;
-    collect(&mut stmt, params![after, to_sql_int(max_count as u64)?])
+    collect(
+        &mut stmt,
+        params![
+            after,
+            to_sql_int(max_count as u64)?,
+            to_sql_int(durable.commit)?
+        ],
+    )
 }
 
+/// Events of `stream` up to the `durable` position, a page in `direction` from `from`.
 pub(crate) fn read_stream(
     conn: &Connection,
     stream: &str,
     from: StreamFrom,
     direction: Direction,
     max_count: usize,
+    durable: Position,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let limit = to_sql_int(max_count as u64)?;
     let (sql, start) = match direction {
@@ -174,7 +185,7 @@ pub(crate) fn read_stream(
             (
                 format!(
                     "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND revision >= ?2
-                     ORDER BY revision ASC LIMIT ?3"
+                     AND position <= ?4 ORDER BY revision ASC LIMIT ?3"
                 ),
                 start,
             )
@@ -188,14 +199,17 @@ pub(crate) fn read_stream(
             (
                 format!(
                     "SELECT {COLUMNS} FROM events WHERE stream = ?1 AND revision <= ?2
-                     ORDER BY revision DESC LIMIT ?3"
+                     AND position <= ?4 ORDER BY revision DESC LIMIT ?3"
                 ),
                 start,
             )
         }
     };
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-    collect(&mut stmt, params![stream, start, limit])
+    collect(
+        &mut stmt,
+        params![stream, start, limit, to_sql_int(durable.commit)?],
+    )
 }
 
 pub(crate) fn head_position(conn: &Connection) -> Result<Position, StoreError> {

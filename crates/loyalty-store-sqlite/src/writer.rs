@@ -1,19 +1,23 @@
 //! The one writer: an OS thread that owns the write connection and commits appends in groups.
 //!
 //! Appends queue on a bounded channel. The thread takes whatever has queued (up to a batch
-//! limit), applies each append inside its own SAVEPOINT within one transaction, commits once
-//! (one fsync for the whole group), and only then answers each caller and publishes the new
-//! head position. Under load the queue fills while a commit is in flight, so the cost of one
-//! fsync is shared by many appends: throughput is not bounded by the fsync rate.
+//! limit), applies each append inside its own SAVEPOINT within one transaction, commits once,
+//! and hands the answers to the syncer (see [`crate::sync`]), which fsyncs the log and only
+//! then answers each caller and publishes the new head position. Under load the queue fills
+//! while a batch is written, so one commit and one fsync serve many appends: throughput is
+//! not bounded by the fsync rate.
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot, watch};
+
+use tokio::sync::{mpsc, oneshot};
 
 use loyalty_store::{AppendResult, CurrentRevision, EventData, Position, StoreError, StreamAppend};
 
 use crate::from_sql_int;
+use crate::sync::{self, Committed, Failed};
 
 /// One append: to one stream, or to several at once (all parts or none).
 pub(crate) struct AppendRequest {
@@ -40,10 +44,12 @@ pub(crate) struct BatchLimits {
 }
 
 /// The writer thread's loop; returns when every sender is gone (the store was closed).
+/// Committed batches go to the syncer, which answers them once they are durable.
 pub(crate) fn run(
     mut conn: Connection,
     mut requests: mpsc::Receiver<AppendRequest>,
-    head: watch::Sender<Position>,
+    syncer: SyncSender<Committed>,
+    failed: Arc<Failed>,
     limits: BatchLimits,
     counters: Arc<Counters>,
 ) {
@@ -60,27 +66,37 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
+        if failed.is_set() {
+            for request in batch.drain(..) {
+                let _ = request.reply.send(Err(sync::failed_error()));
+            }
+            continue;
+        }
         counters
             .writing
             .store(batch.len() as u64, Ordering::Relaxed);
         let written = write_batch(&mut conn, &batch);
         counters.writing.store(0, Ordering::Relaxed);
         match written {
-            Ok((outcomes, new_head)) => {
+            Ok((outcomes, head)) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters
                     .appends
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                if let Some(position) = new_head {
-                    head.send_replace(position);
-                }
-                for (request, outcome) in batch.drain(..).zip(outcomes) {
-                    // A caller that gave up is no reason to stop: its append is durable and a
-                    // retry with the same event ids will get this same result.
-                    let _ = request.reply.send(outcome);
+                let replies = batch
+                    .drain(..)
+                    .map(|request| request.reply)
+                    .zip(outcomes)
+                    .collect();
+                if !sync::hand_over(&syncer, Committed { replies, head }) {
+                    // The syncer only ends after the writer; its replies were dropped, so
+                    // the callers see the store as closed.
+                    tracing::error!("the event store syncer is gone");
+                    return;
                 }
             }
             Err(e) => {
+                // Nothing of it was stored, so there is nothing to wait for.
                 tracing::error!(error = %e, "event store batch failed, nothing of it was stored");
                 for request in batch.drain(..) {
                     let _ = request.reply.send(Err(StoreError::Backend(e.to_string())));
@@ -213,7 +229,9 @@ fn append_one(
         return Ok((result, last_position));
     }
     let current: Option<i64> = conn
-        .prepare_cached("SELECT revision FROM streams WHERE name = ?1")?
+        .prepare_cached(
+            "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
+        )?
         .query_row([stream], |r| r.get(0))
         .optional()?;
     let actual = match current {
@@ -244,11 +262,6 @@ fn append_one(
         revision += 1;
     }
     let last_revision = revision - 1;
-    conn.prepare_cached(
-        "INSERT INTO streams (name, revision) VALUES (?1, ?2)
-         ON CONFLICT (name) DO UPDATE SET revision = excluded.revision",
-    )?
-    .execute(params![stream, last_revision])?;
     let unsigned = |v: i64| from_sql_int(v).map_err(Refusal::Store);
     Ok((
         AppendResult {
