@@ -12,6 +12,7 @@ use loyalty_store::{
 };
 
 use crate::fsync::per_second;
+use crate::latency::Latencies;
 use crate::workload;
 
 /// Purchases per second through the engine with `terminals` concurrent terminals for about
@@ -32,21 +33,27 @@ pub async fn engine_ingest(
             let mut rng = fastrand::Rng::with_seed(round << 32 | terminal);
             let mut last = Position::START;
             let mut n = 0u64;
+            let mut latencies = Latencies::new();
             while start.elapsed() < run_for {
                 let member = rng.u64(..members);
                 let txn = format!("b{round}-{terminal}-{n}");
                 let at = workload::epoch() + ChronoDuration::days(30);
                 let command = workload::purchase(&mut rng, member, &txn, at);
+                let sent = Instant::now();
                 last = last.max(engine.execute(command).await?.position);
+                latencies.record(sent.elapsed());
                 done.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
-            anyhow::Ok(last)
+            anyhow::Ok((last, latencies))
         }));
     }
     let mut last = Position::START;
+    let mut latencies = Latencies::new();
     for task in tasks {
-        last = last.max(task.await??);
+        let (reached, terminal_latencies) = task.await??;
+        last = last.max(reached);
+        latencies.merge(&terminal_latencies);
     }
     // A purchase counts once the read models show it.
     engine.wait_for(last).await?;
@@ -55,16 +62,19 @@ pub async fn engine_ingest(
         purchases,
         rate: per_second(purchases, start.elapsed()),
         until: last,
+        latencies,
     })
 }
 
 /// One measurement of the engine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineRun {
     pub purchases: u64,
     pub rate: f64,
     /// Position of the last purchase appended.
     pub until: Position,
+    /// How long each `execute` took, as its terminal saw it.
+    pub latencies: Latencies,
 }
 
 /// The appends the engine made after `after` (up to `until`), regrouped as they were appended:

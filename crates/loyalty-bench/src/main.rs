@@ -207,8 +207,13 @@ async fn ingest_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow
         let raw_store = open(&dir.join(format!("raw-{terminals}.db"))).await?;
         let raw = ingest::raw_ingest(raw_store, appends, run.purchases, terminals as usize).await?;
         println!(
-            "  {terminals:>2} terminals: engine {:.0}/s, raw store {:.0}/s ({} purchases)",
-            run.rate, raw, run.purchases
+            "  {terminals:>2} terminals: engine {:.0}/s (p50 {:.2} ms, p99 {:.2} ms), raw store \
+             {:.0}/s ({} purchases)",
+            run.rate,
+            run.latencies.quantile_ms(0.5),
+            run.latencies.quantile_ms(0.99),
+            raw,
+            run.purchases
         );
         if terminals == 64 {
             report.figure(
@@ -222,6 +227,12 @@ async fn ingest_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow
                 "raw store, same appends, 64 appenders",
                 raw,
                 "/s",
+            );
+            report.figure(
+                "ingest_engine_p99_ms",
+                "engine purchase p99, 64 terminals",
+                run.latencies.quantile_ms(0.99),
+                "ms",
             );
             report.figure(
                 "ingest_engine_vs_raw",
@@ -278,16 +289,18 @@ async fn enroll_all(engine: &Engine, members: u64) -> anyhow::Result<()> {
 async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::Result<()> {
     let server = http::start(&dir.join("http.db")).await?;
     http::seed(&server, sizes.ingest_members).await?;
-    let members = sizes.ingest_members;
-    let floor = http::load(
-        &server,
-        http::Traffic::Health,
-        members,
-        64,
-        sizes.ingest_for,
-        0,
-    )
-    .await?;
+    // Each traffic from 64 terminals for the run's ingest time; `round` seeds their choices.
+    let run = |traffic, round| {
+        http::load(
+            &server,
+            traffic,
+            sizes.ingest_members,
+            64,
+            sizes.ingest_for,
+            round,
+        )
+    };
+    let floor = run(http::Traffic::Health, 0).await?;
     println!(
         "http floor (GET /healthz): {:.0}/s, p99 {:.2} ms",
         floor.rate,
@@ -299,15 +312,7 @@ async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::
         floor.rate,
         "/s",
     );
-    let purchases = http::load(
-        &server,
-        http::Traffic::Purchases,
-        members,
-        64,
-        sizes.ingest_for,
-        1,
-    )
-    .await?;
+    let purchases = run(http::Traffic::Purchases, 1).await?;
     println!(
         "http purchases: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
         purchases.rate,
@@ -339,15 +344,7 @@ async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::
         purchases.latencies.quantile_ms(0.999),
         "ms",
     );
-    let mixed = http::load(
-        &server,
-        http::Traffic::Mixed,
-        members,
-        64,
-        sizes.ingest_for,
-        2,
-    )
-    .await?;
+    let mixed = run(http::Traffic::Mixed, 2).await?;
     report.figure(
         "mixed_http_per_s",
         "HTTP mixed 70/20/10, 64 terminals",
@@ -361,15 +358,7 @@ async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::
         "ms",
     );
     report.parameter("mixed_refused", mixed.refused);
-    let balances = http::load(
-        &server,
-        http::Traffic::Balances,
-        members,
-        64,
-        sizes.ingest_for,
-        3,
-    )
-    .await?;
+    let balances = run(http::Traffic::Balances, 3).await?;
     report.figure(
         "balance_query_per_s",
         "HTTP balance queries, 64 clients",

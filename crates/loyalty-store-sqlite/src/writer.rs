@@ -14,7 +14,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use tokio::sync::{mpsc, oneshot};
 
-use loyalty_store::{AppendResult, CurrentRevision, EventData, Position, StoreError, StreamAppend};
+use loyalty_store::{
+    AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, StoreError, StreamAppend,
+};
 
 use crate::from_sql_int;
 use crate::sync::{self, Committed, Failed};
@@ -218,6 +220,11 @@ fn write_in_transaction(
     Ok((outcomes, new_head))
 }
 
+/// With `Any` or `StreamExists` no revision says where a retry's events would be, so a retry
+/// is looked for among this many of the stream's last events. Without an index on event ids
+/// (it cost a random page per event), that is a bounded scan of the stream's own index.
+pub(crate) const RETRY_WINDOW: usize = 256;
+
 /// Applies one append after `last_position`; returns its result and the last position used.
 fn append_one(
     conn: &Connection,
@@ -225,9 +232,6 @@ fn append_one(
     last_position: i64,
 ) -> Result<(AppendResult, i64), Refusal> {
     let stream = request.stream.as_str();
-    if let Some(result) = retry_result(conn, stream, &request.events)? {
-        return Ok((result, last_position));
-    }
     let current: Option<i64> = conn
         .prepare_cached(
             "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
@@ -238,7 +242,32 @@ fn append_one(
         Some(r) => CurrentRevision::Current(from_sql_int(r)?),
         None => CurrentRevision::NoStream,
     };
-    request.expected.check(stream, actual)?;
+    match (request.expected.check(stream, actual), request.expected) {
+        (Err(conflict), expected) => {
+            // The retry of an append that was stored finds the stream past the revision it
+            // expected, and its own events right after that revision.
+            let from = match expected {
+                ExpectedRevision::Exact(r) => to_sql(r)? + 1,
+                ExpectedRevision::NoStream => 0,
+                ExpectedRevision::Any | ExpectedRevision::StreamExists => {
+                    return Err(conflict.into());
+                }
+            };
+            let stored = stored_from(conn, stream, from, request.events.len())?;
+            return match retry_result(stream, &stored, &request.events)? {
+                Some(original) => Ok((original, last_position)),
+                None => Err(conflict.into()),
+            };
+        }
+        (Ok(()), ExpectedRevision::Any | ExpectedRevision::StreamExists) if current.is_some() => {
+            let stored = stored_last(conn, stream, RETRY_WINDOW.max(request.events.len()))?;
+            if let Some(original) = retry_result(stream, &stored, &request.events)? {
+                return Ok((original, last_position));
+            }
+        }
+        // The stream is where the caller expected it: whatever comes is new.
+        (Ok(()), _) => {}
+    }
 
     let mut revision = current.map_or(0, |r| r + 1);
     let mut position = last_position;
@@ -272,49 +301,85 @@ fn append_one(
     ))
 }
 
-/// If every event id is already stored in the stream, consecutively and in the same order,
-/// the append is a retry and gets its original result; some but not all is an error.
-fn retry_result(
+/// A stored event as the retry check needs it: revision, position, id.
+type Stored = (i64, i64, Vec<u8>);
+
+fn to_sql(v: u64) -> Result<i64, Refusal> {
+    i64::try_from(v).map_err(|_| Refusal::Store(StoreError::Backend(format!("{v} is too large"))))
+}
+
+fn stored_rows(
+    statement: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Stored>, Refusal> {
+    let rows = statement.query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Up to `count` events of `stream` from revision `from` on, in revision order.
+fn stored_from(
     conn: &Connection,
     stream: &str,
+    from: i64,
+    count: usize,
+) -> Result<Vec<Stored>, Refusal> {
+    let mut statement = conn.prepare_cached(
+        "SELECT revision, position, event_id FROM events
+         WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
+    )?;
+    stored_rows(&mut statement, params![stream, from, to_sql(count as u64)?])
+}
+
+/// The last `count` events of `stream`, in revision order.
+fn stored_last(conn: &Connection, stream: &str, count: usize) -> Result<Vec<Stored>, Refusal> {
+    let mut statement = conn.prepare_cached(
+        "SELECT revision, position, event_id FROM events
+         WHERE stream = ?1 ORDER BY revision DESC LIMIT ?2",
+    )?;
+    let mut rows = stored_rows(&mut statement, params![stream, to_sql(count as u64)?])?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// Whether the append is a retry of events among `stored` (in revision order): its first event
+/// is stored and the others follow it, in order, gets the original result. None of its ids
+/// stored is no retry. Anything else (some stored, or out of order) is an error: the append
+/// cannot be a retry, and storing it would duplicate events.
+fn retry_result(
+    stream: &str,
+    stored: &[Stored],
     events: &[EventData],
 ) -> Result<Option<AppendResult>, Refusal> {
-    let mut lookup = conn.prepare_cached(
-        "SELECT revision, position FROM events WHERE stream = ?1 AND event_id = ?2",
-    )?;
-    let mut found = Vec::with_capacity(events.len());
-    for event in events {
-        let hit: Option<(i64, i64)> = lookup
-            .query_row(params![stream, event.id.as_bytes().as_slice()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        found.push(hit);
-    }
-    if found.iter().all(Option::is_none) {
-        return Ok(None);
-    }
+    let is_stored = |event: &EventData| stored.iter().any(|s| s.2 == event.id.as_bytes());
     let partial = || {
         Refusal::Store(StoreError::PartialDuplicate {
             stream: stream.to_owned(),
         })
     };
-    let Some(Some((first, _))) = found.first().copied() else {
-        return Err(partial());
+    let Some(first) = events.first() else {
+        return Ok(None);
     };
-    let mut last = None;
-    for (offset, hit) in (0i64..).zip(&found) {
-        match hit {
-            Some((revision, position)) if *revision == first + offset => {
-                last = Some((*revision, *position));
-            }
-            _ => return Err(partial()),
-        }
+    let Some(start) = stored.iter().position(|s| s.2 == first.id.as_bytes()) else {
+        return if events.iter().any(is_stored) {
+            Err(partial())
+        } else {
+            Ok(None)
+        };
+    };
+    let original = stored
+        .get(start..start + events.len())
+        .ok_or_else(partial)?;
+    if original
+        .iter()
+        .zip(events)
+        .any(|(s, e)| s.2 != e.id.as_bytes())
+    {
+        return Err(partial());
     }
-    let (revision, position) = last.ok_or_else(partial)?;
-    let position = from_sql_int(position)?;
+    let (revision, position, _) = original.last().ok_or_else(partial)?;
+    let position = from_sql_int(*position)?;
     Ok(Some(AppendResult {
-        next_expected_revision: from_sql_int(revision)?,
+        next_expected_revision: from_sql_int(*revision)?,
         position: Position::new(position, position),
     }))
 }

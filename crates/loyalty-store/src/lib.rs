@@ -8,7 +8,12 @@
 //! - an append is all or nothing, and returns only once it is durable;
 //! - positions grow strictly with append order; `$all` never shows a half-written append;
 //! - appending events whose ids are already stored in that stream, in the same order, returns
-//!   the original [`AppendResult`] and stores nothing new (the retry of a timed-out append);
+//!   the original [`AppendResult`] and stores nothing new (the retry of a timed-out append).
+//!   A retry carries its original expected revision, and with `Exact` or `NoStream` it is
+//!   always recognised. With `Any` or `StreamExists` a backend may look only among the
+//!   stream's recent events (SQLite: the last 256). Ids already stored in part are
+//!   [`StoreError::PartialDuplicate`]. New ids appended where the caller expected the stream
+//!   to end are new events;
 //! - `$all` never yields system streams (names starting with `$`);
 //! - every size is bounded by [`Limits`], and exceeding one is its own error.
 #![forbid(unsafe_code)]
