@@ -402,7 +402,7 @@ async fn replay_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow
         .read_page_size
         .min(store.limits().max_page_size);
     engine.shutdown().await;
-    let (decoded, decode_rate) = replay::decode(store.as_ref(), page, until).await?;
+    let (decoded, decode_rate) = replay::decode(store.clone(), page, until).await?;
     anyhow::ensure!(
         events == decoded,
         "replay read {events} events, decode {decoded}"

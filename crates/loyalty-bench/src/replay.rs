@@ -1,11 +1,12 @@
 //! Figure 3: rebuilding every projection from the log, beside reading and decoding the same
 //! events without projecting them (the limit).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use loyalty_core::schema;
 use loyalty_engine::Engine;
-use loyalty_store::{EventStore, Position};
+use loyalty_store::{EventStore, Position, ReadAhead};
 
 use crate::fsync::per_second;
 
@@ -24,19 +25,17 @@ pub async fn replay(engine: &Engine) -> anyhow::Result<(u64, f64, Position)> {
     ))
 }
 
-/// Events per second of reading `$all` up to `until` in the engine's page size and decoding
-/// every member event's data, projecting nothing.
+/// Events per second of reading `$all` up to `until` in the engine's page size, with the same
+/// read-ahead as the replay, and decoding every member event's data, projecting nothing.
 pub async fn decode(
-    store: &dyn EventStore,
+    store: Arc<dyn EventStore>,
     page: usize,
     until: Position,
 ) -> anyhow::Result<(u64, f64)> {
     let start = Instant::now();
-    let mut after = Position::START;
     let mut events = 0u64;
-    loop {
-        let batch = store.read_all(after, page).await?;
-        let short = batch.len() < page;
+    let mut pages = ReadAhead::new(store, Position::START, page);
+    while let Some(batch) = pages.next_page().await? {
         for recorded in &batch {
             if recorded.position > until {
                 return Ok((events, per_second(events, start.elapsed())));
@@ -50,10 +49,6 @@ pub async fn decode(
                 )?;
                 std::hint::black_box(event);
             }
-            after = recorded.position;
-        }
-        if short {
-            break;
         }
     }
     Ok((events, per_second(events, start.elapsed())))

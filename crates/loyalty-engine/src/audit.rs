@@ -2,10 +2,11 @@
 //! as of an instant, and `verify` (a fresh rebuild compared with the live read models).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use loyalty_core::{Event, MemberId, MemberStatus, Points};
-use loyalty_store::{Direction, Position, RecordedEvent, StreamFrom};
+use loyalty_store::{Direction, Position, ReadAhead, RecordedEvent, StreamFrom};
 
 use crate::codec::{self, member_stream};
 use crate::engine::Engine;
@@ -326,19 +327,17 @@ impl Engine {
             unreadable: Vec::new(),
             position: Position::START,
         };
-        let mut after = Position::START;
-        'pages: loop {
-            let page = self
-                .inner
-                .store
-                .read_all(after, self.inner.page_size)
-                .await?;
-            let short = page.len() < self.inner.page_size;
+        // The store reads the next page while this one is decoded.
+        let mut pages = ReadAhead::new(
+            Arc::clone(&self.inner.store),
+            Position::START,
+            self.inner.page_size,
+        );
+        'pages: while let Some(page) = pages.next_page().await? {
             for recorded in &page {
                 if recorded.position > until {
                     break 'pages;
                 }
-                after = recorded.position;
                 rebuilt.events += 1;
                 if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
                     match codec::decode(recorded) {
@@ -362,9 +361,6 @@ impl Engine {
                 }
             }
             progress(rebuilt.events);
-            if short {
-                break;
-            }
         }
         Ok(rebuilt)
     }

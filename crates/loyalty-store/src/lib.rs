@@ -26,6 +26,7 @@ pub use uuid::Uuid;
 
 mod error;
 mod memory;
+mod read_ahead;
 mod subscription;
 
 #[cfg(feature = "conformance")]
@@ -33,6 +34,7 @@ pub mod conformance;
 
 pub use error::StoreError;
 pub use memory::InMemoryStore;
+pub use read_ahead::ReadAhead;
 pub use subscription::{
     SUBSCRIPTION_BUFFER, Subscription, SubscriptionMessage, SubscriptionSender, spawn_catch_up,
 };
