@@ -100,8 +100,9 @@ impl Default for SqliteOptions {
 /// The embedded event store. Not `Clone`: share it in an `Arc`. Dropping it lets the writer
 /// finish what is queued and stop; [`SqliteStore::close`] also waits for that.
 ///
-/// Open one per file: a second store on the same file stays correct, but live subscriptions
-/// only wake on commits of the store they were opened on.
+/// Open one per file: a second store on the same file does not corrupt it, but each store
+/// reads only up to the head it made durable itself, so it does not see the other's later
+/// events.
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
