@@ -101,8 +101,8 @@ impl Default for SqliteOptions {
 /// finish what is queued and stop; [`SqliteStore::close`] also waits for that.
 ///
 /// Open one per file: a second store on the same file does not corrupt it, but each store
-/// reads only up to the head it made durable itself, so it does not see the other's later
-/// events.
+/// reads only up to the head it made durable itself, which takes in the other's events only
+/// when this store next writes.
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,

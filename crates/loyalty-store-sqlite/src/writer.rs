@@ -185,7 +185,12 @@ fn write_in_transaction(
     let mut last_position: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
         .query_row([], |r| r.get(0))?;
-    let mut new_head = None;
+    // What another store on the same file committed is in the log this batch's fsync covers:
+    // published with it, it becomes readable here too.
+    let mut new_head = u64::try_from(last_position)
+        .ok()
+        .filter(|&p| p > 0)
+        .map(|p| Position::new(p, p));
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         run_cached(conn, "SAVEPOINT append")?;
