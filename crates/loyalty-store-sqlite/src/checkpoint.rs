@@ -13,7 +13,7 @@
 //! checkpointer has copied nearly all of it, so that checkpoint is short, and the log restarts.
 use std::ffi::c_int;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -54,18 +54,14 @@ pub(crate) fn start(
             }
         } else if frames - signalled_at >= threshold {
             signalled_at = frames;
-            notify(&signal);
+            // Full means a checkpoint is already due; gone means the store is closing.
+            let _ = signal.try_send(());
         }
         Ok(())
     }))?;
     Ok(std::thread::Builder::new()
         .name("event-store-checkpointer".to_owned())
         .spawn(move || run(conn, signals))?)
-}
-
-fn notify(signal: &SyncSender<()>) {
-    // Full means a checkpoint is already due; gone means the store is closing.
-    let _ = signal.try_send(());
 }
 
 fn run(conn: Connection, signals: Receiver<()>) {

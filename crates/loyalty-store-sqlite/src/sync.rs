@@ -17,7 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::mpsc::Receiver;
 
 use tokio::sync::{oneshot, watch};
 
@@ -111,9 +111,4 @@ pub(crate) fn run(
             }
         }
     }
-}
-
-/// Hands a committed batch to the syncer; false if the syncer is gone (it never stops first).
-pub(crate) fn hand_over(syncer: &SyncSender<Committed>, committed: Committed) -> bool {
-    syncer.send(committed).is_ok()
 }

@@ -18,8 +18,8 @@ use loyalty_store::{
     AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, StoreError, StreamAppend,
 };
 
-use crate::from_sql_int;
 use crate::sync::{self, Committed, Failed};
+use crate::{from_sql_int, to_sql_int};
 
 /// One append: to one stream, or to several at once (all parts or none).
 pub(crate) struct AppendRequest {
@@ -90,7 +90,7 @@ pub(crate) fn run(
                     .map(|request| request.reply)
                     .zip(outcomes)
                     .collect();
-                if !sync::hand_over(&syncer, Committed { replies, head }) {
+                if syncer.send(Committed { replies, head }).is_err() {
                     // The syncer only ends after the writer; its replies were dropped, so
                     // the callers see the store as closed.
                     tracing::error!("the event store syncer is gone");
@@ -252,7 +252,7 @@ fn append_one(
             // The retry of an append that was stored finds the stream past the revision it
             // expected, and its own events right after that revision.
             let from = match expected {
-                ExpectedRevision::Exact(r) => to_sql(r)? + 1,
+                ExpectedRevision::Exact(r) => to_sql_int(r)? + 1,
                 ExpectedRevision::NoStream => 0,
                 ExpectedRevision::Any | ExpectedRevision::StreamExists => {
                     return Err(conflict.into());
@@ -309,10 +309,6 @@ fn append_one(
 /// A stored event as the retry check needs it: revision, position, id.
 type Stored = (i64, i64, Vec<u8>);
 
-fn to_sql(v: u64) -> Result<i64, Refusal> {
-    i64::try_from(v).map_err(|_| Refusal::Store(StoreError::Backend(format!("{v} is too large"))))
-}
-
 fn stored_rows(
     statement: &mut rusqlite::Statement<'_>,
     params: impl rusqlite::Params,
@@ -332,7 +328,10 @@ fn stored_from(
         "SELECT revision, position, event_id FROM events
          WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3",
     )?;
-    stored_rows(&mut statement, params![stream, from, to_sql(count as u64)?])
+    stored_rows(
+        &mut statement,
+        params![stream, from, to_sql_int(count as u64)?],
+    )
 }
 
 /// The last `count` events of `stream`, in revision order.
@@ -341,7 +340,7 @@ fn stored_last(conn: &Connection, stream: &str, count: usize) -> Result<Vec<Stor
         "SELECT revision, position, event_id FROM events
          WHERE stream = ?1 ORDER BY revision DESC LIMIT ?2",
     )?;
-    let mut rows = stored_rows(&mut statement, params![stream, to_sql(count as u64)?])?;
+    let mut rows = stored_rows(&mut statement, params![stream, to_sql_int(count as u64)?])?;
     rows.reverse();
     Ok(rows)
 }
