@@ -252,11 +252,13 @@ fn append_one(
             // The retry of an append that was stored finds the stream past the revision it
             // expected, and its own events right after that revision.
             let from = match expected {
-                ExpectedRevision::Exact(r) => to_sql_int(r)? + 1,
-                ExpectedRevision::NoStream => 0,
-                ExpectedRevision::Any | ExpectedRevision::StreamExists => {
-                    return Err(conflict.into());
-                }
+                // A revision no stream here can reach has no retry after it: a conflict.
+                ExpectedRevision::Exact(r) => i64::try_from(r).ok().and_then(|r| r.checked_add(1)),
+                ExpectedRevision::NoStream => Some(0),
+                ExpectedRevision::Any | ExpectedRevision::StreamExists => None,
+            };
+            let Some(from) = from else {
+                return Err(conflict.into());
             };
             let stored = stored_from(conn, stream, from, request.events.len())?;
             return match retry_result(stream, &stored, &request.events)? {
