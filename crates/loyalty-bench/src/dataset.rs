@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use loyalty_core::{Command, MemberState, Program, decide, evolve, schema};
+use loyalty_core::{Command, MemberState, Program, ServerTime, decide, evolve, schema};
 use loyalty_engine::EventMetadata;
 use loyalty_store::{Bytes, EventData, EventStore, ExpectedRevision, StreamAppend, Uuid};
 
@@ -30,7 +30,10 @@ pub fn member_events(program: &Program, member: u64, seed: u64) -> Vec<EventData
     for command in workload::member_history(&mut rng, member) {
         // A refusal (say, a redemption larger than the balance) is part of realistic traffic
         // and appends nothing.
-        let Ok(decision) = decide(&state, &command, program) else {
+        // The history is written as if recorded when it happened: the server's clock is the
+        // business time (as the metadata says below).
+        let server = ServerTime::at(command.occurred_at());
+        let Ok(decision) = decide(&state, &command, program, server) else {
             continue;
         };
         let metadata = metadata_of(&command, program);

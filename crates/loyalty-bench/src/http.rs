@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
@@ -15,7 +14,6 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use loyalty_cli::runtime::{RunningServer, load_settings, start_server};
-use loyalty_engine::SystemClock;
 use serde_json::{Value, json};
 
 use crate::latency::Latencies;
@@ -44,7 +42,9 @@ pub async fn start(db: &Path) -> anyhow::Result<RunningServer> {
     settings.store.path = db.to_path_buf();
     // Far more in flight than the bench sends: the bench measures the engine, not the cap.
     settings.limits.max_concurrent_requests = settings.limits.max_concurrent_requests.max(1024);
-    start_server(settings, Arc::new(SystemClock)).await
+    let window = workload::time_window();
+    settings.time.max_behind_secs = window.max_behind.num_seconds().unsigned_abs();
+    start_server(settings, workload::clock()).await
 }
 
 /// Enrolls members `0..members` and gives each a first purchase (through the engine, not

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use loyalty_core::Program;
-use loyalty_engine::{Engine, EngineOptions, RandomIds, SystemClock};
+use loyalty_engine::{Engine, EngineOptions, RandomIds};
 use loyalty_store::EventStore;
 use loyalty_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -175,9 +175,12 @@ async fn start_engine(store: Arc<dyn EventStore>) -> anyhow::Result<Engine> {
     Ok(Engine::start(
         store,
         Arc::new(program::demo()?),
-        Arc::new(SystemClock),
+        workload::clock(),
         Arc::new(RandomIds),
-        EngineOptions::default(),
+        EngineOptions {
+            time_window: workload::time_window(),
+            ..EngineOptions::default()
+        },
     )
     .await?)
 }

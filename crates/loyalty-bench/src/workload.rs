@@ -33,6 +33,23 @@ pub fn epoch() -> DateTime<Utc> {
         .expect("a valid instant")
 }
 
+/// The server's clock while the bench drives an engine or a server: a fixed day (so every run
+/// decides the same), the last day of the live traffic's two months.
+pub fn clock() -> std::sync::Arc<loyalty_engine::ManualClock> {
+    std::sync::Arc::new(loyalty_engine::ManualClock::new(
+        epoch() + ChronoDuration::days(60),
+    ))
+}
+
+/// How far back from [`clock`] the bench's business times reach: its traffic spans two months
+/// of business days on one fixed clock, so it accepts them (live servers keep seven days).
+pub fn time_window() -> loyalty_core::TimeWindow {
+    loyalty_core::TimeWindow {
+        max_ahead: ChronoDuration::minutes(5),
+        max_behind: ChronoDuration::days(90),
+    }
+}
+
 pub fn member_id(n: u64) -> MemberId {
     MemberId::parse(format!("m{n:08}")).expect("valid member id")
 }
@@ -72,10 +89,19 @@ pub fn purchase(rng: &mut fastrand::Rng, member: u64, txn: &str, at: DateTime<Ut
 }
 
 /// Refunds an amount of an earlier purchase (a partial return).
-pub fn refund(member: u64, refund_id: &str, txn: &str, cents: i64, at: DateTime<Utc>) -> Command {
+pub fn refund(
+    member: u64,
+    refund_id: &str,
+    store: &StoreId,
+    txn: &str,
+    cents: i64,
+    at: DateTime<Utc>,
+) -> Command {
     Command::Refund(Refund {
         member_id: member_id(member),
         refund_id: RefundId::parse(refund_id).expect("valid refund id"),
+        store: store.clone(),
+        purchase_store: store.clone(),
         transaction_id: TransactionId::parse(txn).expect("valid transaction id"),
         occurred_at: at,
         currency: Currency::parse("EUR").expect("valid currency"),
@@ -102,11 +128,17 @@ pub fn member_history(rng: &mut fastrand::Rng, member: u64) -> Vec<Command> {
     for p in 0..purchases {
         at += ChronoDuration::hours(rng.i64(2..=240));
         let txn = format!("t{member}-{p}");
-        commands.push(purchase(rng, member, &txn, at));
+        let bought = purchase(rng, member, &txn, at);
+        let store = match &bought {
+            Command::RecordPurchase(p) => p.store.clone(),
+            _ => unreachable!("purchase makes a purchase"),
+        };
+        commands.push(bought);
         if p == 0 && rng.u8(..10) == 0 {
             commands.push(refund(
                 member,
                 &format!("r{member}"),
+                &store,
                 &txn,
                 100,
                 at + ChronoDuration::hours(1),

@@ -89,7 +89,12 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut tally = Tally::default();
     // A run id keeps the ids of two demo runs apart on the same server.
     let run = format!("{:x}", Utc::now().timestamp_millis());
-    let start = Utc::now() - Duration::days(30);
+    // The live endpoints accept business times up to seven days back (older history goes
+    // through an import): the stream starts six days ago, and its purchases (and the refunds
+    // two days after them) fit in the next four days.
+    let now = Utc::now();
+    let start = now - Duration::days(6);
+    let step = Duration::minutes(7).min(Duration::days(4) / args.purchases.max(1) as i32);
     let members: Vec<String> = (0..args.members)
         .map(|i| format!("demo-{run}-{i}"))
         .collect();
@@ -105,12 +110,22 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             bail!("enrolling {member}: {status}: {answer}");
         }
         tally.enrolled += 1;
+        // Installing the app earns points spendable at once (purchase points wait for the
+        // 14-day return window), so members have something to redeem today.
+        let body = json!({
+            "member_id": member, "activity_id": format!("{member}-app"),
+            "kind": "app_installed", "occurred_at": start,
+        });
+        let (status, answer) = client.post(&args.app_key, "/v1/activities", &body).await?;
+        if !status.is_success() {
+            bail!("app install of {member}: {status}: {answer}");
+        }
     }
 
     let mut purchases: Vec<(String, i64)> = Vec::new();
     for n in 0..args.purchases {
         let member = &members[rng.below(members.len() as u64) as usize];
-        let at = start + Duration::minutes(i64::from(n) * 7);
+        let at = start + step * n as i32;
         let lines: Vec<Value> = (0..=rng.below(3))
             .map(|_| {
                 let (sku, category, cents) = CATALOG[rng.below(CATALOG.len() as u64) as usize];
@@ -156,17 +171,17 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
             }
         }
 
-        // Now and then a member spends some points today, once the purchases of a month ago
-        // are past their pending period; refusals (not enough yet) are normal.
+        // Now and then a member spends some points today: the welcome and app points are
+        // spendable, the purchases' are still pending; refusals (not enough yet) are normal.
         if rng.below(8) == 0 {
             let body = if rng.below(2) == 0 {
                 json!({
-                    "redemption_id": format!("demo-{run}-d{n}"), "occurred_at": Utc::now(),
+                    "redemption_id": format!("demo-{run}-d{n}"), "occurred_at": now,
                     "reward_id": "free-espresso",
                 })
             } else {
                 json!({
-                    "redemption_id": format!("demo-{run}-d{n}"), "occurred_at": Utc::now(),
+                    "redemption_id": format!("demo-{run}-d{n}"), "occurred_at": now,
                     "points": 20 * (1 + rng.below(4) as i64),
                 })
             };

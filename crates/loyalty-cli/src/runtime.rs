@@ -67,6 +67,7 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
             .limits
             .log_page_max
             .max(settings.limits.history_page_max),
+        time_window: settings.time.window(),
         ..EngineOptions::default()
     }
 }

@@ -7,7 +7,8 @@ use rust_decimal::Decimal;
 use crate::fingerprint::Fingerprint;
 use crate::ids::{
     ActivityId, ActivityKind, AdjustmentId, CategoryId, ComplaintId, MemberId, OperatorId,
-    ReasonCode, RedemptionId, RefundId, RewardId, Sku, StoreId, TerminalId, TransactionId,
+    PurchaseKey, ReasonCode, RedemptionId, RefundId, RewardId, Sku, StoreId, TerminalId,
+    TransactionId,
 };
 use crate::money::Currency;
 use crate::points::Points;
@@ -28,6 +29,7 @@ pub enum Command {
     Reinstate(Reinstate),
     Close(Close),
     CreditReferralBonus(CreditReferralBonus),
+    RevokeReferralBonus(RevokeReferralBonus),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +64,10 @@ pub struct PurchaseLine {
 pub struct Refund {
     pub member_id: MemberId,
     pub refund_id: RefundId,
+    /// The store taking the return (recorded; part of the refund's content).
+    pub store: StoreId,
+    /// The store of the original sale: with `transaction_id`, it names the purchase.
+    pub purchase_store: StoreId,
     pub transaction_id: TransactionId,
     pub occurred_at: DateTime<Utc>,
     pub currency: Currency,
@@ -184,6 +190,50 @@ pub struct CreditReferralBonus {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// Sent to the referrer's account by the engine's process manager once the newcomer's account
+/// recorded `ReferralRevoked`: the bonus it credited for that newcomer is taken back. Idempotent
+/// per newcomer; recorded even when no bonus was credited, so that none can be credited later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevokeReferralBonus {
+    pub member_id: MemberId,
+    pub newcomer: MemberId,
+    pub reason: RevocationReason,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Why a referral was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationReason {
+    /// The qualifying purchase was refunded in full.
+    PurchaseRefunded,
+    /// Refunds took the qualifying purchase's eligible amount below the program's minimum.
+    BelowMinimum,
+}
+
+impl RevocationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::PurchaseRefunded => "purchase_refunded",
+            RevocationReason::BelowMinimum => "below_minimum",
+        }
+    }
+}
+
+impl RecordPurchase {
+    /// The sale this purchase records (its transaction id is unique within its store).
+    pub fn key(&self) -> PurchaseKey {
+        PurchaseKey::new(self.store.clone(), self.transaction_id.clone())
+    }
+}
+
+impl Refund {
+    /// The sale this refund returns.
+    pub fn purchase_key(&self) -> PurchaseKey {
+        PurchaseKey::new(self.purchase_store.clone(), self.transaction_id.clone())
+    }
+}
+
 impl Command {
     pub fn member_id(&self) -> &MemberId {
         match self {
@@ -201,6 +251,7 @@ impl Command {
             Command::Reinstate(c) => &c.member_id,
             Command::Close(c) => &c.member_id,
             Command::CreditReferralBonus(c) => &c.member_id,
+            Command::RevokeReferralBonus(c) => &c.member_id,
         }
     }
 
@@ -221,6 +272,7 @@ impl Command {
             Command::Reinstate(_) => "Reinstate",
             Command::Close(_) => "Close",
             Command::CreditReferralBonus(_) => "CreditReferralBonus",
+            Command::RevokeReferralBonus(_) => "RevokeReferralBonus",
         }
     }
 
@@ -241,6 +293,7 @@ impl Command {
             Command::Reinstate(c) => c.occurred_at,
             Command::Close(c) => c.occurred_at,
             Command::CreditReferralBonus(c) => c.occurred_at,
+            Command::RevokeReferralBonus(c) => c.occurred_at,
         }
     }
 
@@ -250,7 +303,7 @@ impl Command {
     pub fn client_id(&self) -> Option<String> {
         match self {
             Command::Enroll(c) => Some(format!("enroll:{}", c.member_id)),
-            Command::RecordPurchase(c) => Some(format!("purchase:{}", c.transaction_id)),
+            Command::RecordPurchase(c) => Some(purchase_client_id(&c.key())),
             Command::Refund(c) => Some(format!("refund:{}", c.refund_id)),
             Command::Redeem(c) => Some(format!("redeem:{}", c.redemption_id)),
             Command::CancelRedemption(c) => Some(format!("cancel:{}", c.redemption_id)),
@@ -258,6 +311,7 @@ impl Command {
             Command::Adjust(c) => Some(format!("adjust:{}", c.adjustment_id)),
             Command::Goodwill(c) => Some(format!("goodwill:{}", c.complaint_id)),
             Command::CreditReferralBonus(c) => Some(format!("referral:{}", c.newcomer)),
+            Command::RevokeReferralBonus(c) => Some(format!("referral-revoke:{}", c.newcomer)),
             Command::Expire(_)
             | Command::ReviewTier(_)
             | Command::Suspend(_)
@@ -295,6 +349,8 @@ impl Command {
             Command::Refund(c) => {
                 let mut f = Fingerprint::new("refund")
                     .field(&c.refund_id)
+                    .field(&c.store)
+                    .field(&c.purchase_store)
                     .field(&c.transaction_id)
                     .field(at(c.occurred_at))
                     .field(c.currency.as_str());
@@ -348,6 +404,10 @@ impl Command {
             Command::CreditReferralBonus(c) => {
                 Fingerprint::new("referral").field(&c.newcomer).finish()
             }
+            // One revocation per newcomer, whenever and however often the engine sends it.
+            Command::RevokeReferralBonus(c) => Fingerprint::new("referral-revoke")
+                .field(&c.newcomer)
+                .finish(),
             Command::Expire(_)
             | Command::ReviewTier(_)
             | Command::Suspend(_)
@@ -381,5 +441,11 @@ from_command!(
     Suspend,
     Reinstate,
     Close,
-    CreditReferralBonus
+    CreditReferralBonus,
+    RevokeReferralBonus
 );
+
+/// The idempotency key of a purchase: scoped by store, like its transaction id.
+pub(crate) fn purchase_client_id(key: &PurchaseKey) -> String {
+    format!("purchase:{key}")
+}

@@ -14,6 +14,7 @@ use crate::command::PurchaseLine;
 use crate::error::DomainError;
 use crate::event::{LineAward, RuleAward};
 use crate::ids::{CampaignId, StoreId};
+use crate::money::{RoundingMode, RoundingScope};
 use crate::points::{self, Points};
 use crate::program::{Campaign, Program};
 use crate::state::MemberState;
@@ -104,6 +105,8 @@ pub(crate) fn compute(
     }
 
     let mut awards = Vec::with_capacity(lines.len());
+    // Each line's exact (unrounded) points, for rounding per transaction.
+    let mut exact = Vec::with_capacity(lines.len());
     for (line, amount) in lines.iter().zip(&eligible) {
         let mut rules = Vec::new();
         let mut push = |rule: String, before: Decimal, after: Decimal| -> Result<(), DomainError> {
@@ -157,6 +160,7 @@ pub(crate) fn compute(
             }
         }
         let points = round(running)?;
+        exact.push(running);
         awards.push(LineAward {
             sku: line.sku.clone(),
             category: line.category.clone(),
@@ -166,6 +170,10 @@ pub(crate) fn compute(
             rules,
             points,
         });
+    }
+
+    if program.rounding_scope() == RoundingScope::Transaction {
+        round_per_transaction(rounding, &exact, &mut awards)?;
     }
 
     let mut transaction_rules: Vec<RuleAward> = applied
@@ -225,4 +233,64 @@ pub(crate) fn compute(
         eligible_amount,
         campaigns_applied: applied.iter().map(|c| c.id.clone()).collect(),
     })
+}
+
+/// Rounds the purchase's exact points once and shares the result out over the lines: each line
+/// keeps its whole points, and the points the fractions add up to go one each to the lines with
+/// the largest fractions (the earlier line on a tie). A line's share differs from its own
+/// rounding by at most one point, recorded as its `rounding` rule, so the rules of a line still
+/// add up to its points and a refund of a line takes back what that line was given.
+fn round_per_transaction(
+    rounding: RoundingMode,
+    exact: &[Decimal],
+    awards: &mut [LineAward],
+) -> Result<(), DomainError> {
+    let mut sum = Decimal::ZERO;
+    for e in exact {
+        sum = add(sum, *e)?;
+    }
+    let total = rounding.to_points(sum).ok_or_else(overflow)?;
+    let floors: Vec<Points> = exact
+        .iter()
+        .map(|e| RoundingMode::Floor.to_points(*e).ok_or_else(overflow))
+        .collect::<Result<_, _>>()?;
+    let mut extra = total
+        .checked_sub(points::sum(floors.iter().copied()))
+        .ok_or_else(overflow)?
+        .value();
+    // Every line's exact value is at least zero, so the whole points left over are fewer than
+    // the lines with a fraction: each gets at most one.
+    let mut order: Vec<usize> = (0..exact.len()).collect();
+    order.sort_by(|a, b| {
+        let fa = exact[*a] - exact[*a].floor();
+        let fb = exact[*b] - exact[*b].floor();
+        fb.cmp(&fa).then(a.cmp(b))
+    });
+    let mut shares = floors;
+    for i in order {
+        if extra <= 0 {
+            break;
+        }
+        if exact[i] > exact[i].floor() {
+            shares[i] = shares[i].checked_add(Points::new(1)).ok_or_else(overflow)?;
+            extra -= 1;
+        }
+    }
+    debug_assert!(extra == 0, "points left to share: {extra}");
+    if extra != 0 {
+        // Not reachable with non-negative lines; keep each line's own rounding rather than
+        // record points no line accounts for.
+        return Ok(());
+    }
+    for (award, share) in awards.iter_mut().zip(shares) {
+        let adjustment = share.checked_sub(award.points).ok_or_else(overflow)?;
+        if !adjustment.is_zero() {
+            award.rules.push(RuleAward {
+                rule: "rounding".to_owned(),
+                points: adjustment,
+            });
+            award.points = share;
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Typed rejections. Each carries what the person at the till or in the app needs to act.
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use thiserror::Error;
 
@@ -40,8 +41,11 @@ pub enum DomainError {
     NoLines,
     #[error("too many lines: at most {max}")]
     TooManyLines { max: u32 },
-    #[error("unknown transaction {transaction_id}")]
-    UnknownTransaction { transaction_id: String },
+    #[error("unknown transaction {transaction_id} of store {store}")]
+    UnknownTransaction {
+        store: String,
+        transaction_id: String,
+    },
     #[error("the purchase has no line {line}")]
     UnknownLine { line: u32 },
     #[error("a line appears twice in the refund: {line}")]
@@ -84,6 +88,23 @@ pub enum DomainError {
     TextTooLong { field: &'static str, max: u32 },
     #[error("the numbers are out of range")]
     ArithmeticOverflow,
+    #[error(
+        "occurred_at {occurred_at} is outside the accepted window: between {earliest} and {latest} \
+         by the server's clock (older history goes through an import)"
+    )]
+    OccurredAtOutsideWindow {
+        occurred_at: DateTime<Utc>,
+        earliest: DateTime<Utc>,
+        latest: DateTime<Utc>,
+    },
+    #[error("occurred_at is before the member enrolled ({enrolled_at})")]
+    BeforeEnrollment { enrolled_at: DateTime<Utc> },
+    #[error("the refund is dated before the purchase ({purchased_at})")]
+    RefundBeforePurchase { purchased_at: DateTime<Utc> },
+    #[error("a time is outside the range the ledger records (years 0001 to 9999)")]
+    TimeOutOfRange,
+    #[error("the referral of {newcomer} was revoked: no bonus is due for it")]
+    ReferralRevoked { newcomer: String },
 }
 
 impl DomainError {
@@ -123,6 +144,11 @@ impl DomainError {
             DomainError::ReferralNotConfigured => "referral_not_configured",
             DomainError::TextTooLong { .. } => "text_too_long",
             DomainError::ArithmeticOverflow => "arithmetic_overflow",
+            DomainError::OccurredAtOutsideWindow { .. } => "occurred_at_outside_window",
+            DomainError::BeforeEnrollment { .. } => "before_enrollment",
+            DomainError::RefundBeforePurchase { .. } => "refund_before_purchase",
+            DomainError::TimeOutOfRange => "time_out_of_range",
+            DomainError::ReferralRevoked { .. } => "referral_revoked",
         }
     }
 
@@ -146,6 +172,10 @@ impl DomainError {
                 | DomainError::PointsTooLarge { .. }
                 | DomainError::TextTooLong { .. }
                 | DomainError::SelfReferral
+                | DomainError::OccurredAtOutsideWindow { .. }
+                | DomainError::BeforeEnrollment { .. }
+                | DomainError::RefundBeforePurchase { .. }
+                | DomainError::TimeOutOfRange
         )
     }
 }

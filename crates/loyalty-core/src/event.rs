@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::command::RevocationReason;
 use crate::ids::{
     ActivityId, ActivityKind, AdjustmentId, CampaignId, CategoryId, ComplaintId, LotId, MemberId,
     OperatorId, ReasonCode, RedemptionId, RefundId, RewardId, Sku, StoreId, TerminalId,
@@ -31,6 +32,8 @@ pub enum Event {
     PointsAdjusted(PointsAdjusted),
     GoodwillGranted(GoodwillGranted),
     ReferralBonusCredited(ReferralBonusCredited),
+    ReferralRevoked(ReferralRevoked),
+    ReferralBonusRevoked(ReferralBonusRevoked),
     MemberSuspended(MemberSuspended),
     MemberReinstated(MemberReinstated),
     AccountClosed(AccountClosed),
@@ -153,12 +156,18 @@ pub struct PurchaseRecorded {
     pub fingerprint: String,
 }
 
-/// The newcomer's first purchase qualified their referral: the newcomer's bonus is credited
-/// here, the referrer's is due (the engine sends `CreditReferralBonus` to the referrer).
+/// The newcomer's first qualifying purchase qualified their referral: the newcomer's bonus is
+/// credited here, the referrer's is due (the engine sends `CreditReferralBonus` to the referrer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferralQualified {
     pub referrer: MemberId,
+    /// The qualifying purchase's store; `None` in events recorded before stores scoped ids.
+    pub store: Option<StoreId>,
     pub transaction_id: TransactionId,
+    /// The minimum eligible amount that qualified it, as the rules said then: refunds that take
+    /// the purchase below it revoke the referral. `None` in older events (then only a full
+    /// refund revokes it).
+    pub min_purchase: Option<Decimal>,
     pub occurred_at: DateTime<Utc>,
     pub newcomer_credit: Option<Credit>,
     pub referrer_points: Points,
@@ -198,6 +207,11 @@ pub struct RefundedLine {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefundRecorded {
     pub refund_id: RefundId,
+    /// The store that took the return; `None` in events recorded before it was kept.
+    pub store: Option<StoreId>,
+    /// The store of the original sale; `None` in older events (then the transaction id alone
+    /// named the purchase).
+    pub purchase_store: Option<StoreId>,
     pub transaction_id: TransactionId,
     pub occurred_at: DateTime<Utc>,
     pub currency: Currency,
@@ -240,9 +254,11 @@ pub struct RedemptionCancelled {
 pub struct PointsExpired {
     pub lot_id: LotId,
     pub points: Points,
-    /// When the lot expired (its expiry date or the inactivity deadline).
+    /// When the lot expired (its expiry date or the inactivity deadline), at or before the
+    /// server's clock when it was recorded.
     pub expired_at: DateTime<Utc>,
-    /// The business time of the command that recorded it.
+    /// The server's clock when the expiry was recorded (never a caller's business time: a
+    /// caller's clock does not expire anything).
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -305,6 +321,38 @@ pub struct ReferralBonusCredited {
     pub fingerprint: String,
 }
 
+/// On the newcomer's stream: the purchase that qualified the referral was refunded in full or
+/// below the qualifying minimum. The newcomer's bonus is taken back here (`debit`, under the
+/// program's negative-balance policy); the referrer's is taken back by the engine
+/// (`RevokeReferralBonus`, recorded as [`ReferralBonusRevoked`] on the referrer's stream).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralRevoked {
+    pub referrer: MemberId,
+    pub store: Option<StoreId>,
+    pub transaction_id: TransactionId,
+    /// The refund that revoked it.
+    pub refund_id: RefundId,
+    pub reason: RevocationReason,
+    /// Eligible amount of the purchase left after the refund.
+    pub remaining_eligible_amount: Decimal,
+    /// The newcomer's bonus, taken back.
+    pub points: Points,
+    pub debit: Debit,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// On the referrer's stream: the bonus credited for `newcomer` is taken back (zero points if
+/// none was credited; no bonus for that newcomer can be credited afterwards).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferralBonusRevoked {
+    pub newcomer: MemberId,
+    pub reason: RevocationReason,
+    pub points: Points,
+    pub debit: Debit,
+    pub occurred_at: DateTime<Utc>,
+    pub fingerprint: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberSuspended {
     pub reason_code: ReasonCode,
@@ -344,6 +392,8 @@ impl Event {
             Event::PointsAdjusted(_) => "PointsAdjusted",
             Event::GoodwillGranted(_) => "GoodwillGranted",
             Event::ReferralBonusCredited(_) => "ReferralBonusCredited",
+            Event::ReferralRevoked(_) => "ReferralRevoked",
+            Event::ReferralBonusRevoked(_) => "ReferralBonusRevoked",
             Event::MemberSuspended(_) => "MemberSuspended",
             Event::MemberReinstated(_) => "MemberReinstated",
             Event::AccountClosed(_) => "AccountClosed",
@@ -366,6 +416,8 @@ impl Event {
             Event::PointsAdjusted(e) => e.occurred_at,
             Event::GoodwillGranted(e) => e.occurred_at,
             Event::ReferralBonusCredited(e) => e.credit.earned_at,
+            Event::ReferralRevoked(e) => e.occurred_at,
+            Event::ReferralBonusRevoked(e) => e.occurred_at,
             Event::MemberSuspended(e) => e.occurred_at,
             Event::MemberReinstated(e) => e.occurred_at,
             Event::AccountClosed(e) => e.occurred_at,

@@ -4,11 +4,12 @@
 use rust_decimal::Decimal;
 
 use crate::event::{Credit, Debit, Event, LotDraw};
+use crate::ids::PurchaseKey;
 use crate::outcome;
 use crate::points::{self, Points};
 use crate::state::{
     LineRecord, Lot, MemberState, MemberStatus, Processed, PurchaseRecord, QualifyingEntry,
-    RedemptionRecord,
+    RedemptionRecord, ReferralBonusRecord, ReferralRecord,
 };
 
 /// Which lifetime total an award counts in.
@@ -43,8 +44,9 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
         }
         Event::PurchaseRecorded(e) => {
             state.purchases.insert(
-                e.transaction_id.clone(),
+                PurchaseKey::new(e.store.clone(), e.transaction_id.clone()),
                 PurchaseRecord {
+                    store: e.store.clone(),
                     transaction_id: e.transaction_id.clone(),
                     occurred_at: e.occurred_at,
                     currency: e.currency.clone(),
@@ -69,7 +71,6 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                 credit(state, c, Kind::Earned);
             }
             note_activity(state, e.activity_deadline);
-            state.first_purchase_done = true;
             for c in &e.campaigns_applied {
                 let uses = state.campaign_uses.entry(c.clone()).or_insert(0);
                 *uses = uses.saturating_add(1);
@@ -84,6 +85,18 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
             if let Some(c) = &e.newcomer_credit {
                 credit(state, c, Kind::Earned);
             }
+            state.referral = Some(ReferralRecord {
+                referrer: e.referrer.clone(),
+                store: e.store.clone(),
+                transaction_id: e.transaction_id.clone(),
+                min_purchase: e.min_purchase,
+                newcomer_points: e
+                    .newcomer_credit
+                    .as_ref()
+                    .map_or(Points::ZERO, |c| c.points),
+                lot_id: e.newcomer_credit.as_ref().map(|c| c.lot_id.clone()),
+                revoked: false,
+            });
         }
         Event::TierChanged(e) => {
             state.tier = e.to.clone();
@@ -94,7 +107,13 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
         }
         Event::RefundRecorded(e) => {
             let mut purchase_at = e.occurred_at;
-            if let Some(p) = state.purchases.get_mut(&e.transaction_id) {
+            let key = match &e.purchase_store {
+                Some(store) => Some(PurchaseKey::new(store.clone(), e.transaction_id.clone())),
+                None => state
+                    .purchase_by_transaction(&e.transaction_id)
+                    .map(PurchaseRecord::key),
+            };
+            if let Some(p) = key.and_then(|k| state.purchases.get_mut(&k)) {
                 purchase_at = p.occurred_at;
                 for r in &e.lines {
                     if let Some(line) = p.lines.get_mut(r.line as usize) {
@@ -104,9 +123,7 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                 }
                 p.transaction_clawed = p.transaction_clawed.saturating_add(e.transaction_points);
             }
-            debit(state, &e.debit);
-            state.totals.clawed_back = state.totals.clawed_back.saturating_add(e.debit.taken());
-            state.totals.shortfall = state.totals.shortfall.saturating_add(e.debit.shortfall);
+            claw_back(state, &e.debit);
             state.qualifying.push(QualifyingEntry {
                 at: purchase_at,
                 spend: -e.eligible_amount,
@@ -177,7 +194,35 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
             }
         }
         Event::GoodwillGranted(e) => credit(state, &e.credit, Kind::Earned),
-        Event::ReferralBonusCredited(e) => credit(state, &e.credit, Kind::Earned),
+        Event::ReferralBonusCredited(e) => {
+            credit(state, &e.credit, Kind::Earned);
+            state.referral_bonuses.insert(
+                e.newcomer.clone(),
+                ReferralBonusRecord {
+                    points: e.credit.points,
+                    lot_id: Some(e.credit.lot_id.clone()),
+                    revoked: false,
+                },
+            );
+        }
+        Event::ReferralRevoked(e) => {
+            claw_back(state, &e.debit);
+            if let Some(r) = &mut state.referral {
+                r.revoked = true;
+            }
+        }
+        Event::ReferralBonusRevoked(e) => {
+            claw_back(state, &e.debit);
+            state
+                .referral_bonuses
+                .entry(e.newcomer.clone())
+                .or_insert(ReferralBonusRecord {
+                    points: Points::ZERO,
+                    lot_id: None,
+                    revoked: true,
+                })
+                .revoked = true;
+        }
         Event::MemberSuspended(_) => state.status = MemberStatus::Suspended,
         Event::MemberReinstated(_) => state.status = MemberStatus::Active,
         Event::AccountClosed(e) => {
@@ -225,4 +270,11 @@ fn draw(state: &mut MemberState, draws: &[LotDraw]) {
 fn debit(state: &mut MemberState, d: &Debit) {
     draw(state, &d.draws);
     state.debt = state.debt.saturating_add(d.debt_added);
+}
+
+/// Points taken back because what earned them was undone (a refund, a revoked referral).
+fn claw_back(state: &mut MemberState, d: &Debit) {
+    debit(state, d);
+    state.totals.clawed_back = state.totals.clawed_back.saturating_add(d.taken());
+    state.totals.shortfall = state.totals.shortfall.saturating_add(d.shortfall);
 }

@@ -150,6 +150,30 @@ id_type!(
     OperatorId, "operator id"
 );
 
+/// A sale, as the point of sale numbers it: transaction ids are unique per store, so two stores
+/// may both have a sale "1001". Written `store/transaction` (`/` is outside the id alphabet, so
+/// the text is unambiguous).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PurchaseKey {
+    pub store: StoreId,
+    pub transaction_id: TransactionId,
+}
+
+impl PurchaseKey {
+    pub fn new(store: StoreId, transaction_id: TransactionId) -> PurchaseKey {
+        PurchaseKey {
+            store,
+            transaction_id,
+        }
+    }
+}
+
+impl fmt::Display for PurchaseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.store, self.transaction_id)
+    }
+}
+
 impl LotId {
     /// Lot ids embed the id of what created them; the prefix keeps the sources apart. Ids are
     /// at most 64 characters, so the lot id may exceed the limit: it is then shortened with a
@@ -161,6 +185,20 @@ impl LotId {
         }
         let digest = crate::fingerprint::fnv1a64(full.as_bytes());
         let keep: String = source
+            .chars()
+            .take(MAX_ID_LEN - prefix.len() - 18)
+            .collect();
+        LotId(format!("{prefix}:{keep}.{digest:016x}"))
+    }
+
+    /// A lot id from two ids: `prefix:first:second` when that text names one pair only, else
+    /// (ids may hold `:` themselves) shortened with a digest of the unambiguous pair.
+    pub(crate) fn derived_pair(prefix: &str, first: &str, second: &str) -> LotId {
+        if !first.contains(':') && !second.contains(':') {
+            return LotId::derived(prefix, &format!("{first}:{second}"));
+        }
+        let digest = crate::fingerprint::fnv1a64(format!("{first}/{second}").as_bytes());
+        let keep: String = format!("{first}:{second}")
             .chars()
             .take(MAX_ID_LEN - prefix.len() - 18)
             .collect();
@@ -192,5 +230,17 @@ mod tests {
         assert_ne!(la, lb);
         assert_eq!(la, LotId::derived("purchase", &a));
         assert_eq!(LotId::derived("purchase", "T1").as_str(), "purchase:T1");
+    }
+
+    #[test]
+    fn a_lot_id_from_two_ids_keeps_pairs_that_share_a_text_apart() {
+        let plain = LotId::derived_pair("purchase", "S1", "1001");
+        assert_eq!(plain.as_str(), "purchase:S1:1001");
+        let a = LotId::derived_pair("purchase", "a:b", "c");
+        let b = LotId::derived_pair("purchase", "a", "b:c");
+        assert_ne!(a, b);
+        assert!(LotId::parse(a.as_str()).is_ok(), "{a}");
+        let long = LotId::derived_pair("purchase", &"s".repeat(64), &"t".repeat(64));
+        assert!(LotId::parse(long.as_str()).is_ok(), "{long}");
     }
 }

@@ -13,7 +13,9 @@
 //! // One stream per member: decide, append the events, evolve the state with them.
 //! let mut state = MemberState::default();
 //! let enroll = Command::from(Enroll { member_id: member.clone(), referrer: None, occurred_at: at });
-//! let decision = decide(&state, &enroll, &program).unwrap();
+//! // The server's clock: it decides what is pending, spendable and expired.
+//! let server = ServerTime::at(at);
+//! let decision = decide(&state, &enroll, &program, server).unwrap();
 //! for event in &decision.events {
 //!     let stored = schema::encode(event); // what the event store keeps
 //!     let back = schema::decode(stored.event_type, stored.schema_version, &stored.data).unwrap();
@@ -22,7 +24,7 @@
 //! // The welcome bonus is spendable at once (only purchase points wait for the return window).
 //! assert_eq!(state.balance(at).available, Points::new(50));
 //! // A retry of the same command is a replay: no new events, the original outcome.
-//! let again = decide(&state, &enroll, &program).unwrap();
+//! let again = decide(&state, &enroll, &program, server).unwrap();
 //! assert!(again.replayed && again.events.is_empty());
 //! ```
 #![forbid(unsafe_code)]
@@ -43,6 +45,7 @@ pub mod program;
 pub mod schema;
 mod state;
 pub mod tiers;
+pub mod time;
 
 pub use command::*;
 pub use decide::decide;
@@ -50,11 +53,12 @@ pub use error::{DomainError, ProgramError, SchemaError};
 pub use event::*;
 pub use evolve::evolve;
 pub use ids::*;
-pub use money::{Currency, RoundingMode};
+pub use money::{Currency, RoundingMode, RoundingScope};
 pub use outcome::{Decision, LotSummary, Outcome};
 pub use points::Points;
 pub use program::Program;
 pub use state::{
     Balance, Lifetime, LineRecord, Lot, MemberState, MemberStatus, NextExpiry, Processed,
-    PurchaseRecord, QualifyingEntry, RedemptionRecord,
+    PurchaseRecord, QualifyingEntry, RedemptionRecord, ReferralBonusRecord, ReferralRecord,
 };
+pub use time::{ServerTime, TimeWindow};

@@ -79,6 +79,20 @@ impl RoundingMode {
     }
 }
 
+/// Where money becomes whole points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundingScope {
+    /// The purchase's exact points are rounded once, then shared out over its lines (largest
+    /// fraction first), so five lines at 1.99 earn what 9.95 earns. Each line records the
+    /// share it got as a `rounding` rule.
+    #[default]
+    Transaction,
+    /// Every line is rounded on its own: simpler receipts, but a basket of small lines loses up
+    /// to a point per line under `floor`.
+    Line,
+}
+
 /// Canonical text of an amount (`4.50` and `4.5` are the same amount).
 pub(crate) fn canonical(amount: Decimal) -> String {
     amount.normalize().to_string()

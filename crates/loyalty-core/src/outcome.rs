@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::event::{Event, LotDraw, LotExpiry, TierRef};
 use crate::ids::{
-    ActivityId, ActivityKind, AdjustmentId, ComplaintId, LotId, MemberId, RedemptionId, RefundId,
-    RewardId, TransactionId,
+    ActivityId, ActivityKind, AdjustmentId, ComplaintId, LotId, MemberId, PurchaseKey,
+    RedemptionId, RefundId, RewardId, StoreId, TransactionId,
 };
 use crate::points::{self, Points};
 
@@ -37,6 +37,7 @@ pub enum Outcome {
         welcome_points: Points,
     },
     PurchaseRecorded {
+        store: StoreId,
         transaction_id: TransactionId,
         points: Points,
         debt_repaid: Points,
@@ -90,6 +91,12 @@ pub enum Outcome {
         newcomer: MemberId,
         points: Points,
     },
+    ReferralBonusRevoked {
+        newcomer: MemberId,
+        points_clawed_back: Points,
+        debt_added: Points,
+        shortfall: Points,
+    },
     TierChanged {
         from: TierRef,
         to: TierRef,
@@ -118,9 +125,13 @@ pub(crate) fn from_event(event: &Event) -> Option<(String, String, Outcome)> {
             },
         ),
         Event::PurchaseRecorded(e) => (
-            format!("purchase:{}", e.transaction_id),
+            crate::command::purchase_client_id(&PurchaseKey::new(
+                e.store.clone(),
+                e.transaction_id.clone(),
+            )),
             e.fingerprint.clone(),
             Outcome::PurchaseRecorded {
+                store: e.store.clone(),
                 transaction_id: e.transaction_id.clone(),
                 points: e.points,
                 debt_repaid: e.credit.as_ref().map_or(Points::ZERO, |c| c.debt_repaid),
@@ -213,7 +224,18 @@ pub(crate) fn from_event(event: &Event) -> Option<(String, String, Outcome)> {
                 points: e.credit.points,
             },
         ),
+        Event::ReferralBonusRevoked(e) => (
+            format!("referral-revoke:{}", e.newcomer),
+            e.fingerprint.clone(),
+            Outcome::ReferralBonusRevoked {
+                newcomer: e.newcomer.clone(),
+                points_clawed_back: e.debit.taken(),
+                debt_added: e.debit.debt_added,
+                shortfall: e.debit.shortfall,
+            },
+        ),
         Event::ReferralQualified(_)
+        | Event::ReferralRevoked(_)
         | Event::TierChanged(_)
         | Event::PointsExpired(_)
         | Event::MemberSuspended(_)

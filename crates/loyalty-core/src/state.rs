@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::event::{LotExpiry, TierRef};
 use crate::ids::{
-    ActivityKind, CampaignId, LotId, MemberId, RedemptionId, RewardId, TransactionId,
+    ActivityKind, CampaignId, LotId, MemberId, PurchaseKey, RedemptionId, RewardId, StoreId,
+    TransactionId,
 };
 use crate::money::Currency;
 use crate::outcome::Outcome;
@@ -83,6 +84,7 @@ pub struct Balance {
 /// What the aggregate keeps of a purchase, for refunds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PurchaseRecord {
+    pub store: StoreId,
     pub transaction_id: TransactionId,
     pub occurred_at: DateTime<Utc>,
     pub currency: Currency,
@@ -111,6 +113,24 @@ impl PurchaseRecord {
         self.lines.iter().map(|l| l.refunded_amount).sum()
     }
 
+    /// The amount that earned points (gift cards and other excluded lines left out).
+    pub fn eligible_amount(&self) -> Decimal {
+        self.lines.iter().map(|l| l.eligible_amount).sum()
+    }
+
+    /// The eligible amount refunded so far.
+    pub fn refunded_eligible_amount(&self) -> Decimal {
+        self.lines
+            .iter()
+            .filter(|l| !l.eligible_amount.is_zero())
+            .map(|l| l.refunded_amount)
+            .sum()
+    }
+
+    pub fn key(&self) -> PurchaseKey {
+        PurchaseKey::new(self.store.clone(), self.transaction_id.clone())
+    }
+
     /// Points clawed back so far.
     pub fn clawed(&self) -> Points {
         points::sum(self.lines.iter().map(|l| l.clawed)).saturating_add(self.transaction_clawed)
@@ -136,6 +156,37 @@ pub struct QualifyingEntry {
     pub points: Points,
 }
 
+/// The newcomer's side of a referral that qualified: which purchase qualified it and what the
+/// newcomer was credited, so that a refund of that purchase can revoke it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReferralRecord {
+    pub referrer: MemberId,
+    /// `None` for referrals recorded before stores scoped transaction ids.
+    pub store: Option<StoreId>,
+    pub transaction_id: TransactionId,
+    pub min_purchase: Option<Decimal>,
+    pub newcomer_points: Points,
+    pub lot_id: Option<LotId>,
+    pub revoked: bool,
+}
+
+impl ReferralRecord {
+    /// Whether `purchase` is the one that qualified this referral.
+    pub fn qualified_by(&self, purchase: &PurchaseRecord) -> bool {
+        self.transaction_id == purchase.transaction_id
+            && self.store.as_ref().is_none_or(|s| s == &purchase.store)
+    }
+}
+
+/// The referrer's side: the bonus credited for one newcomer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReferralBonusRecord {
+    pub points: Points,
+    /// `None` when the referral was revoked before any bonus was credited.
+    pub lot_id: Option<LotId>,
+    pub revoked: bool,
+}
+
 /// A processed client id: its content fingerprint and the outcome to repeat on a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Processed {
@@ -149,14 +200,17 @@ pub struct MemberState {
     pub(crate) status: MemberStatus,
     pub(crate) enrolled_at: Option<DateTime<Utc>>,
     pub(crate) referrer: Option<MemberId>,
-    pub(crate) first_purchase_done: bool,
+    /// The newcomer's referral, once a purchase qualified it.
+    pub(crate) referral: Option<ReferralRecord>,
+    /// The referrer's bonuses, by newcomer.
+    pub(crate) referral_bonuses: BTreeMap<MemberId, ReferralBonusRecord>,
     pub(crate) tier: TierRef,
     pub(crate) tier_since: Option<DateTime<Utc>>,
     pub(crate) last_review_at: Option<DateTime<Utc>>,
     pub(crate) lots: Vec<Lot>,
     pub(crate) debt: Points,
     pub(crate) totals: Lifetime,
-    pub(crate) purchases: BTreeMap<TransactionId, PurchaseRecord>,
+    pub(crate) purchases: BTreeMap<PurchaseKey, PurchaseRecord>,
     pub(crate) redemptions: BTreeMap<RedemptionId, RedemptionRecord>,
     pub(crate) reward_counts: BTreeMap<RewardId, u32>,
     pub(crate) campaign_uses: BTreeMap<CampaignId, u32>,
@@ -228,8 +282,24 @@ impl MemberState {
         &self.totals
     }
 
-    pub fn purchase(&self, id: &TransactionId) -> Option<&PurchaseRecord> {
-        self.purchases.get(id)
+    pub fn purchase(&self, key: &PurchaseKey) -> Option<&PurchaseRecord> {
+        self.purchases.get(key)
+    }
+
+    /// The purchase with this transaction id in any store: how refunds recorded before stores
+    /// scoped transaction ids name their purchase (ids were unique per member then).
+    pub(crate) fn purchase_by_transaction(&self, id: &TransactionId) -> Option<&PurchaseRecord> {
+        self.purchases.values().find(|p| &p.transaction_id == id)
+    }
+
+    /// The newcomer's referral, once qualified.
+    pub fn referral(&self) -> Option<&ReferralRecord> {
+        self.referral.as_ref()
+    }
+
+    /// The bonus this member (as a referrer) was credited for `newcomer`.
+    pub fn referral_bonus(&self, newcomer: &MemberId) -> Option<&ReferralBonusRecord> {
+        self.referral_bonuses.get(newcomer)
     }
 
     pub fn purchases(&self) -> impl Iterator<Item = &PurchaseRecord> {

@@ -29,7 +29,7 @@ fn basket() -> Vec<PurchaseLine> {
 #[test]
 fn enrolling_awards_the_welcome_bonus_spendable_at_once() {
     // No return can take a welcome bonus back: the return window's pending period is not for it.
-    let (decision, state) = given([]).when(enroll()).then_ok();
+    let (decision, state) = given_nothing().when(enroll()).then_ok();
     let enrolled = only!(decision.events, Enrolled);
     let welcome = enrolled.welcome.expect("welcome credit");
     assert_eq!(welcome.points, p(50));
@@ -77,14 +77,14 @@ fn enrolling_again_with_a_different_request_is_refused() {
 
 #[test]
 fn a_member_cannot_refer_themselves() {
-    given([])
+    given_nothing()
         .when(enroll_referred_by(MEMBER))
         .then_err(DomainError::SelfReferral);
 }
 
 #[test]
 fn commands_before_enrollment_are_refused() {
-    given([])
+    given_nothing()
         .when(purchase("T1", "2026-01-10T10:00:00Z", "5"))
         .then_err(DomainError::NotEnrolled);
 }
@@ -166,7 +166,7 @@ fn the_lot_is_pending_for_the_return_window_then_expires_at_the_end_of_the_month
         .when(purchase("T1", "2026-01-10T10:00:00Z", "100"))
         .then_ok();
     let credit = only!(decision.events, PurchaseRecorded).credit.unwrap();
-    assert_eq!(credit.lot_id, lot("purchase:T1"));
+    assert_eq!(credit.lot_id, lot("purchase:S1:T1"));
     assert_eq!(credit.spendable_from, t("2026-01-24T10:00:00Z"));
     // Spendable 24 January 2026, plus 12 months, rounded up to the end of January 2027 in
     // Paris: midnight local on 1 February is 23:00 UTC on 31 January.
@@ -403,7 +403,7 @@ fn the_same_transaction_id_with_different_content_is_refused() {
     given([enroll(), purchase("T1", "2026-01-10T10:00:00Z", "42")])
         .when(purchase("T1", "2026-01-10T10:00:00Z", "43"))
         .then_err(DomainError::IdempotencyConflict {
-            client_id: "purchase:T1".into(),
+            client_id: "purchase:S1/T1".into(),
         });
 }
 
@@ -420,7 +420,7 @@ fn a_referred_newcomers_first_qualifying_purchase_makes_the_referral_due() {
 }
 
 #[test]
-fn a_first_purchase_below_the_minimum_ends_the_referral() {
+fn a_purchase_below_the_minimum_makes_no_referral_due() {
     let events = given([enroll_referred_by("R9")])
         .when(purchase("T1", "2026-01-10T10:00:00Z", "14.99"))
         .then_events();
@@ -429,17 +429,30 @@ fn a_first_purchase_below_the_minimum_ends_the_referral() {
             .iter()
             .any(|e| matches!(e, Event::ReferralQualified(_)))
     );
+}
+
+#[test]
+fn the_referral_qualifies_on_the_first_qualifying_purchase_not_only_the_first_one() {
     let later = given([
         enroll_referred_by("R9"),
         purchase("T1", "2026-01-10T10:00:00Z", "14.99"),
     ])
     .when(purchase("T2", "2026-01-11T10:00:00Z", "50"))
     .then_events();
-    assert!(
-        !later
-            .iter()
-            .any(|e| matches!(e, Event::ReferralQualified(_)))
-    );
+    let referral = only!(later, ReferralQualified);
+    assert_eq!(referral.transaction_id.as_str(), "T2");
+    assert_eq!(referral.store, Some(store(STORE)));
+    assert_eq!(referral.min_purchase, Some(d("15")));
+    // And only once: the next qualifying purchase is just a purchase.
+    given([
+        enroll_referred_by("R9"),
+        purchase("T1", "2026-01-10T10:00:00Z", "14.99"),
+        purchase("T2", "2026-01-11T10:00:00Z", "50"),
+    ])
+    .when(purchase("T3", "2026-01-12T10:00:00Z", "50"))
+    .then_events()
+    .iter()
+    .for_each(|e| assert!(!matches!(e, Event::ReferralQualified(_)), "{e:?}"));
 }
 
 #[test]

@@ -199,7 +199,8 @@ fn run(program: &Program, steps: &[(Op, i64)]) -> Result<(), TestCaseError> {
     let mut state = MemberState::default();
     let mut history: Vec<Event> = Vec::new();
     let mut sent: Vec<Command> = vec![enroll_referred_by("R9")];
-    let first = decide(&state, &sent[0], program).expect("enrollment is accepted");
+    let first = decide(&state, &sent[0], program, ServerTime::at(t(ENROLLED)))
+        .expect("enrollment is accepted");
     for e in &first.events {
         evolve(&mut state, e);
         history.push(e.clone());
@@ -208,7 +209,7 @@ fn run(program: &Program, steps: &[(Op, i64)]) -> Result<(), TestCaseError> {
     for (op, hours) in steps {
         at += Duration::hours(*hours);
         let c = command(op, at, &sent);
-        let Ok(decision) = decide(&state, &c, program) else {
+        let Ok(decision) = decide(&state, &c, program, ServerTime::at(at)) else {
             continue;
         };
         // Pending and expired points are never spent, whether or not expiry has run.
@@ -238,7 +239,7 @@ fn run(program: &Program, steps: &[(Op, i64)]) -> Result<(), TestCaseError> {
         }
 
         // Sending it again changes nothing, and a retry reports the original outcome.
-        if let Ok(again) = decide(&state, &c, program) {
+        if let Ok(again) = decide(&state, &c, program, ServerTime::at(at)) {
             prop_assert!(
                 again.events.is_empty(),
                 "second {c:?} decided {:?}",

@@ -29,7 +29,7 @@ fn a_partial_refund_claws_back_in_proportion_from_the_purchases_own_lot() {
         .then_ok();
     let refund = only!(decision.events, RefundRecorded);
     assert_eq!(refund.points, p(6)); // 24 x 3 / 12
-    assert_eq!(refund.debit.draws, vec![draw("purchase:T1", 6)]);
+    assert_eq!(refund.debit.draws, vec![draw("purchase:S1:T1", 6)]);
     assert_eq!(refund.eligible_amount, d("3.00"));
     assert!(!refund.completes_purchase);
     assert_eq!(
@@ -42,7 +42,7 @@ fn a_partial_refund_claws_back_in_proportion_from_the_purchases_own_lot() {
             shortfall: p(0),
         }
     );
-    assert_eq!(state.lot(&lot("purchase:T1")).unwrap().remaining, p(22));
+    assert_eq!(state.lot(&lot("purchase:S1:T1")).unwrap().remaining, p(22));
 }
 
 #[test]
@@ -152,6 +152,7 @@ fn a_refund_must_name_a_known_purchase_and_line() {
     given([enroll(), basket()])
         .when(refund_amount("F1", "T9", LATER, "1"))
         .then_err(DomainError::UnknownTransaction {
+            store: STORE.into(),
             transaction_id: "T9".into(),
         });
     given([enroll(), basket()])
@@ -194,7 +195,7 @@ fn a_clawback_larger_than_the_balance_leaves_a_debt_under_allow() {
         .when(refund_amount("F1", "T1", "2026-02-02T10:00:00Z", "100"))
         .then_ok();
     let refund = only!(decision.events, RefundRecorded);
-    assert_eq!(refund.debit.draws, vec![draw("purchase:T1", 20)]);
+    assert_eq!(refund.debit.draws, vec![draw("purchase:S1:T1", 20)]);
     assert_eq!(refund.debit.debt_added, p(80));
     let b = state.balance(t("2026-02-02T10:00:00Z"));
     assert_eq!((b.available, b.debt, b.balance), (p(0), p(80), p(-80)));
@@ -257,7 +258,7 @@ fn a_clawback_takes_other_lots_soonest_expiring_first_once_its_own_lot_is_empty(
         .when(refund_amount("F1", "T1", "2026-04-02T10:00:00Z", "50"))
         .then_events();
     let refund = only!(events, RefundRecorded);
-    assert_eq!(refund.debit.draws, vec![draw("purchase:T2", 50)]);
+    assert_eq!(refund.debit.draws, vec![draw("purchase:S1:T2", 50)]);
 }
 
 #[test]

@@ -12,7 +12,9 @@ fn full_history() -> Vec<Event> {
         enroll_referred_by("R9"),
         purchase("T1", "2026-01-10T10:00:00Z", "250"),
         refund_lines("F1", "T1", "2026-01-11T10:00:00Z", &[(0, "10")]),
-        redeem("R1", "2026-02-01T10:00:00Z", 100),
+        // Takes T1 below the referral's minimum: the referral is revoked.
+        refund_lines("F2", "T1", "2026-01-12T10:00:00Z", &[(0, "235")]),
+        redeem("R1", "2026-02-01T10:00:00Z", 40),
         cancel("R1", "2026-02-02T10:00:00Z"),
         activity("A1", "survey", "2026-02-03T10:00:00Z"),
         activity("A2", "survey", "2026-02-04T10:00:00Z"),
@@ -20,6 +22,7 @@ fn full_history() -> Vec<Event> {
         adjust("J2", "2026-02-05T11:00:00Z", -30),
         goodwill("C1", "2026-02-06T10:00:00Z", 15),
         credit_referral("N1", "2026-02-07T10:00:00Z"),
+        revoke_referral("N1", "2026-02-07T11:00:00Z"),
         suspend("2026-02-08T10:00:00Z"),
         reinstate("2026-02-09T10:00:00Z"),
         expire("2027-03-01T00:00:00Z"),

@@ -53,8 +53,8 @@ fn a_redemption_consumes_the_soonest_expiring_lots_first_then_the_oldest() {
         redeemed.draws,
         vec![
             draw("welcome:M1", 50),
-            draw("purchase:T1", 100),
-            draw("purchase:T2", 20)
+            draw("purchase:S1:T1", 100),
+            draw("purchase:S1:T2", 20)
         ]
     );
     assert_eq!(
@@ -170,7 +170,7 @@ fn cancelling_a_redemption_restores_exactly_the_lots_it_took() {
     let cancelled = only!(decision.events, RedemptionCancelled);
     assert_eq!(
         cancelled.restored,
-        vec![draw("welcome:M1", 50), draw("purchase:T1", 80)]
+        vec![draw("welcome:M1", 50), draw("purchase:S1:T1", 80)]
     );
     let b = state.balance(t("2026-02-02T10:00:00Z"));
     assert_eq!((b.available, b.lifetime.redeemed), (p(150), p(0)));
@@ -199,9 +199,9 @@ fn points_restored_to_an_expired_lot_expire_at_once() {
     assert_eq!(
         expired,
         vec![
-            ("purchase:T1".into(), 20), // what was left in T1, due before the cancellation
+            ("purchase:S1:T1".into(), 20), // what was left in T1, due before the cancellation
             ("welcome:M1".into(), 50),
-            ("purchase:T1".into(), 80),
+            ("purchase:S1:T1".into(), 80),
         ]
     );
     let b = state.balance(t("2027-02-15T10:00:00Z"));
@@ -252,7 +252,7 @@ fn expire_records_one_event_per_lot_due() {
         lots,
         vec![
             ("welcome:M1".into(), 50, t(EXPIRY)),
-            ("purchase:T1".into(), 100, t(EXPIRY))
+            ("purchase:S1:T1".into(), 100, t(EXPIRY))
         ]
     );
     assert!(matches!(decision.outcome, Outcome::Expired { points, .. } if points == p(150)));
@@ -290,7 +290,7 @@ fn expiry_never_takes_points_already_spent() {
     let expired = only!(events, PointsExpired);
     assert_eq!(
         (expired.lot_id, expired.points),
-        (lot("purchase:T1"), p(30))
+        (lot("purchase:S1:T1"), p(30))
     );
 }
 

@@ -175,7 +175,7 @@ fn closing_the_account_forfeits_the_balance() {
     let closed = only!(decision.events, AccountClosed);
     assert_eq!(
         closed.forfeited,
-        vec![draw("welcome:M1", 50), draw("purchase:T1", 600)]
+        vec![draw("welcome:M1", 50), draw("purchase:S1:T1", 600)]
     );
     assert_eq!(decision.outcome, Outcome::Closed { forfeited: p(650) });
     let b = state.balance(t("2026-02-01T10:00:00Z"));
@@ -258,6 +258,7 @@ fn a_tier_recorded_under_an_older_program_is_found_by_name_after_tiers_are_inser
         g.state(),
         &purchase("T2", "2026-01-11T10:00:00Z", "10"),
         &copper,
+        ServerTime::at(t("2026-01-11T10:00:00Z")),
     )
     .unwrap();
     let recorded = only!(decision.events, PurchaseRecorded);

@@ -111,6 +111,23 @@ fn statement(event: &Event) -> (Points, String) {
             e.credit.points,
             format!("Referral bonus for {}", e.newcomer),
         ),
+        Event::ReferralRevoked(e) => (
+            neg(e.debit.taken()),
+            format!(
+                "Referral by {} revoked: purchase {} refunded ({})",
+                e.referrer,
+                e.transaction_id,
+                e.reason.as_str()
+            ),
+        ),
+        Event::ReferralBonusRevoked(e) => (
+            neg(e.debit.taken()),
+            format!(
+                "Referral bonus for {} revoked ({})",
+                e.newcomer,
+                e.reason.as_str()
+            ),
+        ),
         Event::MemberSuspended(e) => (Points::ZERO, format!("Suspended ({})", e.reason_code)),
         Event::MemberReinstated(_) => (Points::ZERO, "Reinstated".to_owned()),
         Event::AccountClosed(e) => (

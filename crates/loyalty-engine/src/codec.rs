@@ -1,7 +1,7 @@
 //! Between domain events and stored events: `schema::encode`/`decode` for the data, the
 //! engine's JSON metadata beside it, and the stream names.
 
-use loyalty_core::{Event, MemberId, TransactionId, schema};
+use loyalty_core::{Event, MemberId, PurchaseKey, TransactionId, schema};
 use loyalty_store::{Bytes, EventData, RecordedEvent};
 
 use crate::clock::IdGenerator;
@@ -15,7 +15,15 @@ pub(crate) fn member_stream(member: &MemberId) -> String {
     format!("{MEMBER_PREFIX}{member}")
 }
 
-pub(crate) fn txn_stream(txn: &TransactionId) -> String {
+/// The reservation stream of a sale: `txn-<store>/<transaction>` (transaction ids are unique per
+/// store).
+pub(crate) fn txn_stream(sale: &PurchaseKey) -> String {
+    format!("{TXN_PREFIX}{sale}")
+}
+
+/// The reservation stream written before stores scoped transaction ids: `txn-<transaction>`.
+/// Ids never hold `/`, so the two forms cannot name the same stream.
+pub(crate) fn legacy_txn_stream(txn: &TransactionId) -> String {
     format!("{TXN_PREFIX}{txn}")
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use loyalty_core::{
-    Command, DomainError, MemberId, MemberState, Program, Refund, TransactionId, decide, evolve,
+    Command, DomainError, MemberId, MemberState, Program, PurchaseKey, Refund, ServerTime, decide,
+    evolve,
 };
 use loyalty_store::{
     Direction, EventStore, ExpectedRevision, Position, StoreError, StreamAppend, StreamFilter,
@@ -227,7 +228,14 @@ impl Engine {
         // Whether the purchase's transaction reservation is known to be stored for this member.
         let mut reserved = false;
         loop {
-            let decision = decide(&cached.state, command, &inner.program);
+            // The engine's clock, read once per attempt: it decides what is pending, spendable
+            // and expired, and becomes the events' `recorded_at`.
+            let now = inner.clock.now();
+            let time = ServerTime {
+                now,
+                window: inner.options.time_window,
+            };
+            let decision = decide(&cached.state, command, &inner.program, time);
             let decision = match decision {
                 Ok(d) if !d.events.is_empty() => d,
                 // A replay is final: a processed client id never leaves the state.
@@ -247,7 +255,6 @@ impl Engine {
                         .map_err(EngineError::from);
                 }
             };
-            let now = inner.clock.now();
             let reservation = self.check_across_members(command, now, reserved).await?;
             let metadata = EventMetadata::new(
                 command.client_id().unwrap_or_default(),
@@ -310,12 +317,8 @@ impl Engine {
                             "unexpected conflict on {conflicted}"
                         )));
                     };
-                    reservation::confirm_owner(
-                        inner.store.as_ref(),
-                        &p.transaction_id,
-                        &p.member_id,
-                    )
-                    .await?;
+                    reservation::confirm_owner(inner.store.as_ref(), &p.key(), &p.member_id)
+                        .await?;
                     reserved = true;
                 }
                 Err(StoreError::WrongExpectedRevision { .. }) => {
@@ -343,13 +346,10 @@ impl Engine {
     ) -> Result<Option<StreamAppend>, EngineError> {
         let inner = &self.inner;
         match command {
-            Command::RecordPurchase(p) if !reserved => reservation::reservation_append(
-                inner.ids.as_ref(),
-                &p.transaction_id,
-                &p.member_id,
-                now,
-            )
-            .map(Some),
+            Command::RecordPurchase(p) if !reserved => {
+                reservation::reservation_append(inner.ids.as_ref(), &p.key(), &p.member_id, now)
+                    .map(Some)
+            }
             Command::RecordPurchase(_) => Ok(None),
             Command::Enroll(e) => match &e.referrer {
                 Some(referrer) if referrer != &e.member_id => {
@@ -402,8 +402,8 @@ impl Engine {
         }
     }
 
-    /// A refund that names only the transaction: the member is found through the
-    /// transaction's reservation stream (authoritative, not a read model).
+    /// A refund that names only the sale: the member is found through the sale's reservation
+    /// stream (authoritative, not a read model).
     pub async fn refund_by_transaction(
         &self,
         refund: RefundRequest,
@@ -417,13 +417,16 @@ impl Engine {
         refund: RefundRequest,
         context: CommandContext,
     ) -> Result<CommandResult, EngineError> {
-        let member = reservation::owner(self.inner.store.as_ref(), &refund.transaction_id)
+        let sale = refund.sale();
+        let member = reservation::owner(self.inner.store.as_ref(), &sale)
             .await?
-            .ok_or_else(|| EngineError::UnknownTransaction(refund.transaction_id.clone()))?;
+            .ok_or_else(|| EngineError::UnknownTransaction(sale.clone()))?;
         let command = Command::Refund(Refund {
             member_id: member,
             refund_id: refund.refund_id,
-            transaction_id: refund.transaction_id.clone(),
+            store: refund.store,
+            purchase_store: refund.purchase_store,
+            transaction_id: refund.transaction_id,
             occurred_at: refund.occurred_at,
             currency: refund.currency,
             scope: refund.scope,
@@ -432,18 +435,18 @@ impl Engine {
             // Reserved but the purchase never reached the member's stream (a crash between
             // the two writes and no retry): for the client, the transaction is unknown.
             Err(EngineError::Domain(DomainError::UnknownTransaction { .. })) => {
-                Err(EngineError::UnknownTransaction(refund.transaction_id))
+                Err(EngineError::UnknownTransaction(sale))
             }
             other => other,
         }
     }
 
-    /// The member a transaction id belongs to, from its reservation stream.
+    /// The member a sale belongs to, from its reservation stream.
     pub async fn member_of_transaction(
         &self,
-        txn: &TransactionId,
+        sale: &PurchaseKey,
     ) -> Result<Option<MemberId>, EngineError> {
-        reservation::owner(self.inner.store.as_ref(), txn).await
+        reservation::owner(self.inner.store.as_ref(), sale).await
     }
 
     // ---- Read-your-writes -----------------------------------------------------------------

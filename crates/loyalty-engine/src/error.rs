@@ -1,6 +1,7 @@
 //! One error type for the engine: the domain's "no" kept apart from technical failures.
 
-use loyalty_core::{DomainError, MemberId, SchemaError, TransactionId};
+use chrono::{DateTime, Utc};
+use loyalty_core::{DomainError, MemberId, PurchaseKey, SchemaError};
 use loyalty_store::{Position, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -10,14 +11,21 @@ pub enum EngineError {
     Domain(#[from] DomainError),
     #[error("unknown member {0}")]
     UnknownMember(MemberId),
-    #[error("unknown transaction {0}")]
-    UnknownTransaction(TransactionId),
-    /// The transaction id is already recorded for another member.
-    #[error("transaction {transaction} belongs to another member")]
+    #[error("unknown transaction {} of store {}", .0.transaction_id, .0.store)]
+    UnknownTransaction(PurchaseKey),
+    /// The sale is already recorded for another member.
+    #[error("transaction {} of store {} belongs to another member", sale.transaction_id, sale.store)]
     TransactionOfAnotherMember {
-        transaction: TransactionId,
-        /// The member who holds the transaction id (not shown to clients by default).
+        sale: PurchaseKey,
+        /// The member who holds the sale (not shown to clients by default).
         owner: MemberId,
+    },
+    /// Scheduled work was asked to run as of a time the server's clock has not reached: it
+    /// would expire points early.
+    #[error("scheduled work cannot run as of {requested}: the server's clock says {now}")]
+    ScheduledAhead {
+        requested: DateTime<Utc>,
+        now: DateTime<Utc>,
     },
     /// Concurrent writers kept winning: the command was not applied.
     #[error("stream {stream} kept changing: gave up after {attempts} attempts")]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use loyalty_core::TimeWindow;
+
 /// How the engine behaves. Every field has a sane default; see [`EngineOptions::default`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -21,6 +23,8 @@ pub struct EngineOptions {
     pub scheduler_batch_limit: usize,
     /// Most entries a page of the log, a member's events or history may hold.
     pub max_page_size: usize,
+    /// How far a caller's `occurred_at` may stray from the engine's clock.
+    pub time_window: TimeWindow,
 }
 
 impl Default for EngineOptions {
@@ -34,6 +38,7 @@ impl Default for EngineOptions {
             scheduler_concurrency: 16,
             scheduler_batch_limit: 100_000,
             max_page_size: 1_000,
+            time_window: TimeWindow::DEFAULT,
         }
     }
 }

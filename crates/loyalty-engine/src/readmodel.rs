@@ -47,6 +47,11 @@ fn instant(n: i64) -> Option<DateTime<Utc>> {
     }
 }
 
+/// The key of a sale (`store/transaction`; `/` is outside the id alphabet).
+fn sale_key(store: &str, transaction: &str) -> u64 {
+    key(&format!("{store}/{transaction}"))
+}
+
 /// FNV-1a 64: a stable, compact key for lot, redemption and reward ids within one member.
 /// Ids are at most 64 characters and a member holds few of them, so a collision is not a
 /// practical concern.
@@ -70,7 +75,10 @@ struct LotRow {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct QualifyingRow {
-    /// The purchase the entry belongs to (refunds are dated by their purchase).
+    /// The sale the entry belongs to (refunds are dated by their purchase): the key of
+    /// `store/transaction`.
+    sale: u64,
+    /// The key of the transaction id alone, for refunds recorded before stores scoped ids.
     txn: u64,
     at: i64,
     spend: Decimal,
@@ -206,6 +214,7 @@ impl MemberRow {
                 push_compact(
                     &mut self.qualifying,
                     QualifyingRow {
+                        sale: sale_key(e.store.as_str(), e.transaction_id.as_str()),
                         txn: key(e.transaction_id.as_str()),
                         at: nanos(e.occurred_at),
                         spend: e.eligible_amount,
@@ -227,17 +236,19 @@ impl MemberRow {
             }
             Event::RefundRecorded(e) => {
                 let txn = key(e.transaction_id.as_str());
-                let at = self
-                    .qualifying
-                    .iter()
-                    .find(|q| q.txn == txn)
-                    .map_or(nanos(e.occurred_at), |q| q.at);
-                self.debit(&e.debit);
-                self.clawed_back = self.clawed_back.saturating_add(e.debit.taken().value());
-                self.shortfall = self.shortfall.saturating_add(e.debit.shortfall.value());
+                let purchase = match &e.purchase_store {
+                    Some(store) => {
+                        let sale = sale_key(store.as_str(), e.transaction_id.as_str());
+                        self.qualifying.iter().find(|q| q.sale == sale)
+                    }
+                    None => self.qualifying.iter().find(|q| q.txn == txn),
+                };
+                let (sale, at) = purchase.map_or((0, nanos(e.occurred_at)), |q| (q.sale, q.at));
+                self.claw_back(&e.debit);
                 push_compact(
                     &mut self.qualifying,
                     QualifyingRow {
+                        sale,
                         txn,
                         at,
                         spend: -e.eligible_amount,
@@ -305,6 +316,8 @@ impl MemberRow {
             }
             Event::GoodwillGranted(e) => self.credit(&e.credit, Kind::Earned),
             Event::ReferralBonusCredited(e) => self.credit(&e.credit, Kind::Earned),
+            Event::ReferralRevoked(e) => self.claw_back(&e.debit),
+            Event::ReferralBonusRevoked(e) => self.claw_back(&e.debit),
             Event::MemberSuspended(_) => self.status = MemberStatus::Suspended,
             Event::MemberReinstated(_) => self.status = MemberStatus::Active,
             Event::AccountClosed(e) => {
@@ -368,6 +381,13 @@ impl MemberRow {
     fn debit(&mut self, d: &Debit) {
         self.draw(&d.draws);
         self.debt = self.debt.saturating_add(d.debt_added.value());
+    }
+
+    /// Points taken back because what earned them was undone (a refund, a revoked referral).
+    fn claw_back(&mut self, d: &Debit) {
+        self.debit(d);
+        self.clawed_back = self.clawed_back.saturating_add(d.taken().value());
+        self.shortfall = self.shortfall.saturating_add(d.shortfall.value());
     }
 
     /// When a lot expires, `None` for never.
@@ -783,8 +803,8 @@ mod tests {
     use loyalty_core::{
         Adjust, AdjustmentId, CancelRedemption, CategoryId, Command, Currency, Enroll, Expire,
         Goodwill, MemberState, OperatorId, PurchaseLine, ReasonCode, RecordPurchase, Redeem,
-        RedeemTarget, RedemptionId, Refund, RefundId, RefundScope, ReviewTier, Sku, StoreId,
-        TerminalId, TransactionId, decide, evolve,
+        RedeemTarget, RedemptionId, Refund, RefundId, RefundScope, ReviewTier, ServerTime, Sku,
+        StoreId, TerminalId, TransactionId, decide, evolve,
     };
     use proptest::prelude::*;
 
@@ -869,6 +889,8 @@ mod tests {
             Op::Refund { purchase, amount } => Command::Refund(Refund {
                 member_id,
                 refund_id: RefundId::parse(format!("RF{i}")).unwrap(),
+                store: StoreId::parse("paris-opera").unwrap(),
+                purchase_store: StoreId::parse("paris-opera").unwrap(),
                 transaction_id: TransactionId::parse(format!("T{purchase}")).unwrap(),
                 occurred_at,
                 currency: Currency::parse("EUR").unwrap(),
@@ -965,7 +987,7 @@ mod tests {
             let mut state = MemberState::default();
             let mut row = MemberRow::default();
             let enroll = Command::Enroll(Enroll { member_id: m.clone(), referrer: None, occurred_at: at });
-            for event in decide(&state, &enroll, program).unwrap().events {
+            for event in decide(&state, &enroll, program, ServerTime::at(at)).unwrap().events {
                 evolve(&mut state, &event);
                 row.apply(&event);
             }
@@ -975,7 +997,7 @@ mod tests {
                     continue;
                 }
                 let Some(command) = command(op, i, at, &m, program) else { continue };
-                if let Ok(decision) = decide(&state, &command, program) {
+                if let Ok(decision) = decide(&state, &command, program, ServerTime::at(at)) {
                     for event in &decision.events {
                         evolve(&mut state, event);
                         row.apply(event);

@@ -1,11 +1,13 @@
 //! The referral process manager: when a newcomer's stream records `ReferralQualified`, credit
-//! the referrer. It reads `$all` (member streams) from its stored checkpoint; the credit
-//! command is keyed by the newcomer, so handling an event twice (after a restart with a lagging
-//! checkpoint, or on two servers at once) is a replay, never a second bonus.
+//! the referrer; when it records `ReferralRevoked` (the qualifying purchase was refunded), take
+//! the referrer's bonus back. It reads `$all` (member streams) from its stored checkpoint, in
+//! order, so a revocation is always handled after the credit it undoes. Both commands are keyed
+//! by the newcomer, so handling an event twice (after a restart with a lagging checkpoint, or on
+//! two servers at once) is a replay, never a second bonus or a second clawback.
 
 use std::time::Duration;
 
-use loyalty_core::{Command, CreditReferralBonus, Event};
+use loyalty_core::{Command, CreditReferralBonus, Event, RevokeReferralBonus};
 use loyalty_store::{Position, RecordedEvent, StreamFilter, SubscriptionMessage};
 use tokio::task::JoinHandle;
 
@@ -18,6 +20,7 @@ use crate::metadata::CommandContext;
 pub(crate) const CHECKPOINT_NAME: &str = "referrals";
 pub(crate) const ACTOR: &str = "referral-process-manager";
 const QUALIFIED: &str = "ReferralQualified";
+const REVOKED: &str = "ReferralRevoked";
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) async fn spawn(engine: Engine) -> Result<JoinHandle<()>, EngineError> {
@@ -100,20 +103,29 @@ impl Manager {
         recorded: &RecordedEvent,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), EngineError> {
-        if recorded.event_type != QUALIFIED {
+        if recorded.event_type != QUALIFIED && recorded.event_type != REVOKED {
             return Ok(());
         }
         let Some(newcomer) = codec::member_of_stream(&recorded.stream) else {
             return Ok(());
         };
-        let Event::ReferralQualified(qualified) = codec::decode(recorded)? else {
-            return Ok(());
+        let command = match codec::decode(recorded)? {
+            Event::ReferralQualified(qualified) => {
+                Command::CreditReferralBonus(CreditReferralBonus {
+                    member_id: qualified.referrer,
+                    newcomer: newcomer.clone(),
+                    occurred_at: qualified.occurred_at,
+                })
+            }
+            Event::ReferralRevoked(revoked) => Command::RevokeReferralBonus(RevokeReferralBonus {
+                member_id: revoked.referrer,
+                newcomer: newcomer.clone(),
+                reason: revoked.reason,
+                occurred_at: revoked.occurred_at,
+            }),
+            _ => return Ok(()),
         };
-        let command = Command::CreditReferralBonus(CreditReferralBonus {
-            member_id: qualified.referrer.clone(),
-            newcomer: newcomer.clone(),
-            occurred_at: qualified.occurred_at,
-        });
+        let referrer = command.member_id().clone();
         let context = CommandContext::new()
             .with_causation_id(recorded.id.to_string())
             .with_actor(ACTOR);
@@ -126,15 +138,16 @@ impl Manager {
             {
                 Ok(_) => return Ok(()),
                 // The domain's no is final (referrer closed, no referral rule): retrying
-                // cannot change it. Logged for operators; the log keeps the qualification.
+                // cannot change it. Logged for operators; the log keeps the newcomer's event.
                 Err(EngineError::Domain(e)) => {
-                    tracing::warn!(referrer = %qualified.referrer, %newcomer, error = %e,
-                        "referral bonus refused");
+                    tracing::warn!(%referrer, %newcomer, command = command.name(), error = %e,
+                        "referral command refused");
                     return Ok(());
                 }
                 Err(EngineError::ShutDown) => return Err(EngineError::ShutDown),
                 Err(e) => {
-                    tracing::warn!(error = %e, "referral bonus not delivered yet, retrying");
+                    tracing::warn!(error = %e, command = command.name(),
+                        "referral command not delivered yet, retrying");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
                         _ = shutdown.changed() => return Err(EngineError::ShutDown),

@@ -36,8 +36,16 @@ struct Done {
 }
 
 impl Engine {
-    /// Expires due lots and runs due tier reviews as of `now`. Idempotent.
+    /// Expires due lots and runs due tier reviews as of `now`, which may not be ahead of the
+    /// engine's clock (what is due is the server's call). Idempotent.
     pub async fn run_scheduled(&self, now: DateTime<Utc>) -> Result<ScheduledReport, EngineError> {
+        let clock = self.inner.clock.now();
+        if now > clock {
+            return Err(EngineError::ScheduledAhead {
+                requested: now,
+                now: clock,
+            });
+        }
         // Pick the members from read models that include everything written so far.
         let head = self.inner.store.head_position().await?;
         self.wait_for(head).await?;

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use loyalty_core::{
-    Currency, MemberId, MemberStatus, Outcome, Points, RefundId, RefundScope, RewardId,
-    TransactionId,
+    Currency, MemberId, MemberStatus, Outcome, Points, PurchaseKey, RefundId, RefundScope,
+    RewardId, StoreId, TransactionId,
 };
 use loyalty_store::Position;
 use rust_decimal::Decimal;
@@ -61,14 +61,25 @@ pub struct CommandResult {
     pub stream_revision: u64,
 }
 
-/// A refund that names only the transaction: the engine finds the member.
+/// A refund that names only the sale: the engine finds the member.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefundRequest {
     pub refund_id: RefundId,
+    /// The store taking the return.
+    pub store: StoreId,
+    /// The store of the original sale (often the same).
+    pub purchase_store: StoreId,
     pub transaction_id: TransactionId,
     pub occurred_at: DateTime<Utc>,
     pub currency: Currency,
     pub scope: RefundScope,
+}
+
+impl RefundRequest {
+    /// The sale being returned.
+    pub fn sale(&self) -> PurchaseKey {
+        PurchaseKey::new(self.purchase_store.clone(), self.transaction_id.clone())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

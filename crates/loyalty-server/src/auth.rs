@@ -5,6 +5,7 @@
 //! time taken says nothing about how close a guess was or which key matched.
 use std::collections::BTreeSet;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
@@ -171,6 +172,74 @@ where
             .key_ring()
             .identify(key)
             .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
+    }
+}
+
+/// The roles an operation is open to (admin always passes).
+pub trait Roles: Send + Sync + 'static {
+    const ALLOWED: &'static [Role];
+}
+
+macro_rules! roles {
+    ($($(#[$doc:meta])* $name:ident => [$($role:ident),*];)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy)]
+            pub struct $name;
+
+            impl Roles for $name {
+                const ALLOWED: &'static [Role] = &[$(Role::$role),*];
+            }
+        )*
+    };
+}
+
+roles! {
+    /// Tills.
+    Terminals => [Terminal];
+    /// Tills and member apps (activities).
+    TerminalsAndApps => [Terminal, App];
+    /// Member apps.
+    Apps => [App];
+    /// Member apps and customer support.
+    AppsAndSupport => [App, Support];
+    /// Whoever reads a member: apps, support, auditors.
+    MemberReaders => [App, Support, Auditor];
+    /// Customer support.
+    Support => [Support];
+    /// Auditors.
+    Auditors => [Auditor];
+    /// Auditors and customer support.
+    AuditorsAndSupport => [Auditor, Support];
+    /// Operators only.
+    Admins => [];
+}
+
+/// The caller, checked against the operation's roles `R` from the request's head alone.
+///
+/// Handlers take it before their body: axum runs extractors in order and the body last, so a
+/// caller without a key gets 401 and one without the role 403 before the body is parsed. A 422
+/// that describes the request's shape is only ever shown to someone allowed to send it.
+#[derive(Debug, Clone)]
+pub struct Allowed<R: Roles> {
+    pub caller: Caller,
+    roles: PhantomData<R>,
+}
+
+impl<S, R> FromRequestParts<S> for Allowed<R>
+where
+    S: HasKeyRing + Send + Sync,
+    R: Roles,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(R::ALLOWED)?;
+        Ok(Allowed {
+            caller,
+            roles: PhantomData,
+        })
     }
 }
 

@@ -12,8 +12,23 @@ use loyalty_store::Position;
 
 use crate::error::ApiError;
 
-/// An amount of money: a JSON string of a plain decimal number ("4.50"). JSON numbers are
-/// refused, so a float can never sneak in and round.
+/// The pattern of a money string, as the OpenAPI document states it and as requests are
+/// checked: digits, optionally a point and more digits, optionally a leading minus (refused
+/// later as not positive, with its own problem). `"4."`, `".5"`, `"1e3"` and `" 4"` do not match.
+pub const MONEY_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
+
+/// The longest money string accepted (a decimal has at most 28 significant digits).
+pub const MONEY_MAX_LENGTH: usize = 32;
+
+fn money_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(MONEY_PATTERN).expect("MONEY_PATTERN is a valid regular expression")
+    });
+    &PATTERN
+}
+
+/// An amount of money: a JSON string of a plain decimal number ("4.50") matching
+/// [`MONEY_PATTERN`]. JSON numbers are refused, so a float can never sneak in and round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Money(pub Decimal);
 
@@ -26,12 +41,12 @@ impl<'de> Deserialize<'de> for Money {
                 f.write_str("an amount as a string of a decimal number, such as \"4.50\"")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Money, E> {
-                let plain = !v.is_empty()
-                    && v.len() <= 32
-                    && v.bytes()
-                        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
-                if !plain {
-                    return Err(E::custom(format!("{v:?} is not a plain decimal amount")));
+                if v.len() > MONEY_MAX_LENGTH || !money_pattern().is_match(v) {
+                    let shown: String = v.chars().take(MONEY_MAX_LENGTH + 1).collect();
+                    return Err(E::custom(format!(
+                        "{shown:?} is not a plain decimal amount (digits, optionally a point \
+                         and more digits, such as \"4.50\")"
+                    )));
                 }
                 Decimal::from_str_exact(v)
                     .map(Money)
@@ -113,8 +128,9 @@ fn one() -> Money {
     Money(Decimal::ONE)
 }
 
-/// A refund names the original transaction only; the member is found by the engine. Either
-/// `amount` (spread over the purchase) or `lines` (amounts on given lines), not both.
+/// A refund names the original sale only (its store and transaction id); the member is found
+/// by the engine. Either `amount` (spread over the purchase) or `lines` (amounts on given
+/// lines), not both.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefundRequest {
@@ -122,6 +138,10 @@ pub struct RefundRequest {
     pub transaction_id: String,
     /// The store taking the return: a terminal key must be bound to it.
     pub store: String,
+    /// The store of the original sale, when the return is taken elsewhere (defaults to
+    /// `store`): transaction ids are unique per store.
+    #[serde(default)]
+    pub purchase_store: Option<String>,
     pub occurred_at: DateTime<Utc>,
     pub currency: String,
     #[serde(default)]
@@ -194,7 +214,7 @@ pub struct GoodwillRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerRunRequest {
-    /// The time to run as of; defaults to the server clock.
+    /// The time to run as of; defaults to the server clock, and may not be ahead of it.
     #[serde(default)]
     pub now: Option<DateTime<Utc>>,
 }
@@ -278,6 +298,29 @@ mod tests {
         assert!(serde_json::from_str::<Money>("\"1e3\"").is_err());
         assert!(serde_json::from_str::<Money>("\" 4.50\"").is_err());
         assert!(serde_json::from_str::<Money>("\"\"").is_err());
+    }
+
+    /// The documented pattern is the check: every string it matches is read, and nothing else.
+    #[test]
+    fn money_strings_are_read_exactly_when_they_match_the_documented_pattern() {
+        let accepted = ["4.50", "4", "0.5", "-4.50", "007.10", "100000.00"];
+        let refused = [
+            "4.", ".5", "-", "-.5", "+4", "4,50", "4.5.0", "1e3", "", " 4", "0x10",
+        ];
+        for text in accepted {
+            let json = format!("{text:?}");
+            let money: Money =
+                serde_json::from_str(&json).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(money.0, text.parse::<Decimal>().unwrap(), "{text}");
+        }
+        for text in refused {
+            assert!(
+                serde_json::from_str::<Money>(&format!("{text:?}")).is_err(),
+                "{text:?} must be refused"
+            );
+        }
+        let long = "1".repeat(MONEY_MAX_LENGTH + 1);
+        assert!(serde_json::from_str::<Money>(&format!("{long:?}")).is_err());
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub fn document() -> Value {
             },
             "schemas": {
                 "Id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
-                "Money": {"type": "string", "pattern": "^-?[0-9]+(\\.[0-9]+)?$", "examples": ["4.50"]},
+                "Money": {"type": "string", "pattern": crate::dto::MONEY_PATTERN, "maxLength": crate::dto::MONEY_MAX_LENGTH, "examples": ["4.50"]},
                 "Position": {"type": "string", "pattern": "^[0-9]+/[0-9]+$", "description": "commit/prepare", "examples": ["42/42"]},
                 "Problem": {
                     "type": "object",

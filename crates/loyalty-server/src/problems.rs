@@ -6,6 +6,11 @@ use loyalty_engine::EngineError;
 
 use crate::error::ApiError;
 
+/// Instants in problem documents: RFC 3339, like everywhere else in the API.
+fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
 const CONFLICT: StatusCode = StatusCode::CONFLICT;
 const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
@@ -53,10 +58,12 @@ impl From<DomainError> for ApiError {
             DomainError::TooManyLines { max } => {
                 p(UNPROCESSABLE, "too-many-lines", "Too many lines").with("max", *max)
             }
-            DomainError::UnknownTransaction { transaction_id } => {
-                p(NOT_FOUND, "unknown-transaction", "Unknown transaction")
-                    .with("transaction_id", transaction_id.as_str())
-            }
+            DomainError::UnknownTransaction {
+                store,
+                transaction_id,
+            } => p(NOT_FOUND, "unknown-transaction", "Unknown transaction")
+                .with("store", store.as_str())
+                .with("transaction_id", transaction_id.as_str()),
             DomainError::UnknownLine { line } => {
                 p(UNPROCESSABLE, "unknown-line", "Unknown purchase line").with("line", *line)
             }
@@ -137,6 +144,39 @@ impl From<DomainError> for ApiError {
                     .with("max", *max)
             }
             DomainError::ArithmeticOverflow => p(UNPROCESSABLE, "out-of-range", "Out of range"),
+            DomainError::OccurredAtOutsideWindow {
+                occurred_at,
+                earliest,
+                latest,
+            } => p(
+                UNPROCESSABLE,
+                "occurred-at-outside-window",
+                "occurred_at is outside the accepted window",
+            )
+            .with("occurred_at", rfc3339(*occurred_at))
+            .with("earliest", rfc3339(*earliest))
+            .with("latest", rfc3339(*latest)),
+            DomainError::BeforeEnrollment { enrolled_at } => p(
+                UNPROCESSABLE,
+                "occurred-before-enrollment",
+                "Dated before the member enrolled",
+            )
+            .with("enrolled_at", rfc3339(*enrolled_at)),
+            DomainError::RefundBeforePurchase { purchased_at } => p(
+                UNPROCESSABLE,
+                "refund-before-purchase",
+                "Refund dated before the purchase",
+            )
+            .with("purchased_at", rfc3339(*purchased_at)),
+            DomainError::TimeOutOfRange => p(
+                UNPROCESSABLE,
+                "time-out-of-range",
+                "A time outside the range the ledger records",
+            ),
+            DomainError::ReferralRevoked { newcomer } => {
+                p(CONFLICT, "referral-revoked", "Referral revoked")
+                    .with("newcomer", newcomer.as_str())
+            }
             // The enum is non-exhaustive: a new rejection is still a client error.
             _ => p(UNPROCESSABLE, "rejected", "The request was rejected"),
         }
@@ -152,20 +192,32 @@ impl From<EngineError> for ApiError {
                 ApiError::new(NOT_FOUND, "unknown-member", "Unknown member", detail)
                     .with("member_id", member.as_str())
             }
-            EngineError::UnknownTransaction(txn) => ApiError::new(
+            EngineError::UnknownTransaction(sale) => ApiError::new(
                 NOT_FOUND,
                 "unknown-transaction",
                 "Unknown transaction",
                 detail,
             )
-            .with("transaction_id", txn.as_str()),
-            EngineError::TransactionOfAnotherMember { transaction, .. } => ApiError::new(
+            .with("store", sale.store.as_str())
+            .with("transaction_id", sale.transaction_id.as_str()),
+            // The owner is not shown (the detail does not name it either): it would leak who
+            // bought what.
+            EngineError::TransactionOfAnotherMember { sale, .. } => ApiError::new(
                 CONFLICT,
                 "transaction-of-another-member",
                 "Transaction recorded for another member",
-                // The owner is not shown: it would leak who bought what.
-                format!("transaction {transaction} belongs to another member"),
-            ),
+                detail,
+            )
+            .with("store", sale.store.as_str())
+            .with("transaction_id", sale.transaction_id.as_str()),
+            EngineError::ScheduledAhead { requested, now } => ApiError::new(
+                UNPROCESSABLE,
+                "scheduled-time-ahead",
+                "Scheduled work cannot run ahead of the server's clock",
+                detail,
+            )
+            .with("now", rfc3339(now))
+            .with("requested", rfc3339(requested)),
             EngineError::Conflict { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "write-conflict",

@@ -30,6 +30,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     #[serde(default)]
     pub scheduler: SchedulerSettings,
+    #[serde(default)]
+    pub time: TimeSettings,
     /// API keys, stored as SHA-256 hashes; the plaintext never appears in configuration.
     #[serde(default)]
     pub api_keys: Vec<ApiKeySettings>,
@@ -160,6 +162,40 @@ impl SchedulerSettings {
     }
 }
 
+/// How far a caller's `occurred_at` may stray from the server's clock. Outside the window a
+/// command is refused (422 `occurred-at-outside-window`) and nothing is appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeSettings {
+    /// Largest skew ahead of the server's clock, in seconds (clocks drift).
+    pub max_ahead_secs: u64,
+    /// Longest backdating, in seconds: an offline till syncs its day's sales later. Older
+    /// history is migrated with an import, not through the live endpoints.
+    pub max_behind_secs: u64,
+}
+
+impl Default for TimeSettings {
+    fn default() -> Self {
+        Self {
+            max_ahead_secs: 300,
+            max_behind_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+/// The longest window either way: a year. Beyond it a "window" is no window.
+const MAX_WINDOW_SECS: u64 = 366 * 24 * 3600;
+
+impl TimeSettings {
+    pub fn window(&self) -> loyalty_core::TimeWindow {
+        let secs = |s: u64| chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+        loyalty_core::TimeWindow {
+            max_ahead: secs(self.max_ahead_secs.min(MAX_WINDOW_SECS)),
+            max_behind: secs(self.max_behind_secs.min(MAX_WINDOW_SECS)),
+        }
+    }
+}
+
 /// One API key: who holds it, what it may do and, for terminals, which stores it may post for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -260,6 +296,13 @@ impl Settings {
         if l.max_concurrent_requests == 0 {
             return bad("limits.max_concurrent_requests must be positive".into());
         }
+        if self.time.max_ahead_secs > MAX_WINDOW_SECS || self.time.max_behind_secs > MAX_WINDOW_SECS
+        {
+            return bad(format!(
+                "time.max_ahead_secs and time.max_behind_secs must be at most {MAX_WINDOW_SECS} \
+                 (a year); migrate older history with an import"
+            ));
+        }
         if self.server.request_timeout_ms == 0 {
             return bad("server.request_timeout_ms must be positive".into());
         }
@@ -320,6 +363,7 @@ mod tests {
             store: StoreSettings::default(),
             limits: LimitSettings::default(),
             scheduler: SchedulerSettings::default(),
+            time: TimeSettings::default(),
             api_keys: vec![ApiKeySettings {
                 name: "till".into(),
                 role: Role::Terminal,
@@ -376,6 +420,26 @@ mod tests {
         let mut s = sample();
         s.api_keys[0].sha256 = "demo-terminal-key".into();
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn the_time_window_defaults_to_five_minutes_ahead_and_seven_days_behind() {
+        let window = TimeSettings::default().window();
+        assert_eq!(window, loyalty_core::TimeWindow::DEFAULT);
+        let figment = sample().figment().merge(("time.max_behind_secs", 3600));
+        let settings = Settings::from_figment(figment).unwrap();
+        assert_eq!(
+            settings.time.window().max_behind,
+            chrono::TimeDelta::hours(1)
+        );
+    }
+
+    #[test]
+    fn a_time_window_over_a_year_is_rejected() {
+        let figment = sample()
+            .figment()
+            .merge(("time.max_behind_secs", 400 * 24 * 3600));
+        assert!(Settings::from_figment(figment).is_err());
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub(super) fn reinstate(mut ctx: Ctx<'_>, c: &Reinstate) -> Result<Decision, Dom
 pub(super) fn close(mut ctx: Ctx<'_>, c: &Close) -> Result<Decision, DomainError> {
     let forfeited: Vec<LotDraw> = ctx
         .state
-        .live_lots(ctx.at)
+        .live_lots(ctx.now)
         .map(|l| LotDraw {
             lot_id: l.id.clone(),
             points: l.remaining,

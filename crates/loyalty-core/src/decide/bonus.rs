@@ -1,12 +1,16 @@
 //! Enrollment, activity bonuses, adjustments, goodwill and referral credits.
 
+use chrono::{DateTime, Utc};
+
 use super::{Ctx, Hold};
 use crate::calendar;
-use crate::command::{Adjust, CreditReferralBonus, Enroll, Goodwill, RecordActivity};
+use crate::command::{
+    Adjust, CreditReferralBonus, Enroll, Goodwill, RecordActivity, RevokeReferralBonus,
+};
 use crate::error::DomainError;
 use crate::event::{
     ActivityRefused, ActivityRewarded, Enrolled, Event, GoodwillGranted, PointsAdjusted,
-    ReferralBonusCredited,
+    ReferralBonusCredited, ReferralBonusRevoked,
 };
 use crate::ids::LotId;
 use crate::outcome::Decision;
@@ -19,11 +23,12 @@ pub(super) fn enroll(
     state: &MemberState,
     c: &Enroll,
     program: &Program,
+    now: DateTime<Utc>,
 ) -> Result<Decision, DomainError> {
     if c.referrer.as_ref() == Some(&c.member_id) {
         return Err(DomainError::SelfReferral);
     }
-    let mut ctx = Ctx::new(state, program, c.occurred_at);
+    let mut ctx = Ctx::new(state, program, c.occurred_at, now);
     let welcome_points = program.bonuses.welcome_points;
     let welcome = if welcome_points.is_positive() {
         Some(ctx.credit(
@@ -165,6 +170,16 @@ pub(super) fn referral(mut ctx: Ctx<'_>, c: &CreditReferralBonus) -> Result<Deci
     if c.newcomer == c.member_id {
         return Err(DomainError::SelfReferral);
     }
+    // A referral revoked before its bonus arrived (a process running late) stays revoked.
+    if ctx
+        .state
+        .referral_bonus(&c.newcomer)
+        .is_some_and(|b| b.revoked)
+    {
+        return Err(DomainError::ReferralRevoked {
+            newcomer: c.newcomer.to_string(),
+        });
+    }
     let credit = ctx.credit(
         LotId::derived("referral", c.newcomer.as_str()),
         rule.referrer_points,
@@ -175,6 +190,27 @@ pub(super) fn referral(mut ctx: Ctx<'_>, c: &CreditReferralBonus) -> Result<Deci
         credit,
         rules_version: ctx.rules_version(),
         fingerprint: crate::Command::CreditReferralBonus(c.clone()).fingerprint(),
+    }));
+    ctx.finish_with_primary(primary)
+}
+
+/// Takes back the bonus credited for a newcomer whose qualifying purchase was refunded: from
+/// that bonus's lot first, then the other live lots, then under the negative-balance policy.
+pub(super) fn revoke_referral(
+    mut ctx: Ctx<'_>,
+    c: &RevokeReferralBonus,
+) -> Result<Decision, DomainError> {
+    let bonus = ctx.state.referral_bonus(&c.newcomer);
+    let points = bonus.map_or(Points::ZERO, |b| b.points);
+    let lot = bonus.and_then(|b| b.lot_id.clone());
+    let debit = ctx.debit(points, lot.as_ref());
+    let primary = ctx.push(Event::ReferralBonusRevoked(ReferralBonusRevoked {
+        newcomer: c.newcomer.clone(),
+        reason: c.reason,
+        points,
+        debit,
+        occurred_at: ctx.at,
+        fingerprint: crate::Command::RevokeReferralBonus(c.clone()).fingerprint(),
     }));
     ctx.finish_with_primary(primary)
 }

@@ -1,10 +1,17 @@
 //! `decide`: checks a command against the state and the program, and returns the events that
 //! record what happened (or a typed rejection). Pure: time, ids and rules are arguments.
+//!
+//! Two instants are at hand (see [`crate::time`]): `Ctx::at`, the command's business time, picks
+//! rules, campaigns, periods and starts the return window; `Ctx::now`, the server's clock,
+//! decides what is pending, spendable and expired. Nothing spends, expires or unlocks points on
+//! the strength of a time the server has not reached.
 
 mod account;
 mod bonus;
 mod purchase;
 mod spend;
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -18,11 +25,15 @@ use crate::outcome::{self, Decision, Outcome};
 use crate::points::Points;
 use crate::program::{ClawbackPolicy, ExpiryPolicy, Program};
 use crate::state::{MemberState, MemberStatus};
+use crate::time::{self, ServerTime, check_representable};
 
+/// Decides `command` against the member's `state` under `program`, with the server's clock and
+/// accepted window in `time`.
 pub fn decide(
     state: &MemberState,
     command: &Command,
     program: &Program,
+    time: ServerTime,
 ) -> Result<Decision, DomainError> {
     if let Some(id) = state.member_id()
         && id != command.member_id()
@@ -47,9 +58,11 @@ pub fn decide(
             return Err(DomainError::IdempotencyConflict { client_id });
         }
     }
+    // A retry is answered above whenever it comes; anything new must be dated now-ish.
+    time::check_occurred_at(command, &time)?;
     match (state.status(), command) {
         (MemberStatus::NotEnrolled, Command::Enroll(c)) => {
-            return bonus::enroll(state, c, program);
+            return bonus::enroll(state, c, program, time.now);
         }
         (_, Command::Enroll(_)) => return Err(DomainError::AlreadyEnrolled),
         (MemberStatus::NotEnrolled, _) => return Err(DomainError::NotEnrolled),
@@ -61,7 +74,15 @@ pub fn decide(
         ) => return Err(DomainError::MemberSuspended),
         _ => {}
     }
-    let ctx = Ctx::new(state, program, command.occurred_at());
+    // Nothing happens to an account before it exists: no purchase, activity or limit period
+    // dated before the enrollment.
+    if dated_by_caller(command)
+        && let Some(enrolled_at) = state.enrolled_at()
+        && command.occurred_at() < enrolled_at
+    {
+        return Err(DomainError::BeforeEnrollment { enrolled_at });
+    }
+    let ctx = Ctx::new(state, program, command.occurred_at(), time.now);
     match command {
         Command::Enroll(_) => Err(DomainError::AlreadyEnrolled),
         Command::RecordPurchase(c) => purchase::record(ctx, c),
@@ -73,6 +94,7 @@ pub fn decide(
         Command::Adjust(c) => bonus::adjust(ctx, c),
         Command::Goodwill(c) => bonus::goodwill(ctx, c),
         Command::CreditReferralBonus(c) => bonus::referral(ctx, c),
+        Command::RevokeReferralBonus(c) => bonus::revoke_referral(ctx, c),
         Command::ReviewTier(_) => account::review(ctx),
         Command::Suspend(c) => account::suspend(ctx, c),
         Command::Reinstate(c) => account::reinstate(ctx, c),
@@ -80,29 +102,65 @@ pub fn decide(
     }
 }
 
-/// A decision in progress: the events so far and the running debt (a decision may credit
-/// twice, e.g. a purchase and a referral bonus, and each repays what is left of the debt).
+/// Commands whose business time a caller chose and that act on the account: none may be dated
+/// before the enrollment.
+fn dated_by_caller(command: &Command) -> bool {
+    match command {
+        Command::RecordPurchase(_)
+        | Command::Refund(_)
+        | Command::Redeem(_)
+        | Command::CancelRedemption(_)
+        | Command::RecordActivity(_)
+        | Command::Adjust(_)
+        | Command::Goodwill(_)
+        | Command::Suspend(_)
+        | Command::Reinstate(_)
+        | Command::Close(_) => true,
+        Command::Enroll(_)
+        | Command::Expire(_)
+        | Command::ReviewTier(_)
+        | Command::CreditReferralBonus(_)
+        | Command::RevokeReferralBonus(_) => false,
+    }
+}
+
+/// A decision in progress: the events so far, the running debt (a decision may credit twice,
+/// e.g. a purchase and a referral bonus, and each repays what is left of the debt) and the
+/// points already drawn from each lot (a decision may debit twice, e.g. a refund and the
+/// referral it revokes).
 pub(crate) struct Ctx<'a> {
     pub state: &'a MemberState,
     pub program: &'a Program,
+    /// Business time: rules, campaigns, periods, the start of the return window.
     pub at: DateTime<Utc>,
+    /// The server's clock: pending, spendable, expired.
+    pub now: DateTime<Utc>,
     pub events: Vec<Event>,
     pub debt: Points,
+    drawn: BTreeMap<LotId, Points>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(state: &'a MemberState, program: &'a Program, at: DateTime<Utc>) -> Self {
+    fn new(
+        state: &'a MemberState,
+        program: &'a Program,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Self {
         let mut ctx = Ctx {
             state,
             program,
             at,
+            now,
             events: Vec::new(),
             debt: state.debt(),
+            drawn: BTreeMap::new(),
         };
-        // Every decision first records the expiries already due, so that a purchase cannot
-        // revive points an inactivity deadline had already expired, and so that clawbacks and
-        // spends only ever see live lots.
-        ctx.events.extend(due_expiries(state, at));
+        // Every decision first records the expiries due by the server's clock, so that a
+        // purchase cannot revive points an inactivity deadline had already expired, and so that
+        // clawbacks and spends only ever see live lots. A caller's business time plays no part:
+        // a till dated a year ahead expires nothing.
+        ctx.events.extend(due_expiries(state, now));
         ctx
     }
 
@@ -140,15 +198,19 @@ impl<'a> Ctx<'a> {
         match self.program.expiry {
             ExpiryPolicy::Inactivity { months } => {
                 calendar::add_months(self.at, months, self.program.timezone())
+                    .ok_or(DomainError::TimeOutOfRange)
+                    .and_then(check_representable)
                     .map(Some)
-                    .ok_or(DomainError::ArithmeticOverflow)
             }
             _ => Ok(None),
         }
     }
 
-    /// A new lot of `points` earned now, repaying the debt first. Only points that a return
-    /// can still take back (`Hold::ReturnWindow`) wait for the program's pending period.
+    /// A new lot of `points` earned at the business time, repaying the debt first. Only points
+    /// that a return can still take back (`Hold::ReturnWindow`) wait for the program's pending
+    /// period, which starts at the sale and ends by the server's clock. The others are
+    /// spendable at once: from the business time or the server's clock, whichever is earlier
+    /// (an app a minute ahead does not hold its member's goodwill back).
     pub fn credit(
         &mut self,
         lot_id: LotId,
@@ -156,24 +218,26 @@ impl<'a> Ctx<'a> {
         hold: Hold,
     ) -> Result<Credit, DomainError> {
         let tz = self.program.timezone();
-        let overflow = || DomainError::ArithmeticOverflow;
-        let pending_days = match hold {
-            Hold::ReturnWindow => self.program.pending.days,
-            Hold::None => 0,
+        let out_of_range = || DomainError::TimeOutOfRange;
+        let spendable_from = match hold {
+            Hold::ReturnWindow => calendar::add_days(self.at, self.program.pending.days, tz)
+                .ok_or_else(out_of_range)?,
+            Hold::None => self.at.min(self.now),
         };
-        let spendable_from = calendar::add_days(self.at, pending_days, tz).ok_or_else(overflow)?;
+        let spendable_from = check_representable(spendable_from)?;
         let expiry = match self.program.expiry {
             ExpiryPolicy::LotMonths {
                 months,
                 end_of_month,
             } => {
-                let at = calendar::add_months(spendable_from, months, tz).ok_or_else(overflow)?;
+                let at =
+                    calendar::add_months(spendable_from, months, tz).ok_or_else(out_of_range)?;
                 let at = if end_of_month {
-                    calendar::end_of_month(at, tz).ok_or_else(overflow)?
+                    calendar::end_of_month(at, tz).ok_or_else(out_of_range)?
                 } else {
                     at
                 };
-                LotExpiry::At(at)
+                LotExpiry::At(check_representable(at)?)
             }
             ExpiryPolicy::Inactivity { .. } => LotExpiry::OnInactivity,
             ExpiryPolicy::Never => LotExpiry::Never,
@@ -183,7 +247,10 @@ impl<'a> Ctx<'a> {
         } else {
             Points::ZERO
         };
-        self.debt = self.debt.checked_sub(debt_repaid).ok_or_else(overflow)?;
+        self.debt = self
+            .debt
+            .checked_sub(debt_repaid)
+            .ok_or(DomainError::ArithmeticOverflow)?;
         Ok(Credit {
             lot_id,
             points,
@@ -195,10 +262,25 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    /// Takes `amount` points: from `first` (a purchase's own lot), then live lots
-    /// soonest-expiring first, then as debt (`allow`) or recorded as a shortfall (`clamp`).
+    /// Points of `lot` this decision has not drawn yet.
+    fn left_in(&self, lot: &crate::state::Lot) -> Points {
+        let drawn = self.drawn.get(&lot.id).copied().unwrap_or(Points::ZERO);
+        lot.remaining.saturating_sub(drawn).max(Points::ZERO)
+    }
+
+    /// Records draws this decision made, so that a later debit in it does not take them again.
+    fn note_drawn(&mut self, draws: &[LotDraw]) {
+        for d in draws {
+            let drawn = self.drawn.entry(d.lot_id.clone()).or_insert(Points::ZERO);
+            *drawn = drawn.saturating_add(d.points);
+        }
+    }
+
+    /// Takes `amount` points: from `first` (the lot of what is being undone), then lots live by
+    /// the server's clock, soonest-expiring first, then as debt (`allow`) or recorded as a
+    /// shortfall (`clamp`).
     pub fn debit(&mut self, amount: Points, first: Option<&LotId>) -> Debit {
-        let mut lots: Vec<_> = self.state.live_lots(self.at).collect();
+        let mut lots: Vec<_> = self.state.live_lots(self.now).collect();
         self.state.sort_for_spending(&mut lots);
         if let Some(first) = first
             && let Some(pos) = lots.iter().position(|l| &l.id == first)
@@ -212,13 +294,17 @@ impl<'a> Ctx<'a> {
             if !left.is_positive() {
                 break;
             }
-            let take = left.min(lot.remaining);
+            let take = left.min(self.left_in(lot));
+            if !take.is_positive() {
+                continue;
+            }
             draws.push(LotDraw {
                 lot_id: lot.id.clone(),
                 points: take,
             });
             left = left.saturating_sub(take);
         }
+        self.note_drawn(&draws);
         let (debt_added, shortfall) = match self.program.clawback_policy() {
             ClawbackPolicy::Allow => (left, Points::ZERO),
             ClawbackPolicy::Clamp => (Points::ZERO, left),
@@ -263,19 +349,20 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// One `PointsExpired` per lot whose expiry has passed as of `at` and still holds points.
-pub(crate) fn due_expiries(state: &MemberState, at: DateTime<Utc>) -> Vec<Event> {
+/// One `PointsExpired` per lot whose expiry has passed by the server's clock (`now`) and that
+/// still holds points.
+pub(crate) fn due_expiries(state: &MemberState, now: DateTime<Utc>) -> Vec<Event> {
     state
         .lots()
         .iter()
-        .filter(|l| state.is_due(l, at))
+        .filter(|l| state.is_due(l, now))
         .filter_map(|l| {
             state.lot_expires_at(l).map(|expired_at| {
                 Event::PointsExpired(PointsExpired {
                     lot_id: l.id.clone(),
                     points: l.remaining,
                     expired_at,
-                    occurred_at: at,
+                    occurred_at: now,
                 })
             })
         })
@@ -286,7 +373,8 @@ pub(crate) fn due_expiries(state: &MemberState, at: DateTime<Utc>) -> Vec<Event>
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Hold {
     /// Earned by a purchase (or by a referral that a purchase triggered): a return within the
-    /// window takes the points back, so they are not spendable until it closes.
+    /// window takes the points back, so they are not spendable until it closes (counted from
+    /// the sale's business time, judged by the server's clock).
     ReturnWindow,
     /// Welcome, activity, adjustment and goodwill points: nothing can take them back by a
     /// return, so they are spendable at once (goodwill after a complaint, above all).

@@ -5,18 +5,18 @@ use std::collections::BTreeSet;
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::{Ctx, Hold};
-use crate::command::{RecordPurchase, Refund, RefundLine, RefundScope};
+use crate::command::{RecordPurchase, Refund, RefundLine, RefundScope, RevocationReason};
 use crate::earning;
 use crate::error::DomainError;
 use crate::event::{
-    Event, PurchaseRecorded, ReferralQualified, RefundRecorded, RefundedLine, TierChangeReason,
-    TierChanged,
+    Event, PurchaseRecorded, ReferralQualified, ReferralRevoked, RefundRecorded, RefundedLine,
+    TierChangeReason, TierChanged,
 };
-use crate::ids::LotId;
+use crate::ids::{LotId, StoreId, TransactionId};
 use crate::outcome::Decision;
 use crate::points::{self, Points};
 use crate::program::QualifyingMetric;
-use crate::state::PurchaseRecord;
+use crate::state::{MemberState, PurchaseRecord};
 use crate::tiers;
 
 fn overflow() -> DomainError {
@@ -57,7 +57,7 @@ pub(super) fn record(mut ctx: Ctx<'_>, c: &RecordPurchase) -> Result<Decision, D
     let award = earning::compute(program, state, &c.store, ctx.at, &c.lines)?;
     let credit = if award.points.is_positive() {
         Some(ctx.credit(
-            LotId::derived("purchase", c.transaction_id.as_str()),
+            fresh_lot_id(state, "purchase", &c.store, &c.transaction_id),
             award.points,
             Hold::ReturnWindow,
         )?)
@@ -81,14 +81,16 @@ pub(super) fn record(mut ctx: Ctx<'_>, c: &RecordPurchase) -> Result<Decision, D
         fingerprint: crate::Command::RecordPurchase(c.clone()).fingerprint(),
     }));
 
-    // A referral is due on the newcomer's first purchase only, if it reaches the minimum.
+    // A referral is due on the newcomer's first qualifying purchase: the first whose eligible
+    // amount reaches the minimum (smaller purchases before it do not use the chance up). It
+    // qualifies once: a referral revoked by a refund does not qualify again.
     if let (Some(referrer), Some(rule)) = (state.referrer(), &program.referral)
-        && !state.first_purchase_done
+        && state.referral().is_none()
         && award.eligible_amount >= rule.min_first_purchase
     {
         let newcomer_credit = if rule.newcomer_points.is_positive() {
             Some(ctx.credit(
-                LotId::derived("referee", c.transaction_id.as_str()),
+                fresh_lot_id(state, "referee", &c.store, &c.transaction_id),
                 rule.newcomer_points,
                 Hold::ReturnWindow,
             )?)
@@ -97,7 +99,9 @@ pub(super) fn record(mut ctx: Ctx<'_>, c: &RecordPurchase) -> Result<Decision, D
         };
         ctx.push(Event::ReferralQualified(ReferralQualified {
             referrer: referrer.clone(),
+            store: Some(c.store.clone()),
             transaction_id: c.transaction_id.clone(),
+            min_purchase: Some(rule.min_first_purchase),
             occurred_at: ctx.at,
             newcomer_credit,
             referrer_points: rule.referrer_points,
@@ -127,6 +131,21 @@ pub(super) fn record(mut ctx: Ctx<'_>, c: &RecordPurchase) -> Result<Decision, D
         }));
     }
     ctx.finish_with_primary(primary)
+}
+
+/// The lot id of what `store`'s sale `transaction` earned. Lot ids are unique within a member;
+/// a pair that reads like an older lot's id (ids may hold `:`) gets the digest form instead.
+fn fresh_lot_id(
+    state: &MemberState,
+    prefix: &str,
+    store: &StoreId,
+    transaction: &TransactionId,
+) -> LotId {
+    let id = LotId::derived_pair(prefix, store.as_str(), transaction.as_str());
+    if state.lot(&id).is_none() {
+        return id;
+    }
+    LotId::derived(prefix, &format!("{store}/{transaction}"))
 }
 
 /// Spreads an amount over the lines in proportion to what is left of each, in whole minor
@@ -188,12 +207,19 @@ fn proportional(points: Points, refunded: Decimal, total: Decimal) -> Result<Poi
 
 pub(super) fn refund(mut ctx: Ctx<'_>, c: &Refund) -> Result<Decision, DomainError> {
     let program = ctx.program;
+    let state = ctx.state;
     let purchase =
-        ctx.state
-            .purchase(&c.transaction_id)
+        state
+            .purchase(&c.purchase_key())
             .ok_or_else(|| DomainError::UnknownTransaction {
+                store: c.purchase_store.to_string(),
                 transaction_id: c.transaction_id.to_string(),
             })?;
+    if c.occurred_at < purchase.occurred_at {
+        return Err(DomainError::RefundBeforePurchase {
+            purchased_at: purchase.occurred_at,
+        });
+    }
     if c.currency != purchase.currency {
         return Err(DomainError::CurrencyMismatch {
             expected: purchase.currency.to_string(),
@@ -271,7 +297,22 @@ pub(super) fn refund(mut ctx: Ctx<'_>, c: &Refund) -> Result<Decision, DomainErr
     }
     let total = purchase.total_amount();
     let refunded_total = purchase.refunded_amount() + amount;
-    let tx_target = proportional(purchase.transaction_points, refunded_total, total)?;
+    // Transaction-level awards (fixed campaign bonuses) were earned by the eligible lines: they
+    // go back in proportion to the eligible amount refunded. A gift card's refund takes nothing
+    // back; refunding every eligible line takes back all of it.
+    let eligible_total = purchase.eligible_amount();
+    let eligible_refunded = purchase.refunded_eligible_amount() + eligible_amount;
+    let tx_target = if eligible_total > Decimal::ZERO {
+        proportional(
+            purchase.transaction_points,
+            eligible_refunded,
+            eligible_total,
+        )?
+    } else if refunded_total >= total {
+        purchase.transaction_points
+    } else {
+        Points::ZERO
+    };
     let transaction_points = tx_target
         .checked_sub(purchase.transaction_clawed)
         .ok_or_else(overflow)?
@@ -283,6 +324,8 @@ pub(super) fn refund(mut ctx: Ctx<'_>, c: &Refund) -> Result<Decision, DomainErr
     let debit = ctx.debit(points, lot.as_ref());
     let primary = ctx.push(Event::RefundRecorded(RefundRecorded {
         refund_id: c.refund_id.clone(),
+        store: Some(c.store.clone()),
+        purchase_store: Some(c.purchase_store.clone()),
         transaction_id: c.transaction_id.clone(),
         occurred_at: ctx.at,
         currency: c.currency.clone(),
@@ -295,5 +338,35 @@ pub(super) fn refund(mut ctx: Ctx<'_>, c: &Refund) -> Result<Decision, DomainErr
         completes_purchase: refunded_total >= total,
         fingerprint: crate::Command::Refund(c.clone()).fingerprint(),
     }));
+
+    // The referral this purchase qualified ends when the purchase no longer qualifies: refunded
+    // in full, or below the minimum that qualified it (as recorded then).
+    if let Some(referral) = state.referral()
+        && !referral.revoked
+        && referral.qualified_by(purchase)
+    {
+        let remaining = eligible_total - eligible_refunded;
+        let reason = if refunded_total >= total {
+            Some(RevocationReason::PurchaseRefunded)
+        } else if referral.min_purchase.is_some_and(|min| remaining < min) {
+            Some(RevocationReason::BelowMinimum)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let debit = ctx.debit(referral.newcomer_points, referral.lot_id.as_ref());
+            ctx.push(Event::ReferralRevoked(ReferralRevoked {
+                referrer: referral.referrer.clone(),
+                store: referral.store.clone(),
+                transaction_id: referral.transaction_id.clone(),
+                refund_id: c.refund_id.clone(),
+                reason,
+                remaining_eligible_amount: remaining,
+                points: referral.newcomer_points,
+                debit,
+                occurred_at: ctx.at,
+            }));
+        }
+    }
     ctx.finish_with_primary(primary)
 }

@@ -58,9 +58,11 @@ pub(super) fn redeem(mut ctx: Ctx<'_>, c: &Redeem) -> Result<Decision, DomainErr
             (None, *p)
         }
     };
-    // A debt is owed before anything can be spent.
+    // A debt is owed before anything can be spent. What is spendable is the server's call:
+    // points still pending or past their expiry by its clock are never drawn, whatever date
+    // the caller put on the redemption.
     let available = state
-        .available(ctx.at)
+        .available(ctx.now)
         .saturating_sub(state.debt())
         .max(Points::ZERO);
     if points > available {
@@ -71,7 +73,7 @@ pub(super) fn redeem(mut ctx: Ctx<'_>, c: &Redeem) -> Result<Decision, DomainErr
     }
     let mut left = points;
     let mut draws = Vec::new();
-    for lot in state.spendable_lots(ctx.at) {
+    for lot in state.spendable_lots(ctx.now) {
         if !left.is_positive() {
             break;
         }
@@ -113,18 +115,19 @@ pub(super) fn cancel(mut ctx: Ctx<'_>, c: &CancelRedemption) -> Result<Decision,
         occurred_at: ctx.at,
         fingerprint: crate::Command::CancelRedemption(c.clone()).fingerprint(),
     }));
-    // Points given back to a lot whose expiry passed meanwhile expire at once.
+    // Points given back to a lot whose expiry passed meanwhile (by the server's clock) expire
+    // at once.
     for d in &redemption.draws {
         if let Some(lot) = state.lot(&d.lot_id)
             && let Some(expired_at) = state.lot_expires_at(lot)
-            && expired_at <= ctx.at
+            && expired_at <= ctx.now
             && d.points.is_positive()
         {
             ctx.push(Event::PointsExpired(PointsExpired {
                 lot_id: d.lot_id.clone(),
                 points: d.points,
                 expired_at,
-                occurred_at: ctx.at,
+                occurred_at: ctx.now,
             }));
         }
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::ProgramError;
 use crate::ids::{ActivityKind, CampaignId, CategoryId, RewardId, Sku, StoreId};
-use crate::money::{Currency, RoundingMode};
+use crate::money::{Currency, RoundingMode, RoundingScope};
 use crate::points::Points;
 
 /// A complete loyalty program.
@@ -52,6 +52,9 @@ pub struct ProgramInfo {
     pub timezone: Tz,
     #[serde(default)]
     pub rounding: RoundingMode,
+    /// Whether points are rounded per purchase (the default) or per line.
+    #[serde(default)]
+    pub rounding_scope: RoundingScope,
     /// Recorded in every decision event, so an auditor knows which rules computed it.
     pub rules_version: String,
 }
@@ -269,7 +272,9 @@ impl Period {
     }
 }
 
-/// `[referral]`: due when the newcomer's first purchase reaches `min_first_purchase`.
+/// `[referral]`: due when a purchase of the newcomer first reaches `min_first_purchase` of
+/// eligible amount (smaller purchases before it do not use the chance up); revoked when refunds
+/// take that purchase back below it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Referral {
@@ -363,6 +368,10 @@ impl Program {
 
     pub fn rounding(&self) -> RoundingMode {
         self.program.rounding
+    }
+
+    pub fn rounding_scope(&self) -> RoundingScope {
+        self.program.rounding_scope
     }
 
     pub fn point_value(&self) -> Decimal {

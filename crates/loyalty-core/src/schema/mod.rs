@@ -36,6 +36,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "PointsAdjusted",
     "GoodwillGranted",
     "ReferralBonusCredited",
+    "ReferralRevoked",
+    "ReferralBonusRevoked",
     "MemberSuspended",
     "MemberReinstated",
     "AccountClosed",

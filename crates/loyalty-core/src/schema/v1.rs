@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::command::RevocationReason;
 use crate::event::{self as ev, Event};
 use crate::ids::{
     ActivityId, ActivityKind, AdjustmentId, CampaignId, CategoryId, ComplaintId, LotId, MemberId,
@@ -325,7 +326,11 @@ struct PurchaseRecordedV1 {
 #[derive(Serialize, Deserialize)]
 struct ReferralQualifiedV1 {
     referrer: MemberId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<StoreId>,
     transaction_id: TransactionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_purchase: Option<Decimal>,
     #[serde(deserialize_with = "instant::deserialize")]
     occurred_at: Instant,
     #[serde(default)]
@@ -357,6 +362,10 @@ struct TierChangedV1 {
 #[derive(Serialize, Deserialize)]
 struct RefundRecordedV1 {
     refund_id: RefundId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<StoreId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    purchase_store: Option<StoreId>,
     transaction_id: TransactionId,
     #[serde(deserialize_with = "instant::deserialize")]
     occurred_at: Instant,
@@ -464,6 +473,57 @@ struct ReferralBonusCreditedV1 {
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RevocationReasonV1 {
+    PurchaseRefunded,
+    BelowMinimum,
+}
+
+impl From<RevocationReason> for RevocationReasonV1 {
+    fn from(r: RevocationReason) -> Self {
+        match r {
+            RevocationReason::PurchaseRefunded => RevocationReasonV1::PurchaseRefunded,
+            RevocationReason::BelowMinimum => RevocationReasonV1::BelowMinimum,
+        }
+    }
+}
+
+impl From<RevocationReasonV1> for RevocationReason {
+    fn from(r: RevocationReasonV1) -> Self {
+        match r {
+            RevocationReasonV1::PurchaseRefunded => RevocationReason::PurchaseRefunded,
+            RevocationReasonV1::BelowMinimum => RevocationReason::BelowMinimum,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReferralRevokedV1 {
+    referrer: MemberId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<StoreId>,
+    transaction_id: TransactionId,
+    refund_id: RefundId,
+    reason: RevocationReasonV1,
+    remaining_eligible_amount: Decimal,
+    points: Points,
+    debit: DebitV1,
+    #[serde(deserialize_with = "instant::deserialize")]
+    occurred_at: Instant,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReferralBonusRevokedV1 {
+    newcomer: MemberId,
+    reason: RevocationReasonV1,
+    points: Points,
+    debit: DebitV1,
+    #[serde(deserialize_with = "instant::deserialize")]
+    occurred_at: Instant,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
 struct MemberSuspendedV1 {
     reason_code: ReasonCode,
     operator: OperatorId,
@@ -534,7 +594,9 @@ pub(super) fn encode(event: &Event) -> Vec<u8> {
         }),
         Event::ReferralQualified(e) => to_json(&ReferralQualifiedV1 {
             referrer: e.referrer.clone(),
+            store: e.store.clone(),
             transaction_id: e.transaction_id.clone(),
+            min_purchase: e.min_purchase,
             occurred_at: e.occurred_at,
             newcomer_credit: e.newcomer_credit.as_ref().map(Into::into),
             referrer_points: e.referrer_points,
@@ -554,6 +616,8 @@ pub(super) fn encode(event: &Event) -> Vec<u8> {
         }),
         Event::RefundRecorded(e) => to_json(&RefundRecordedV1 {
             refund_id: e.refund_id.clone(),
+            store: e.store.clone(),
+            purchase_store: e.purchase_store.clone(),
             transaction_id: e.transaction_id.clone(),
             occurred_at: e.occurred_at,
             currency: e.currency.clone(),
@@ -640,6 +704,25 @@ pub(super) fn encode(event: &Event) -> Vec<u8> {
             rules_version: e.rules_version.clone(),
             fingerprint: e.fingerprint.clone(),
         }),
+        Event::ReferralRevoked(e) => to_json(&ReferralRevokedV1 {
+            referrer: e.referrer.clone(),
+            store: e.store.clone(),
+            transaction_id: e.transaction_id.clone(),
+            refund_id: e.refund_id.clone(),
+            reason: e.reason.into(),
+            remaining_eligible_amount: e.remaining_eligible_amount,
+            points: e.points,
+            debit: (&e.debit).into(),
+            occurred_at: e.occurred_at,
+        }),
+        Event::ReferralBonusRevoked(e) => to_json(&ReferralBonusRevokedV1 {
+            newcomer: e.newcomer.clone(),
+            reason: e.reason.into(),
+            points: e.points,
+            debit: (&e.debit).into(),
+            occurred_at: e.occurred_at,
+            fingerprint: e.fingerprint.clone(),
+        }),
         Event::MemberSuspended(e) => to_json(&MemberSuspendedV1 {
             reason_code: e.reason_code.clone(),
             operator: e.operator.clone(),
@@ -710,7 +793,9 @@ pub(super) fn decode(event_type: &str, data: &[u8]) -> Result<Event, serde_json:
             let e: ReferralQualifiedV1 = serde_json::from_str(text)?;
             Event::ReferralQualified(ev::ReferralQualified {
                 referrer: e.referrer,
+                store: e.store,
                 transaction_id: e.transaction_id,
+                min_purchase: e.min_purchase,
                 occurred_at: e.occurred_at,
                 newcomer_credit: e.newcomer_credit.map(Into::into),
                 referrer_points: e.referrer_points,
@@ -736,6 +821,8 @@ pub(super) fn decode(event_type: &str, data: &[u8]) -> Result<Event, serde_json:
             let e: RefundRecordedV1 = serde_json::from_str(text)?;
             Event::RefundRecorded(ev::RefundRecorded {
                 refund_id: e.refund_id,
+                store: e.store,
+                purchase_store: e.purchase_store,
                 transaction_id: e.transaction_id,
                 occurred_at: e.occurred_at,
                 currency: e.currency,
@@ -844,6 +931,31 @@ pub(super) fn decode(event_type: &str, data: &[u8]) -> Result<Event, serde_json:
                 newcomer: e.newcomer,
                 credit: e.credit.into(),
                 rules_version: e.rules_version,
+                fingerprint: e.fingerprint,
+            })
+        }
+        "ReferralRevoked" => {
+            let e: ReferralRevokedV1 = serde_json::from_str(text)?;
+            Event::ReferralRevoked(ev::ReferralRevoked {
+                referrer: e.referrer,
+                store: e.store,
+                transaction_id: e.transaction_id,
+                refund_id: e.refund_id,
+                reason: e.reason.into(),
+                remaining_eligible_amount: e.remaining_eligible_amount,
+                points: e.points,
+                debit: e.debit.into(),
+                occurred_at: e.occurred_at,
+            })
+        }
+        "ReferralBonusRevoked" => {
+            let e: ReferralBonusRevokedV1 = serde_json::from_str(text)?;
+            Event::ReferralBonusRevoked(ev::ReferralBonusRevoked {
+                newcomer: e.newcomer,
+                reason: e.reason.into(),
+                points: e.points,
+                debit: e.debit.into(),
+                occurred_at: e.occurred_at,
                 fingerprint: e.fingerprint,
             })
         }

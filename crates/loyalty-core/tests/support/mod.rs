@@ -3,6 +3,10 @@
 //! `given([...commands])` builds a history by deciding each command (each must be accepted),
 //! `.when(command)` decides one more, and `then_*` checks the result. Every step also checks the
 //! ledger identity, so each test exercises it too.
+//!
+//! The server's clock is the command's own business time unless a step says otherwise:
+//! `server_at("2026-02-01T00:00:00Z", purchase(...))` decides the purchase with the server's
+//! clock at that instant (and the default window around it).
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
@@ -242,10 +246,19 @@ pub fn purchase_in(store: &str, tx: &str, at: &str, lines: Vec<PurchaseLine>) ->
     .into()
 }
 
+/// The store of the test purchases and refunds.
+pub const STORE: &str = "S1";
+
+pub fn store(id: &str) -> StoreId {
+    StoreId::parse(id).unwrap()
+}
+
 pub fn refund_lines(id: &str, tx: &str, at: &str, lines: &[(u32, &str)]) -> Command {
     Refund {
         member_id: member(),
         refund_id: RefundId::parse(id).unwrap(),
+        store: store(STORE),
+        purchase_store: store(STORE),
         transaction_id: TransactionId::parse(tx).unwrap(),
         occurred_at: t(at),
         currency: Currency::parse("EUR").unwrap(),
@@ -266,6 +279,8 @@ pub fn refund_amount(id: &str, tx: &str, at: &str, amount: &str) -> Command {
     Refund {
         member_id: member(),
         refund_id: RefundId::parse(id).unwrap(),
+        store: store(STORE),
+        purchase_store: store(STORE),
         transaction_id: TransactionId::parse(tx).unwrap(),
         occurred_at: t(at),
         currency: Currency::parse("EUR").unwrap(),
@@ -384,6 +399,16 @@ pub fn close(at: &str) -> Command {
     .into()
 }
 
+pub fn revoke_referral(newcomer: &str, at: &str) -> Command {
+    RevokeReferralBonus {
+        member_id: member(),
+        newcomer: MemberId::parse(newcomer).unwrap(),
+        reason: RevocationReason::PurchaseRefunded,
+        occurred_at: t(at),
+    }
+    .into()
+}
+
 pub fn credit_referral(newcomer: &str, at: &str) -> Command {
     CreditReferralBonus {
         member_id: member(),
@@ -411,30 +436,59 @@ pub fn assert_ledger_identity(state: &MemberState, at: DateTime<Utc>) {
     assert_eq!(right, b.balance.value());
 }
 
+/// A command with the server's clock it is decided at.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub command: Command,
+    pub now: DateTime<Utc>,
+}
+
+impl From<Command> for Step {
+    /// The server's clock agrees with the caller's.
+    fn from(command: Command) -> Step {
+        let now = command.occurred_at();
+        Step { command, now }
+    }
+}
+
+/// `command`, decided with the server's clock at `now` (its business time stays its own).
+pub fn server_at(now: &str, command: Command) -> Step {
+    Step {
+        command,
+        now: t(now),
+    }
+}
+
 pub struct Given {
     program: Program,
     state: MemberState,
     history: Vec<Event>,
 }
 
-pub fn given<I: IntoIterator<Item = Command>>(commands: I) -> Given {
-    given_with(program(), commands)
+/// No history: the member does not exist yet.
+pub fn given_nothing() -> Given {
+    given(Vec::<Step>::new())
 }
 
-pub fn given_with<I: IntoIterator<Item = Command>>(program: Program, commands: I) -> Given {
+pub fn given<S: Into<Step>, I: IntoIterator<Item = S>>(steps: I) -> Given {
+    given_with(program(), steps)
+}
+
+pub fn given_with<S: Into<Step>, I: IntoIterator<Item = S>>(program: Program, steps: I) -> Given {
     let mut g = Given {
         program,
         state: MemberState::default(),
         history: Vec::new(),
     };
-    for c in commands {
-        let decision = decide(&g.state, &c, &g.program)
+    for step in steps {
+        let Step { command: c, now } = step.into();
+        let decision = decide(&g.state, &c, &g.program, ServerTime::at(now))
             .unwrap_or_else(|e| panic!("given {c:?} was rejected: {e}"));
         for e in &decision.events {
             evolve(&mut g.state, e);
             g.history.push(e.clone());
         }
-        assert_ledger_identity(&g.state, c.occurred_at());
+        assert_ledger_identity(&g.state, now);
     }
     g
 }
@@ -448,14 +502,15 @@ impl Given {
         &self.history
     }
 
-    pub fn when(self, command: Command) -> Then {
-        let result = decide(&self.state, &command, &self.program);
+    pub fn when(self, step: impl Into<Step>) -> Then {
+        let Step { command, now } = step.into();
+        let result = decide(&self.state, &command, &self.program, ServerTime::at(now));
         let mut after = self.state.clone();
         if let Ok(decision) = &result {
             for e in &decision.events {
                 evolve(&mut after, e);
             }
-            assert_ledger_identity(&after, command.occurred_at());
+            assert_ledger_identity(&after, now);
             // Replaying the whole history rebuilds the same state.
             let mut all = self.history.clone();
             all.extend(decision.events.iter().cloned());
@@ -467,6 +522,7 @@ impl Given {
             result,
             program: self.program,
             command,
+            now,
         }
     }
 }
@@ -477,6 +533,8 @@ pub struct Then {
     pub result: Result<Decision, DomainError>,
     pub program: Program,
     pub command: Command,
+    /// The server's clock the command was decided at.
+    pub now: DateTime<Utc>,
 }
 
 impl Then {

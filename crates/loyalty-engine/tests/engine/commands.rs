@@ -116,8 +116,8 @@ async fn a_transaction_id_already_used_by_another_member_is_rejected() {
         .unwrap_err();
     // Then it is rejected, and bob earned nothing
     match err {
-        EngineError::TransactionOfAnotherMember { transaction, owner } => {
-            assert_eq!(transaction, txn("T1"));
+        EngineError::TransactionOfAnotherMember { sale: taken, owner } => {
+            assert_eq!(taken, sale("T1"));
             assert_eq!(owner, alice);
         }
         other => panic!("unexpected {other:?}"),
@@ -139,6 +139,8 @@ async fn a_refund_naming_only_the_transaction_id_finds_the_member() {
         .engine
         .refund_by_transaction(RefundRequest {
             refund_id: loyalty_core::RefundId::parse("RF1").unwrap(),
+            store: store_id(STORE),
+            purchase_store: store_id(STORE),
             transaction_id: txn("T1"),
             occurred_at: h.now(),
             currency: eur(),
@@ -155,7 +157,7 @@ async fn a_refund_naming_only_the_transaction_id_finds_the_member() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(
-        h.engine.member_of_transaction(&txn("T1")).await.unwrap(),
+        h.engine.member_of_transaction(&sale("T1")).await.unwrap(),
         Some(alice)
     );
 }
@@ -168,6 +170,8 @@ async fn a_refund_of_an_unknown_transaction_is_reported_as_such() {
         .engine
         .refund_by_transaction(RefundRequest {
             refund_id: loyalty_core::RefundId::parse("RF1").unwrap(),
+            store: store_id(STORE),
+            purchase_store: store_id(STORE),
             transaction_id: txn("NOPE"),
             occurred_at: h.now(),
             currency: eur(),
@@ -175,7 +179,7 @@ async fn a_refund_of_an_unknown_transaction_is_reported_as_such() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, EngineError::UnknownTransaction(t) if t == txn("NOPE")));
+    assert!(matches!(err, EngineError::UnknownTransaction(t) if t == sale("NOPE")));
 }
 
 #[tokio::test]

@@ -103,6 +103,18 @@ pub fn member(id: &str) -> MemberId {
     MemberId::parse(id).unwrap()
 }
 
+/// The store of the test purchases.
+pub const STORE: &str = "store-1";
+
+pub fn store_id(id: &str) -> loyalty_core::StoreId {
+    loyalty_core::StoreId::parse(id).unwrap()
+}
+
+/// Sale `id` of the test store.
+pub fn sale(id: &str) -> loyalty_core::PurchaseKey {
+    loyalty_core::PurchaseKey::new(store_id(STORE), txn(id))
+}
+
 pub fn txn(id: &str) -> TransactionId {
     TransactionId::parse(id).unwrap()
 }
@@ -244,7 +256,7 @@ pub fn purchase(m: &MemberId, transaction: &str, amount: i64, at: DateTime<Utc>)
     Command::RecordPurchase(RecordPurchase {
         member_id: m.clone(),
         transaction_id: txn(transaction),
-        store: loyalty_core::StoreId::parse("store-1").unwrap(),
+        store: store_id(STORE),
         terminal: loyalty_core::TerminalId::parse("till-1").unwrap(),
         occurred_at: at,
         currency: eur(),
@@ -276,6 +288,8 @@ pub fn refund(
     Command::Refund(Refund {
         member_id: m.clone(),
         refund_id: loyalty_core::RefundId::parse(refund_id).unwrap(),
+        store: store_id(STORE),
+        purchase_store: store_id(STORE),
         transaction_id: txn(transaction),
         occurred_at: at,
         currency: eur(),

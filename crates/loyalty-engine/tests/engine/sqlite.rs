@@ -27,6 +27,8 @@ async fn the_engine_on_sqlite_keeps_balances_across_a_restart() {
     let last = engine
         .refund_by_transaction(RefundRequest {
             refund_id: loyalty_core::RefundId::parse("RF1").unwrap(),
+            store: store_id(STORE),
+            purchase_store: store_id(STORE),
             transaction_id: txn("T1"),
             occurred_at: t0(),
             currency: eur(),
@@ -88,7 +90,7 @@ async fn on_sqlite_a_purchase_and_its_reservation_are_one_durable_write() {
     assert_eq!(store.stats().commits - before, 1);
     let reservation = store
         .read_stream(
-            "txn-T1",
+            "txn-store-1/T1",
             loyalty_store::StreamFrom::Start,
             loyalty_store::Direction::Forwards,
             10,

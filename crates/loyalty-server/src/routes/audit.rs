@@ -7,7 +7,7 @@ use loyalty_store::Position;
 use serde_json::json;
 
 use super::{ApiPath, ApiQuery, wait_for};
-use crate::auth::{Caller, Role};
+use crate::auth::{Allowed, Auditors, AuditorsAndSupport};
 use crate::dto::{AsOfQuery, LogQuery, MemberEventsQuery, ReadQuery, page_size};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -15,10 +15,9 @@ use crate::validate;
 
 pub async fn log(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Auditors>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let max = state.limits.log_page_max;
     let limit = page_size(query.limit, max.min(100), max)?;
     let after = query.after.map_or(Position::START, |p| p.0);
@@ -28,11 +27,10 @@ pub async fn log(
 
 pub async fn member_events(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Auditors>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<MemberEventsQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let member = validate::id(MemberId::parse, &member_id)?;
     let max = state.limits.log_page_max;
     let limit = page_size(query.limit, max.min(100), max)?;
@@ -45,11 +43,10 @@ pub async fn member_events(
 
 pub async fn member_as_of(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<AuditorsAndSupport>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Auditor, Role::Support])?;
     let member = validate::id(MemberId::parse, &member_id)?;
     let snapshot = state
         .engine
@@ -69,20 +66,18 @@ pub async fn member_as_of(
 
 pub async fn liability(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Auditors>,
     ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Auditor])?;
     let report = state.engine.liability_as_of(query.as_of).await?;
     Ok(Json(report).into_response())
 }
 
 pub async fn totals(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Auditors>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Auditor])?;
     wait_for(&state, query.min_position).await?;
     let totals = state.engine.totals();
     Ok(Json(json!({

@@ -10,7 +10,7 @@ use loyalty_core::{
 use serde_json::json;
 
 use super::{ApiJson, ApiPath, ApiQuery, CommandResponse, execute, wait_for};
-use crate::auth::{Caller, Role};
+use crate::auth::{Allowed, Apps, AppsAndSupport, MemberReaders};
 use crate::dto::{
     CancelRedemptionRequest, EnrollRequest, HistoryQuery, ReadQuery, RedeemRequest, page_size,
 };
@@ -18,15 +18,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate;
 
-const READERS: &[Role] = &[Role::App, Role::Support, Role::Auditor];
-
 pub async fn enroll(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed { caller, .. }: Allowed<Apps>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<EnrollRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    caller.require(&[Role::App])?;
     let referrer = match body.referrer.as_deref() {
         Some(r) => Some(validate::id(MemberId::parse, r)?),
         None => None,
@@ -51,11 +48,10 @@ fn unknown_member(member: &MemberId) -> ApiError {
 
 pub async fn profile(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<MemberReaders>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
     let member = validate::id(MemberId::parse, &member_id)?;
     wait_for(&state, query.min_position).await?;
     let profile = state
@@ -67,11 +63,10 @@ pub async fn profile(
 
 pub async fn history(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<MemberReaders>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(READERS)?;
     let member = validate::id(MemberId::parse, &member_id)?;
     let max = state.limits.history_page_max;
     let limit = page_size(query.limit, max.min(20), max)?;
@@ -93,11 +88,10 @@ pub async fn history(
 
 pub async fn rewards(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<AppsAndSupport>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::App, Role::Support])?;
     let member = validate::id(MemberId::parse, &member_id)?;
     wait_for(&state, query.min_position).await?;
     if state.engine.member_profile(&member).is_none() {
@@ -109,12 +103,11 @@ pub async fn rewards(
 
 pub async fn redeem(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed { caller, .. }: Allowed<Apps>,
     headers: HeaderMap,
     ApiPath(member_id): ApiPath<String>,
     ApiJson(body): ApiJson<RedeemRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    caller.require(&[Role::App])?;
     let target = match (body.reward_id.as_deref(), body.points) {
         (Some(reward), None) => RedeemTarget::Reward(validate::id(RewardId::parse, reward)?),
         (None, Some(points)) if points > 0 => RedeemTarget::Points(Points::new(points)),
@@ -136,12 +129,11 @@ pub async fn redeem(
 
 pub async fn cancel_redemption(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed { caller, .. }: Allowed<AppsAndSupport>,
     headers: HeaderMap,
     ApiPath((member_id, redemption_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<CancelRedemptionRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    caller.require(&[Role::App, Role::Support])?;
     let command = Command::CancelRedemption(CancelRedemption {
         member_id: validate::id(MemberId::parse, &member_id)?,
         redemption_id: validate::id(RedemptionId::parse, &redemption_id)?,

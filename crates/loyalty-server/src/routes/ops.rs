@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::ApiJson;
-use crate::auth::{Caller, Role};
+use crate::auth::{Admins, Allowed};
 use crate::dto::{PositionText, SchedulerRunRequest};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -70,14 +70,14 @@ pub async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
 }
 
-/// Runs expiry and tier reviews now (as of the server clock or a given time). Safe to run
-/// twice: every command it sends is keyed, so a second run changes nothing already done.
+/// Runs expiry and tier reviews now (as of the server clock, or an earlier time given; never a
+/// later one: the server's clock decides what is due). Safe to run twice: every command it sends
+/// is keyed, so a second run changes nothing already done.
 pub async fn run_scheduler(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Allowed<Admins>,
     ApiJson(body): ApiJson<SchedulerRunRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require(&[Role::Admin])?;
     let now = body.now.unwrap_or_else(|| state.engine.clock().now());
     let report = state.engine.run_scheduled(now).await?;
     // The head after the run: pass it as `min_position` to read what the run changed.

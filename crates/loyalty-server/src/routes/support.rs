@@ -6,7 +6,7 @@ use loyalty_core::{
 };
 
 use super::{ApiJson, ApiPath, CommandResponse, execute};
-use crate::auth::{Caller, Role};
+use crate::auth::{Allowed, Caller, Support};
 use crate::dto::{AdjustRequest, GoodwillRequest};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -19,12 +19,11 @@ fn operator(caller: &Caller, named: Option<&str>) -> Result<OperatorId, ApiError
 
 pub async fn adjust(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed { caller, .. }: Allowed<Support>,
     headers: HeaderMap,
     ApiPath(member_id): ApiPath<String>,
     ApiJson(body): ApiJson<AdjustRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    caller.require(&[Role::Support])?;
     let points = validate::manual_points(body.points, false, &state.limits)?;
     let command = Command::Adjust(Adjust {
         member_id: validate::id(MemberId::parse, &member_id)?,
@@ -40,12 +39,11 @@ pub async fn adjust(
 
 pub async fn goodwill(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed { caller, .. }: Allowed<Support>,
     headers: HeaderMap,
     ApiPath(member_id): ApiPath<String>,
     ApiJson(body): ApiJson<GoodwillRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    caller.require(&[Role::Support])?;
     let points = validate::manual_points(body.points, true, &state.limits)?;
     if body.note.trim().is_empty() {
         return Err(ApiError::invalid("goodwill needs a note saying why"));

@@ -9,7 +9,7 @@ use loyalty_core::{
 use loyalty_engine::RefundRequest as EngineRefund;
 
 use super::{ApiJson, CommandResponse, context, execute, settle};
-use crate::auth::{Caller, Role};
+use crate::auth::{Allowed, Terminals, TerminalsAndApps};
 use crate::dto::{ActivityRequest, PurchaseRequest, RefundRequest};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -17,11 +17,10 @@ use crate::validate;
 
 pub async fn record_purchase(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed { caller, .. }: Allowed<Terminals>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PurchaseRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    caller.require(&[Role::Terminal])?;
     caller.require_store(&body.store)?;
     let limits = &state.limits;
     if body.lines.is_empty() {
@@ -57,13 +56,16 @@ pub async fn record_purchase(
 
 pub async fn refund(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed { caller, .. }: Allowed<Terminals>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<RefundRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    caller.require(&[Role::Terminal])?;
     caller.require_store(&body.store)?;
-    validate::id(StoreId::parse, &body.store)?;
+    let store = validate::id(StoreId::parse, &body.store)?;
+    let purchase_store = match body.purchase_store.as_deref() {
+        Some(s) => validate::id(StoreId::parse, s)?,
+        None => store.clone(),
+    };
     let limits = &state.limits;
     let scope = match (body.amount, body.lines) {
         (Some(amount), None) => RefundScope::Amount(validate::amount("amount", amount, limits)?),
@@ -86,6 +88,8 @@ pub async fn refund(
     };
     let refund = EngineRefund {
         refund_id: validate::id(RefundId::parse, &body.refund_id)?,
+        store,
+        purchase_store,
         transaction_id: validate::id(TransactionId::parse, &body.transaction_id)?,
         occurred_at: body.occurred_at,
         currency: Currency::parse(body.currency)?,
@@ -100,11 +104,10 @@ pub async fn refund(
 
 pub async fn record_activity(
     State(state): State<AppState>,
-    caller: Caller,
+    Allowed { caller, .. }: Allowed<TerminalsAndApps>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ActivityRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    caller.require(&[Role::Terminal, Role::App])?;
     let command = Command::RecordActivity(RecordActivity {
         member_id: validate::id(MemberId::parse, &body.member_id)?,
         activity_id: validate::id(ActivityId::parse, &body.activity_id)?,
