@@ -1,5 +1,12 @@
-//! Properties over random command sequences, under both clawback policies:
-//! - the ledger identity holds after every decision, and no lot ever goes negative;
+//! Properties over random command sequences, under both clawback policies and the inactivity
+//! policy. The server's clock moves forward on its own; every command's business time is drawn
+//! around it, backwards and forwards, mostly inside the accepted window and sometimes far
+//! outside it. At every step:
+//! - nothing pending or expired by the server's clock is ever spent, and expired points are
+//!   never drawn by anything;
+//! - no `PointsExpired` is recorded before the lot's expiry by the server's clock;
+//! - a caller's command is accepted only with a business time inside the window;
+//! - the ledger identity holds, and no lot ever goes negative;
 //! - under `clamp` there is never a debt and the balance never goes below zero;
 //! - replaying the events rebuilds the same state, also through the stored schema;
 //! - sending any command a second time changes nothing;
@@ -58,6 +65,9 @@ enum Op {
     Referral {
         newcomer: u8,
     },
+    RevokeReferral {
+        newcomer: u8,
+    },
     Review,
     Suspend,
     Reinstate,
@@ -84,6 +94,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..4, -400i64..400).prop_map(|(id, points)| Op::Adjust { id, points }),
         1 => (0u8..3, 1i64..200).prop_map(|(id, points)| Op::Goodwill { id, points }),
         1 => (0u8..3).prop_map(|newcomer| Op::Referral { newcomer }),
+        1 => (0u8..3).prop_map(|newcomer| Op::RevokeReferral { newcomer }),
         1 => Just(Op::Review),
         1 => Just(Op::Suspend),
         1 => Just(Op::Reinstate),
@@ -92,9 +103,40 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Each step moves business time forward by 0 to ~80 days.
-fn steps() -> impl Strategy<Value = Vec<(Op, i64)>> {
-    prop::collection::vec((op(), 0i64..2000), 1..40)
+/// One step: a command, how far the server's clock moves first (0 to ~80 days), and the
+/// command's business time relative to the server's clock, in minutes.
+#[derive(Debug, Clone)]
+struct Step {
+    op: Op,
+    advance_hours: i64,
+    offset_minutes: i64,
+}
+
+const DAY_MINUTES: i64 = 24 * 60;
+const WEEK_MINUTES: i64 = 7 * DAY_MINUTES;
+const YEAR_MINUTES: i64 = 366 * 24 * 60;
+
+/// Mostly inside the window (up to 7 days back, 5 minutes ahead; most often within the last
+/// day) with its edges well covered, sometimes anywhere within a year either way (a till with
+/// the wrong year).
+fn offset() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        8 => -DAY_MINUTES..=5i64,
+        3 => -WEEK_MINUTES..=5i64,
+        1 => prop::sample::select(vec![-WEEK_MINUTES - 1, -WEEK_MINUTES, 0, 5, 6]),
+        1 => -YEAR_MINUTES..=YEAR_MINUTES,
+    ]
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    prop::collection::vec(
+        (op(), 0i64..2000, offset()).prop_map(|(op, advance_hours, offset_minutes)| Step {
+            op,
+            advance_hours,
+            offset_minutes,
+        }),
+        1..40,
+    )
 }
 
 const CATEGORIES: [(&str, &str); 5] = [
@@ -154,6 +196,7 @@ fn command(op: &Op, at: DateTime<Utc>, sent: &[Command]) -> Command {
         Op::Adjust { id, points } => adjust(&format!("J{id}"), at, *points),
         Op::Goodwill { id, points } => goodwill(&format!("C{id}"), at, *points),
         Op::Referral { newcomer } => credit_referral(&format!("N{newcomer}"), at),
+        Op::RevokeReferral { newcomer } => revoke_referral(&format!("N{newcomer}"), at),
         Op::Review => review(at),
         Op::Suspend => suspend(at),
         Op::Reinstate => reinstate(at),
@@ -193,33 +236,99 @@ fn check_identity(state: &MemberState, at: DateTime<Utc>) -> Result<(), TestCase
     Ok(())
 }
 
-fn run(program: &Program, steps: &[(Op, i64)]) -> Result<(), TestCaseError> {
+/// Every lot draw an event makes, and whether it spends (only spends need spendable points;
+/// a clawback may take pending points back, never expired ones).
+fn draws(event: &Event) -> Vec<(&LotDraw, bool)> {
+    fn debit(d: &Debit) -> Vec<(&LotDraw, bool)> {
+        d.draws.iter().map(|x| (x, false)).collect()
+    }
+    match event {
+        Event::PointsRedeemed(e) => e.draws.iter().map(|d| (d, true)).collect(),
+        Event::RefundRecorded(e) => debit(&e.debit),
+        Event::ReferralRevoked(e) => debit(&e.debit),
+        Event::ReferralBonusRevoked(e) => debit(&e.debit),
+        Event::PointsAdjusted(e) => e.debit.as_ref().map(debit).unwrap_or_default(),
+        Event::AccountClosed(e) => e.forfeited.iter().map(|d| (d, false)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether the caller chose the command's business time (then it must lie in the window).
+fn dated_by_caller(c: &Command) -> bool {
+    !matches!(
+        c,
+        Command::Expire(_)
+            | Command::ReviewTier(_)
+            | Command::CreditReferralBonus(_)
+            | Command::RevokeReferralBonus(_)
+    )
+}
+
+/// The window the server accepts business times in: the default, or one wide enough that
+/// every generated business time is accepted. The invariants hold whatever the window: it is
+/// policy, while what is spendable or expired is the server's clock's call alone.
+fn run(program: &Program, window: TimeWindow, steps: &[Step]) -> Result<(), TestCaseError> {
     let clamp = program.clawback_policy() == program::ClawbackPolicy::Clamp;
-    let mut at = t(ENROLLED);
+    // The server's clock: it only moves forward.
+    let mut now = t(ENROLLED);
     let mut state = MemberState::default();
     let mut history: Vec<Event> = Vec::new();
     let mut sent: Vec<Command> = vec![enroll_referred_by("R9")];
-    let first = decide(&state, &sent[0], program, ServerTime::at(t(ENROLLED)))
-        .expect("enrollment is accepted");
+    let first = decide(
+        &state,
+        &sent[0],
+        program,
+        ServerTime::at(now).with_window(window),
+    )
+    .expect("enrollment");
     for e in &first.events {
         evolve(&mut state, e);
         history.push(e.clone());
     }
 
-    for (op, hours) in steps {
-        at += Duration::hours(*hours);
-        let c = command(op, at, &sent);
-        let Ok(decision) = decide(&state, &c, program, ServerTime::at(at)) else {
+    for step in steps {
+        now += Duration::hours(step.advance_hours);
+        let server = ServerTime::at(now).with_window(window);
+        let at = now + Duration::minutes(step.offset_minutes);
+        let c = match step.op {
+            // Scheduled work runs as of the server's clock.
+            Op::Expire | Op::Review => command(&step.op, now, &sent),
+            _ => command(&step.op, at, &sent),
+        };
+        let Ok(decision) = decide(&state, &c, program, server) else {
             continue;
         };
-        // Pending and expired points are never spent, whether or not expiry has run.
+        if !decision.replayed && dated_by_caller(&c) {
+            let (earliest, latest) = server.accepted();
+            prop_assert!(
+                c.occurred_at() >= earliest && c.occurred_at() <= latest,
+                "accepted {c:?} dated outside the window around {now}"
+            );
+        }
+        // Pending and expired points are never spent, and expired points never drawn, by the
+        // server's clock, whatever the command's date and whether or not expiry has run.
         for e in &decision.events {
-            if let Event::PointsRedeemed(r) = e {
-                for d in &r.draws {
-                    let lot = state.lot(&d.lot_id).expect("drawn lot exists");
-                    prop_assert!(lot.spendable_from <= r.occurred_at, "pending lot spent");
-                    prop_assert!(!state.is_due(lot, r.occurred_at), "expired lot spent");
+            for (d, spends) in draws(e) {
+                let lot = state.lot(&d.lot_id).expect("drawn lot exists");
+                prop_assert!(
+                    !state.is_due(lot, now),
+                    "expired lot {} drawn by {e:?}",
+                    lot.id
+                );
+                if spends {
+                    prop_assert!(lot.spendable_from <= now, "pending lot {} spent", lot.id);
                 }
+            }
+            // Nothing expires before its time by the server's clock.
+            if let Event::PointsExpired(x) = e {
+                let lot = state.lot(&x.lot_id).expect("expired lot exists");
+                let due = state.lot_expires_at(lot);
+                prop_assert!(
+                    x.expired_at <= now,
+                    "expired at {} after {now}",
+                    x.expired_at
+                );
+                prop_assert!(due.is_some_and(|d| d <= now), "lot {} not due yet", lot.id);
             }
         }
         for e in &decision.events {
@@ -231,15 +340,15 @@ fn run(program: &Program, steps: &[(Op, i64)]) -> Result<(), TestCaseError> {
             prop_assert_eq!(back.as_ref(), Ok(e));
         }
         sent.push(c.clone());
-        check_identity(&state, c.occurred_at())?;
-        check_identity(&state, c.occurred_at() + Duration::days(400))?;
+        check_identity(&state, now)?;
+        check_identity(&state, now + Duration::days(400))?;
         if clamp {
             prop_assert!(state.debt().is_zero());
-            prop_assert!(state.balance(c.occurred_at()).balance.value() >= 0);
+            prop_assert!(state.balance(now).balance.value() >= 0);
         }
 
         // Sending it again changes nothing, and a retry reports the original outcome.
-        if let Ok(again) = decide(&state, &c, program, ServerTime::at(at)) {
+        if let Ok(again) = decide(&state, &c, program, server) {
             prop_assert!(
                 again.events.is_empty(),
                 "second {c:?} decided {:?}",
@@ -280,16 +389,25 @@ fn run(program: &Program, steps: &[(Op, i64)]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn the_ledger_holds_under_allow(steps in steps()) {
-        run(&program(), &steps)?;
+        run(&program(), TimeWindow::DEFAULT, &steps)?;
     }
 
     #[test]
     fn the_ledger_holds_under_clamp(steps in steps()) {
-        run(&program_with("policy = \"allow\"", "policy = \"clamp\""), &steps)?;
+        run(&program_with("policy = \"allow\"", "policy = \"clamp\""), TimeWindow::DEFAULT, &steps)?;
+    }
+
+    #[test]
+    fn the_servers_clock_decides_even_when_every_business_time_is_accepted(steps in steps()) {
+        let wide = TimeWindow {
+            max_ahead: Duration::days(400),
+            max_behind: Duration::days(400),
+        };
+        run(&program(), wide, &steps)?;
     }
 
     #[test]
@@ -298,6 +416,6 @@ proptest! {
             "policy = \"lot_months\"\nmonths = 12\nend_of_month = true",
             "policy = \"inactivity\"\nmonths = 3",
         );
-        run(&inactivity, &steps)?;
+        run(&inactivity, TimeWindow::DEFAULT, &steps)?;
     }
 }

@@ -289,6 +289,41 @@ pub fn refund_amount(id: &str, tx: &str, at: &str, amount: &str) -> Command {
     .into()
 }
 
+/// A refund taken at `store` of the sale `tx` of `purchase_store`.
+pub fn refund_at(
+    id: &str,
+    store_id: &str,
+    purchase_store: &str,
+    tx: &str,
+    at: &str,
+    scope: RefundScope,
+) -> Command {
+    Refund {
+        member_id: member(),
+        refund_id: RefundId::parse(id).unwrap(),
+        store: store(store_id),
+        purchase_store: store(purchase_store),
+        transaction_id: TransactionId::parse(tx).unwrap(),
+        occurred_at: t(at),
+        currency: Currency::parse("EUR").unwrap(),
+        scope,
+    }
+    .into()
+}
+
+/// Refunds of given lines, as a scope.
+pub fn lines_scope(lines: &[(u32, &str)]) -> RefundScope {
+    RefundScope::Lines(
+        lines
+            .iter()
+            .map(|(line, amount)| RefundLine {
+                line: *line,
+                amount: d(amount),
+            })
+            .collect(),
+    )
+}
+
 pub fn redeem(id: &str, at: &str, points: i64) -> Command {
     Redeem {
         member_id: member(),
