@@ -288,6 +288,18 @@ impl TestServer {
     }
 }
 
+/// Polls `condition` every 10 ms, at most 5 seconds (process managers work in the
+/// background); returns whether it held.
+pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
+}
+
 pub fn purchase_body(member: &str, transaction: &str, amount: &str, at: DateTime<Utc>) -> Value {
     serde_json::json!({
         "member_id": member, "transaction_id": transaction, "store": STORE,

@@ -316,6 +316,13 @@ async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::
         "/s",
     );
     let purchases = run(http::Traffic::Purchases, 1).await?;
+    // Every purchase has a fresh transaction id and a business time the server accepts: a
+    // refusal means the bench measured error answers, not purchases.
+    anyhow::ensure!(
+        purchases.refused == 0,
+        "{} of the bench's purchases were refused",
+        purchases.refused
+    );
     println!(
         "http purchases: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
         purchases.rate,

@@ -6,6 +6,11 @@ use thiserror::Error;
 
 use crate::Points;
 
+/// Instants in messages as the API writes them.
+fn rfc3339(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 /// Why a command was rejected. A rejection records nothing: the state is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
@@ -89,17 +94,20 @@ pub enum DomainError {
     #[error("the numbers are out of range")]
     ArithmeticOverflow,
     #[error(
-        "occurred_at {occurred_at} is outside the accepted window: between {earliest} and {latest} \
-         by the server's clock (older history goes through an import)"
+        "occurred_at {} is outside the accepted window: between {} and {} by the server's clock \
+         (older history goes through an import)",
+        rfc3339(occurred_at),
+        rfc3339(earliest),
+        rfc3339(latest)
     )]
     OccurredAtOutsideWindow {
         occurred_at: DateTime<Utc>,
         earliest: DateTime<Utc>,
         latest: DateTime<Utc>,
     },
-    #[error("occurred_at is before the member enrolled ({enrolled_at})")]
+    #[error("occurred_at is before the member enrolled ({})", rfc3339(enrolled_at))]
     BeforeEnrollment { enrolled_at: DateTime<Utc> },
-    #[error("the refund is dated before the purchase ({purchased_at})")]
+    #[error("the refund is dated before the purchase ({})", rfc3339(purchased_at))]
     RefundBeforePurchase { purchased_at: DateTime<Utc> },
     #[error("a time is outside the range the ledger records (years 0001 to 9999)")]
     TimeOutOfRange,

@@ -120,6 +120,12 @@ fn accepts(command: &Command) -> Accepts {
     }
 }
 
+/// Whether a caller chose the command's business time and the command acts on an existing
+/// account: none may be dated before the enrollment.
+pub(crate) fn dated_by_caller(command: &Command) -> bool {
+    matches!(accepts(command), Accepts::Window) && !matches!(command, Command::Enroll(_))
+}
+
 /// Refuses a command whose business time the server does not accept now.
 pub(crate) fn check_occurred_at(command: &Command, time: &ServerTime) -> Result<(), DomainError> {
     let at = command.occurred_at();

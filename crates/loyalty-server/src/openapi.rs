@@ -16,7 +16,9 @@ fn problem_responses(codes: &[u16]) -> serde_json::Map<String, Value> {
             }
             413 => "Body larger than the configured limit",
             415 => "Not JSON",
-            422 => "Invalid request (unknown fields, bad ids, negative or absurd amounts...)",
+            422 => {
+                "Invalid request (unknown fields, bad ids, negative or absurd amounts, occurred_at outside the accepted window or before the enrollment...)"
+            }
             503 => "Not ready, or the read models did not reach min_position in time",
             _ => "Error",
         };
@@ -104,7 +106,7 @@ pub fn document() -> Value {
         "security": [{"apiKey": []}],
         "paths": {
             "/v1/purchases": {"post": write_op("Record a purchase", "terminal (bound to the store), admin", "PurchaseRequest", json!([]))},
-            "/v1/refunds": {"post": write_op("Refund (part of) a purchase, by transaction id", "terminal (bound to the store), admin", "RefundRequest", json!([]))},
+            "/v1/refunds": {"post": write_op("Refund (part of) a purchase, by store and transaction id", "terminal (bound to the store), admin", "RefundRequest", json!([]))},
             "/v1/activities": {"post": write_op("Record a non-purchase activity", "terminal, app, admin", "ActivityRequest", json!([]))},
             "/v1/members": {"post": write_op("Enroll a member", "app, admin", "EnrollRequest", json!([]))},
             "/v1/members/{member_id}": {"get": read_op("Profile with balance and tier progress", "app, support, auditor, admin", json!([member, min_position()]))},
@@ -131,7 +133,7 @@ pub fn document() -> Value {
             ]))},
             "/v1/liability": {"get": read_op("Points liability as of an instant, replayed from the log", "auditor, admin", json!([as_of]))},
             "/v1/totals": {"get": read_op("Program totals from the read models: members, points outstanding, liability, breakage", "auditor, admin", json!([min_position()]))},
-            "/v1/admin/scheduler/run": {"post": write_op("Run expiry and tier reviews now", "admin", "SchedulerRunRequest", json!([]))},
+            "/v1/admin/scheduler/run": {"post": write_op("Run expiry and tier reviews now (as of the server's clock, or an earlier `now`; a later one is 422 scheduled-time-ahead)", "admin", "SchedulerRunRequest", json!([]))},
             "/v1/openapi.json": {"get": public_op("This document", "application/json")},
             "/healthz": {"get": public_op("The process is up", "application/json")},
             "/readyz": {"get": public_op("The store is ready and the read models caught up", "application/json")},
@@ -144,6 +146,7 @@ pub fn document() -> Value {
             "schemas": {
                 "Id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
                 "Money": {"type": "string", "pattern": crate::dto::MONEY_PATTERN, "maxLength": crate::dto::MONEY_MAX_LENGTH, "examples": ["4.50"]},
+                "OccurredAt": {"type": "string", "format": "date-time", "description": "Business time (when it happened at the till or in the app): it picks the rules, campaigns and periods. Accepted from 7 days behind to 5 minutes ahead of the server's clock (settings `time.max_behind_secs`, `time.max_ahead_secs`); outside, 422 `occurred-at-outside-window` and nothing is recorded. Never before the member's enrollment (422 `occurred-before-enrollment`). What is pending, spendable or expired is decided by the server's clock alone."},
                 "Position": {"type": "string", "pattern": "^[0-9]+/[0-9]+$", "description": "commit/prepare", "examples": ["42/42"]},
                 "Problem": {
                     "type": "object",
@@ -173,7 +176,7 @@ pub fn document() -> Value {
                     "properties": {
                         "member_id": {"$ref": "#/components/schemas/Id"},
                         "referrer": {"$ref": "#/components/schemas/Id"},
-                        "occurred_at": {"type": "string", "format": "date-time"}
+                        "occurred_at": {"$ref": "#/components/schemas/OccurredAt"}
                     }
                 },
                 "PurchaseRequest": {
@@ -184,7 +187,7 @@ pub fn document() -> Value {
                         "transaction_id": {"$ref": "#/components/schemas/Id"},
                         "store": {"$ref": "#/components/schemas/Id"},
                         "terminal": {"$ref": "#/components/schemas/Id"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "occurred_at": {"$ref": "#/components/schemas/OccurredAt"},
                         "currency": {"type": "string", "examples": ["EUR"]},
                         "lines": {"type": "array", "items": {
                             "type": "object", "additionalProperties": false,
@@ -205,8 +208,9 @@ pub fn document() -> Value {
                     "properties": {
                         "refund_id": {"$ref": "#/components/schemas/Id"},
                         "transaction_id": {"$ref": "#/components/schemas/Id"},
-                        "store": {"$ref": "#/components/schemas/Id"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "store": {"$ref": "#/components/schemas/Id", "description": "The store taking the return (a terminal key must be bound to it)"},
+                        "purchase_store": {"$ref": "#/components/schemas/Id", "description": "The store of the original sale, when it is not `store`: transaction ids are unique per store"},
+                        "occurred_at": {"$ref": "#/components/schemas/OccurredAt"},
                         "currency": {"type": "string"},
                         "amount": {"$ref": "#/components/schemas/Money"},
                         "lines": {"type": "array", "items": {
@@ -223,7 +227,7 @@ pub fn document() -> Value {
                         "member_id": {"$ref": "#/components/schemas/Id"},
                         "activity_id": {"$ref": "#/components/schemas/Id"},
                         "kind": {"$ref": "#/components/schemas/Id"},
-                        "occurred_at": {"type": "string", "format": "date-time"}
+                        "occurred_at": {"$ref": "#/components/schemas/OccurredAt"}
                     }
                 },
                 "RedeemRequest": {
@@ -232,7 +236,7 @@ pub fn document() -> Value {
                     "description": "Give either reward_id or points.",
                     "properties": {
                         "redemption_id": {"$ref": "#/components/schemas/Id"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "occurred_at": {"$ref": "#/components/schemas/OccurredAt"},
                         "reward_id": {"$ref": "#/components/schemas/Id"},
                         "points": {"type": "integer", "minimum": 1}
                     }
@@ -240,7 +244,7 @@ pub fn document() -> Value {
                 "CancelRedemptionRequest": {
                     "type": "object", "additionalProperties": false,
                     "required": ["occurred_at"],
-                    "properties": {"occurred_at": {"type": "string", "format": "date-time"}}
+                    "properties": {"occurred_at": {"$ref": "#/components/schemas/OccurredAt"}}
                 },
                 "AdjustRequest": {
                     "type": "object", "additionalProperties": false,
@@ -250,7 +254,7 @@ pub fn document() -> Value {
                         "points": {"type": "integer"},
                         "reason_code": {"$ref": "#/components/schemas/Id"},
                         "note": {"type": "string"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "occurred_at": {"$ref": "#/components/schemas/OccurredAt"},
                         "operator": {"$ref": "#/components/schemas/Id"}
                     }
                 },
@@ -262,7 +266,7 @@ pub fn document() -> Value {
                         "points": {"type": "integer", "minimum": 1},
                         "reason_code": {"$ref": "#/components/schemas/Id"},
                         "note": {"type": "string"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "occurred_at": {"$ref": "#/components/schemas/OccurredAt"},
                         "operator": {"$ref": "#/components/schemas/Id"}
                     }
                 },

@@ -76,7 +76,7 @@ pub fn decide(
     }
     // Nothing happens to an account before it exists: no purchase, activity or limit period
     // dated before the enrollment.
-    if dated_by_caller(command)
+    if time::dated_by_caller(command)
         && let Some(enrolled_at) = state.enrolled_at()
         && command.occurred_at() < enrolled_at
     {
@@ -99,28 +99,6 @@ pub fn decide(
         Command::Suspend(c) => account::suspend(ctx, c),
         Command::Reinstate(c) => account::reinstate(ctx, c),
         Command::Close(c) => account::close(ctx, c),
-    }
-}
-
-/// Commands whose business time a caller chose and that act on the account: none may be dated
-/// before the enrollment.
-fn dated_by_caller(command: &Command) -> bool {
-    match command {
-        Command::RecordPurchase(_)
-        | Command::Refund(_)
-        | Command::Redeem(_)
-        | Command::CancelRedemption(_)
-        | Command::RecordActivity(_)
-        | Command::Adjust(_)
-        | Command::Goodwill(_)
-        | Command::Suspend(_)
-        | Command::Reinstate(_)
-        | Command::Close(_) => true,
-        Command::Enroll(_)
-        | Command::Expire(_)
-        | Command::ReviewTier(_)
-        | Command::CreditReferralBonus(_)
-        | Command::RevokeReferralBonus(_) => false,
     }
 }
 

@@ -254,39 +254,11 @@ pub fn store(id: &str) -> StoreId {
 }
 
 pub fn refund_lines(id: &str, tx: &str, at: &str, lines: &[(u32, &str)]) -> Command {
-    Refund {
-        member_id: member(),
-        refund_id: RefundId::parse(id).unwrap(),
-        store: store(STORE),
-        purchase_store: store(STORE),
-        transaction_id: TransactionId::parse(tx).unwrap(),
-        occurred_at: t(at),
-        currency: Currency::parse("EUR").unwrap(),
-        scope: RefundScope::Lines(
-            lines
-                .iter()
-                .map(|(line, amount)| RefundLine {
-                    line: *line,
-                    amount: d(amount),
-                })
-                .collect(),
-        ),
-    }
-    .into()
+    refund_at(id, STORE, STORE, tx, at, lines_scope(lines))
 }
 
 pub fn refund_amount(id: &str, tx: &str, at: &str, amount: &str) -> Command {
-    Refund {
-        member_id: member(),
-        refund_id: RefundId::parse(id).unwrap(),
-        store: store(STORE),
-        purchase_store: store(STORE),
-        transaction_id: TransactionId::parse(tx).unwrap(),
-        occurred_at: t(at),
-        currency: Currency::parse("EUR").unwrap(),
-        scope: RefundScope::Amount(d(amount)),
-    }
-    .into()
+    refund_at(id, STORE, STORE, tx, at, RefundScope::Amount(d(amount)))
 }
 
 /// A refund taken at `store` of the sale `tx` of `purchase_store`.
@@ -614,6 +586,24 @@ impl Then {
 }
 
 /// The only event of a given kind in a list.
+/// No event of a given kind in a list.
+#[macro_export]
+macro_rules! none {
+    ($events:expr, $variant:ident) => {{
+        let found = $events
+            .iter()
+            .filter(|e| matches!(e, loyalty_core::Event::$variant(_)))
+            .count();
+        assert_eq!(
+            found,
+            0,
+            "unexpected {} in {:?}",
+            stringify!($variant),
+            $events
+        );
+    }};
+}
+
 #[macro_export]
 macro_rules! only {
     ($events:expr, $variant:ident) => {{

@@ -189,6 +189,24 @@ impl Harness {
         m
     }
 
+    /// Rita referred nina, whose purchase `N1` of 20 euros qualified the referral; returns once
+    /// the process manager credited rita (panics if it never does).
+    pub async fn referral_delivered(&self) -> (MemberId, MemberId) {
+        let rita = self.enroll("rita").await;
+        let nina = member("nina");
+        self.run(enroll_referred(&nina, &rita, self.now())).await;
+        self.run(purchase(&nina, "N1", 20, self.now())).await;
+        let store = self.store.clone();
+        assert!(
+            eventually(
+                async || count_events(store.as_ref(), &rita, "ReferralBonusCredited").await == 1
+            )
+            .await,
+            "bonus never delivered"
+        );
+        (rita, nina)
+    }
+
     /// The member's state as the core rebuilds it from the stream.
     pub async fn core_state(&self, m: &MemberId) -> MemberState {
         member_state(self.store.as_ref(), m).await
