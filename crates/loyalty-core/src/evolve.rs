@@ -1,23 +1,22 @@
 //! `evolve`: applies one event to the state. It cannot fail and never consults the program:
 //! everything it needs was recorded in the event when it was decided.
+//!
+//! The accounting (lots, debt, totals, tier, status, tier metric) is [`crate::fold`]'s, shared
+//! with the read models; what only decisions need (idempotency, purchases for refunds,
+//! redemptions for cancellations, limits, referrals) is kept here.
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::event::{Credit, Debit, Event, LotDraw};
-use crate::ids::PurchaseKey;
+use crate::event::{Credit, Enrolled, Event, TierRef};
+use crate::fold::{self, Ledger};
+use crate::ids::{LotId, PurchaseKey, RedemptionId, RewardId, StoreId, TransactionId};
 use crate::outcome;
 use crate::points::{self, Points};
 use crate::state::{
-    LineRecord, Lot, MemberState, MemberStatus, Processed, PurchaseRecord, QualifyingEntry,
-    RedemptionRecord, ReferralBonusRecord, ReferralRecord,
+    Lifetime, LineRecord, Lot, MemberState, MemberStatus, Processed, PurchaseRecord,
+    QualifyingEntry, RedemptionRecord, ReferralBonusRecord, ReferralRecord,
 };
-
-/// Which lifetime total an award counts in.
-#[derive(Clone, Copy)]
-enum Kind {
-    Earned,
-    Adjusted,
-}
 
 pub fn evolve(state: &mut MemberState, event: &Event) {
     state.events_applied = state.events_applied.saturating_add(1);
@@ -30,18 +29,9 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
             },
         );
     }
+    // What decisions need beyond the accounting, recorded before the fold (a cancellation's
+    // fold looks up the redemption it cancels).
     match event {
-        Event::Enrolled(e) => {
-            state.member_id = Some(e.member_id.clone());
-            state.status = MemberStatus::Active;
-            state.enrolled_at = Some(e.enrolled_at);
-            state.referrer = e.referrer.clone();
-            state.tier = e.tier.clone();
-            state.tier_since = Some(e.enrolled_at);
-            if let Some(c) = &e.welcome {
-                credit(state, c, Kind::Earned);
-            }
-        }
         Event::PurchaseRecorded(e) => {
             state.purchases.insert(
                 PurchaseKey::new(e.store.clone(), e.transaction_id.clone()),
@@ -67,24 +57,12 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                     lot_id: e.credit.as_ref().map(|c| c.lot_id.clone()),
                 },
             );
-            if let Some(c) = &e.credit {
-                credit(state, c, Kind::Earned);
-            }
-            note_activity(state, e.activity_deadline);
             for c in &e.campaigns_applied {
                 let uses = state.campaign_uses.entry(c.clone()).or_insert(0);
                 *uses = uses.saturating_add(1);
             }
-            state.qualifying.push(QualifyingEntry {
-                at: e.occurred_at,
-                spend: e.eligible_amount,
-                points: e.points,
-            });
         }
         Event::ReferralQualified(e) => {
-            if let Some(c) = &e.newcomer_credit {
-                credit(state, c, Kind::Earned);
-            }
             state.referral = Some(ReferralRecord {
                 referrer: e.referrer.clone(),
                 store: e.store.clone(),
@@ -98,15 +76,7 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                 revoked: false,
             });
         }
-        Event::TierChanged(e) => {
-            state.tier = e.to.clone();
-            state.tier_since = Some(e.occurred_at);
-            if let Some(at) = e.review_at {
-                state.last_review_at = Some(state.last_review_at.map_or(at, |l| l.max(at)));
-            }
-        }
         Event::RefundRecorded(e) => {
-            let mut purchase_at = e.occurred_at;
             let key = match &e.purchase_store {
                 Some(store) => Some(PurchaseKey::new(store.clone(), e.transaction_id.clone())),
                 None => state
@@ -114,7 +84,6 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                     .map(PurchaseRecord::key),
             };
             if let Some(p) = key.and_then(|k| state.purchases.get_mut(&k)) {
-                purchase_at = p.occurred_at;
                 for r in &e.lines {
                     if let Some(line) = p.lines.get_mut(r.line as usize) {
                         line.refunded_amount = line.refunded_amount.saturating_add(r.amount);
@@ -123,20 +92,8 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                 }
                 p.transaction_clawed = p.transaction_clawed.saturating_add(e.transaction_points);
             }
-            claw_back(state, &e.debit);
-            state.qualifying.push(QualifyingEntry {
-                at: purchase_at,
-                spend: -e.eligible_amount,
-                points: e.points.checked_neg().unwrap_or(Points::ZERO),
-            });
         }
         Event::PointsRedeemed(e) => {
-            draw(state, &e.draws);
-            state.totals.redeemed = state.totals.redeemed.saturating_add(e.points);
-            if let Some(r) = &e.reward_id {
-                let count = state.reward_counts.entry(r.clone()).or_insert(0);
-                *count = count.saturating_add(1);
-            }
             state.redemptions.insert(
                 e.redemption_id.clone(),
                 RedemptionRecord {
@@ -148,54 +105,15 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                     cancelled: false,
                 },
             );
-            note_activity(state, e.activity_deadline);
-        }
-        Event::RedemptionCancelled(e) => {
-            for d in &e.restored {
-                if let Some(lot) = state.lots.iter_mut().find(|l| l.id == d.lot_id) {
-                    lot.remaining = lot.remaining.saturating_add(d.points);
-                }
-            }
-            let restored = points::sum(e.restored.iter().map(|d| d.points));
-            state.totals.redeemed = state.totals.redeemed.saturating_sub(restored);
-            if let Some(r) = state.redemptions.get_mut(&e.redemption_id) {
-                r.cancelled = true;
-                if let Some(reward) = &r.reward_id
-                    && let Some(count) = state.reward_counts.get_mut(reward)
-                {
-                    *count = count.saturating_sub(1);
-                }
-            }
-        }
-        Event::PointsExpired(e) => {
-            if let Some(lot) = state.lots.iter_mut().find(|l| l.id == e.lot_id) {
-                lot.remaining = lot.remaining.saturating_sub(e.points);
-                lot.expired = true;
-            }
-            state.totals.expired = state.totals.expired.saturating_add(e.points);
         }
         Event::ActivityRewarded(e) => {
-            credit(state, &e.credit, Kind::Earned);
             let count = state
                 .activity_counts
                 .entry((e.kind.clone(), e.period_key.clone()))
                 .or_insert(0);
             *count = count.saturating_add(1);
         }
-        Event::ActivityRefused(_) => {}
-        Event::PointsAdjusted(e) => {
-            if let Some(c) = &e.credit {
-                credit(state, c, Kind::Adjusted);
-            }
-            if let Some(d) = &e.debit {
-                debit(state, d);
-                state.totals.adjusted = state.totals.adjusted.saturating_sub(d.taken());
-                state.totals.shortfall = state.totals.shortfall.saturating_add(d.shortfall);
-            }
-        }
-        Event::GoodwillGranted(e) => credit(state, &e.credit, Kind::Earned),
         Event::ReferralBonusCredited(e) => {
-            credit(state, &e.credit, Kind::Earned);
             state.referral_bonuses.insert(
                 e.newcomer.clone(),
                 ReferralBonusRecord {
@@ -205,14 +123,12 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                 },
             );
         }
-        Event::ReferralRevoked(e) => {
-            claw_back(state, &e.debit);
+        Event::ReferralRevoked(_) => {
             if let Some(r) = &mut state.referral {
                 r.revoked = true;
             }
         }
         Event::ReferralBonusRevoked(e) => {
-            claw_back(state, &e.debit);
             state
                 .referral_bonuses
                 .entry(e.newcomer.clone())
@@ -223,58 +139,115 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                 })
                 .revoked = true;
         }
-        Event::MemberSuspended(_) => state.status = MemberStatus::Suspended,
-        Event::MemberReinstated(_) => state.status = MemberStatus::Active,
-        Event::AccountClosed(e) => {
-            draw(state, &e.forfeited);
-            let forfeited = points::sum(e.forfeited.iter().map(|d| d.points));
-            state.totals.forfeited = state.totals.forfeited.saturating_add(forfeited);
-            state.status = MemberStatus::Closed;
+        _ => {}
+    }
+    fold::fold(state, event);
+}
+
+impl Ledger for MemberState {
+    fn enrolled(&mut self, e: &Enrolled) {
+        self.member_id = Some(e.member_id.clone());
+        self.status = MemberStatus::Active;
+        self.enrolled_at = Some(e.enrolled_at);
+        self.referrer = e.referrer.clone();
+        self.tier = e.tier.clone();
+        self.tier_since = Some(e.enrolled_at);
+    }
+
+    fn add_lot(&mut self, c: &Credit) {
+        let lot_points = c.lot_points();
+        self.lots.push(Lot {
+            id: c.lot_id.clone(),
+            points: lot_points,
+            remaining: lot_points,
+            earned_at: c.earned_at,
+            spendable_from: c.spendable_from,
+            expiry: c.expiry,
+            expired: false,
+        });
+    }
+
+    fn change_lot(&mut self, lot: &LotId, delta: Points) {
+        if let Some(lot) = self.lots.iter_mut().find(|l| &l.id == lot) {
+            lot.remaining = lot.remaining.saturating_add(delta);
         }
     }
-}
 
-fn note_activity(state: &mut MemberState, deadline: Option<chrono::DateTime<chrono::Utc>>) {
-    if let Some(d) = deadline {
-        state.inactivity_deadline = Some(state.inactivity_deadline.map_or(d, |old| old.max(d)));
-    }
-}
-
-fn credit(state: &mut MemberState, c: &Credit, kind: Kind) {
-    state.debt = state.debt.saturating_sub(c.debt_repaid).max(Points::ZERO);
-    let lot_points = c.lot_points();
-    state.lots.push(Lot {
-        id: c.lot_id.clone(),
-        points: lot_points,
-        remaining: lot_points,
-        earned_at: c.earned_at,
-        spendable_from: c.spendable_from,
-        expiry: c.expiry,
-        expired: false,
-    });
-    match kind {
-        Kind::Earned => state.totals.earned = state.totals.earned.saturating_add(c.points),
-        Kind::Adjusted => state.totals.adjusted = state.totals.adjusted.saturating_add(c.points),
-    }
-    note_activity(state, c.activity_deadline);
-}
-
-fn draw(state: &mut MemberState, draws: &[LotDraw]) {
-    for d in draws {
-        if let Some(lot) = state.lots.iter_mut().find(|l| l.id == d.lot_id) {
-            lot.remaining = lot.remaining.saturating_sub(d.points);
+    fn lot_expired(&mut self, lot: &LotId) {
+        if let Some(lot) = self.lots.iter_mut().find(|l| &l.id == lot) {
+            lot.expired = true;
         }
     }
-}
 
-fn debit(state: &mut MemberState, d: &Debit) {
-    draw(state, &d.draws);
-    state.debt = state.debt.saturating_add(d.debt_added);
-}
+    fn debt_mut(&mut self) -> &mut Points {
+        &mut self.debt
+    }
 
-/// Points taken back because what earned them was undone (a refund, a revoked referral).
-fn claw_back(state: &mut MemberState, d: &Debit) {
-    debit(state, d);
-    state.totals.clawed_back = state.totals.clawed_back.saturating_add(d.taken());
-    state.totals.shortfall = state.totals.shortfall.saturating_add(d.shortfall);
+    fn totals_mut(&mut self) -> &mut Lifetime {
+        &mut self.totals
+    }
+
+    fn note_activity(&mut self, deadline: DateTime<Utc>) {
+        self.inactivity_deadline = Some(
+            self.inactivity_deadline
+                .map_or(deadline, |old| old.max(deadline)),
+        );
+    }
+
+    fn set_status(&mut self, status: MemberStatus) {
+        self.status = status;
+    }
+
+    fn set_tier(&mut self, tier: &TierRef, since: DateTime<Utc>, review_at: Option<DateTime<Utc>>) {
+        self.tier = tier.clone();
+        self.tier_since = Some(since);
+        if let Some(at) = review_at {
+            self.last_review_at = Some(self.last_review_at.map_or(at, |l| l.max(at)));
+        }
+    }
+
+    fn qualify(
+        &mut self,
+        _store: &StoreId,
+        _transaction: &TransactionId,
+        at: DateTime<Utc>,
+        spend: Decimal,
+        points: Points,
+    ) {
+        self.qualifying.push(QualifyingEntry { at, spend, points });
+    }
+
+    fn unqualify(
+        &mut self,
+        store: Option<&StoreId>,
+        transaction: &TransactionId,
+        fallback_at: DateTime<Utc>,
+        spend: Decimal,
+        points: Points,
+    ) {
+        let purchase = match store {
+            Some(store) => self
+                .purchases
+                .get(&PurchaseKey::new(store.clone(), transaction.clone())),
+            None => self.purchase_by_transaction(transaction),
+        };
+        let at = purchase.map_or(fallback_at, |p| p.occurred_at);
+        self.qualifying.push(QualifyingEntry { at, spend, points });
+    }
+
+    fn reward_redeemed(&mut self, _redemption: &RedemptionId, reward: &RewardId) {
+        let count = self.reward_counts.entry(reward.clone()).or_insert(0);
+        *count = count.saturating_add(1);
+    }
+
+    fn redemption_cancelled(&mut self, redemption: &RedemptionId) {
+        if let Some(r) = self.redemptions.get_mut(redemption) {
+            r.cancelled = true;
+            if let Some(reward) = &r.reward_id
+                && let Some(count) = self.reward_counts.get_mut(reward)
+            {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
 }

@@ -37,6 +37,7 @@ mod error;
 mod event;
 mod evolve;
 mod fingerprint;
+pub mod fold;
 mod ids;
 mod money;
 mod outcome;

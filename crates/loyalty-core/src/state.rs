@@ -391,45 +391,35 @@ impl MemberState {
         points::sum(self.spendable_lots(as_of).iter().map(|l| l.remaining))
     }
 
+    /// The lots holding points, as a balance sees them.
+    pub fn lot_facts(&self) -> impl Iterator<Item = crate::fold::LotFacts> + '_ {
+        self.lots
+            .iter()
+            .filter(|l| l.remaining.is_positive())
+            .map(|l| crate::fold::LotFacts {
+                remaining: l.remaining,
+                spendable_from: l.spendable_from,
+                expires_at: self.lot_expires_at(l),
+            })
+    }
+
     pub fn balance(&self, as_of: DateTime<Utc>) -> Balance {
-        let mut available = Points::ZERO;
-        let mut pending = Points::ZERO;
-        let mut due = Points::ZERO;
-        let mut next: Option<NextExpiry> = None;
-        for lot in self.lots.iter().filter(|l| l.remaining.is_positive()) {
-            if self.is_due(lot, as_of) {
-                due = due.saturating_add(lot.remaining);
-                continue;
-            }
-            if lot.spendable_from <= as_of {
-                available = available.saturating_add(lot.remaining);
-            } else {
-                pending = pending.saturating_add(lot.remaining);
-            }
-            if let Some(at) = self.lot_expires_at(lot) {
-                next = match next {
-                    Some(n) if n.at < at => Some(n),
-                    Some(n) if n.at == at => Some(NextExpiry {
-                        points: n.points.saturating_add(lot.remaining),
-                        at,
-                    }),
-                    _ => Some(NextExpiry {
-                        points: lot.remaining,
-                        at,
-                    }),
-                };
-            }
-        }
+        let parts = crate::fold::balance_parts(self.lot_facts(), as_of);
         let mut lifetime = self.totals.clone();
-        lifetime.expired = lifetime.expired.saturating_add(due);
+        lifetime.expired = lifetime.expired.saturating_add(parts.due);
         Balance {
             as_of,
-            available,
-            pending,
+            available: parts.available,
+            pending: parts.pending,
             debt: self.debt,
-            balance: available.saturating_add(pending).saturating_sub(self.debt),
+            balance: parts
+                .available
+                .saturating_add(parts.pending)
+                .saturating_sub(self.debt),
             lifetime,
-            next_expiry: next,
+            next_expiry: parts
+                .next_expiry
+                .map(|(at, points)| NextExpiry { points, at }),
         }
     }
 
@@ -440,14 +430,12 @@ impl MemberState {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Decimal {
-        self.qualifying
-            .iter()
-            .filter(|q| q.at >= from && q.at <= to)
-            .map(|q| match metric {
-                QualifyingMetric::QualifyingSpend => q.spend,
-                QualifyingMetric::PointsEarned => Decimal::from(q.points.value()),
-            })
-            .sum()
+        crate::tiers::qualifying_sum(
+            metric,
+            self.qualifying.iter().map(|q| (q.at, q.spend, q.points)),
+            from,
+            to,
+        )
     }
 
     /// The tier metric as of `as_of`, over the program's window.

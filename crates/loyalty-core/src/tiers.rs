@@ -5,7 +5,8 @@ use rust_decimal::Decimal;
 
 use crate::calendar;
 use crate::event::TierRef;
-use crate::program::{Program, QualifyingWindow, ReviewSchedule};
+use crate::points::Points;
+use crate::program::{Program, QualifyingMetric, QualifyingWindow, ReviewSchedule};
 
 /// The start of the qualifying window ending at `as_of`.
 pub fn window_start(program: &Program, as_of: DateTime<Utc>) -> DateTime<Utc> {
@@ -31,10 +32,33 @@ pub fn tier_for(program: &Program, value: Decimal) -> TierRef {
 /// Where a recorded tier stands in today's program: by name (a program may have inserted or
 /// reordered tiers since the event was recorded), else by its recorded index.
 pub fn position(program: &Program, tier: &TierRef) -> u32 {
+    position_named(program, &tier.name, tier.index)
+}
+
+/// [`position`] of a tier recorded as `name` at `index`.
+pub fn position_named(program: &Program, name: &str, index: u32) -> u32 {
     program
-        .tier_index(&tier.name)
+        .tier_index(name)
         .and_then(|i| u32::try_from(i).ok())
-        .unwrap_or(tier.index)
+        .unwrap_or(index)
+}
+
+/// The tier metric over `[from, to]` from contributions dated by their purchase
+/// (`(at, spend, points)`; refunds are negative).
+pub fn qualifying_sum(
+    metric: QualifyingMetric,
+    entries: impl IntoIterator<Item = (DateTime<Utc>, Decimal, Points)>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Decimal {
+    entries
+        .into_iter()
+        .filter(|(at, _, _)| *at >= from && *at <= to)
+        .map(|(_, spend, points)| match metric {
+            QualifyingMetric::QualifyingSpend => spend,
+            QualifyingMetric::PointsEarned => Decimal::from(points.value()),
+        })
+        .sum()
 }
 
 pub fn tier_ref(program: &Program, index: usize) -> TierRef {

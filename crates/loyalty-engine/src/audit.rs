@@ -11,7 +11,7 @@ use loyalty_store::{Direction, Position, ReadAhead, RecordedEvent, StreamFrom};
 use crate::codec::{self, member_stream};
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::readmodel::{MemberRow, ReadModel, TotalsAcc, nanos};
+use crate::readmodel::{MemberRow, ReadModel, TotalsAcc};
 use crate::views::{
     HistoryCursor, HistoryPage, LiabilityReport, LogEntry, LogPage, MemberSnapshot, ReplayReport,
     StatementLine, VerifyReport,
@@ -319,10 +319,9 @@ impl Engine {
     ) -> Result<LiabilityReport, EngineError> {
         let head = self.inner.store.head_position().await?;
         let rebuilt = self.rebuild(head, Some(as_of), &|_| {}).await?;
-        let at = nanos(as_of);
         let mut acc = TotalsAcc::default();
         for row in rebuilt.rows.values() {
-            acc.add(row, at);
+            acc.add(row, as_of);
         }
         Ok(LiabilityReport {
             as_of,
@@ -458,7 +457,7 @@ impl Engine {
         let now = self.inner.clock.now();
         let mut acc = TotalsAcc::default();
         for row in rebuilt.rows.values() {
-            acc.add(row, nanos(now));
+            acc.add(row, now);
         }
         Ok(ReplayReport {
             events_replayed: rebuilt.events,

@@ -1,0 +1,168 @@
+//! The read models: one compact row per member, folded from the member's events by the core's
+//! own accounting rules (`loyalty_core::fold`), and the views computed from it at read time.
+//!
+//! - `row`: the row and how it stores what the fold changes;
+//! - `views`: balance, tier, rewards and due work as of an instant;
+//! - `totals`: sums over every member;
+//! - this module: the sharded table of rows fed by the projection.
+//!
+//! Why not keep the core's `MemberState` per member: it holds everything idempotency and refunds
+//! need (processed client ids, purchases with their lines...), several KiB per member; the
+//! rows here keep only what balances, tiers and rewards need.
+
+mod row;
+mod totals;
+mod views;
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use chrono::{DateTime, Utc};
+use loyalty_core::{MemberId, MemberStatus, Program};
+use loyalty_store::{Position, RecordedEvent};
+use parking_lot::RwLock;
+
+pub(crate) use row::{MemberRow, nanos};
+pub(crate) use totals::TotalsAcc;
+
+use crate::codec;
+use crate::views::ProgramTotals;
+
+const SHARDS: usize = 64;
+
+/// Rows boxed, keys as `Box<str>`: a table slot is 24 bytes, so the slack a hash table keeps
+/// (up to half of its slots after it grows) costs little; the rows themselves are allocated
+/// exactly.
+type Shard = HashMap<Box<str>, Box<MemberRow>>;
+
+/// Every member's row, sharded so that readers rarely wait for the single writer.
+pub(crate) struct ReadModel {
+    shards: Vec<RwLock<Shard>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Last position applied, and events that could not be read.
+    state: RwLock<ApplyState>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ApplyState {
+    pub(crate) position: Position,
+    pub(crate) events: u64,
+    pub(crate) unreadable: u64,
+    pub(crate) errors: Vec<String>,
+}
+
+/// Most unreadable-event messages kept (the count goes on).
+const MAX_ERRORS_KEPT: usize = 100;
+
+impl ReadModel {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            state: RwLock::new(ApplyState::default()),
+        }
+    }
+
+    fn shard(&self, member: &str) -> &RwLock<Shard> {
+        let i = (self.hasher.hash_one(member) as usize) % SHARDS;
+        &self.shards[i]
+    }
+
+    pub(crate) fn position(&self) -> Position {
+        self.state.read().position
+    }
+
+    pub(crate) fn apply_state(&self) -> ApplyState {
+        self.state.read().clone()
+    }
+
+    /// Applies one recorded event of `$all` (events of other streams only move the position).
+    pub(crate) fn apply_recorded(&self, recorded: &RecordedEvent) {
+        if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
+            match codec::decode(recorded) {
+                Ok(event) => {
+                    let mut shard = self.shard(member).write();
+                    if !shard.contains_key(member) {
+                        shard.insert(member.into(), Box::default());
+                    }
+                    if let Some(row) = shard.get_mut(member) {
+                        row.apply(&event);
+                        row.revision = recorded.revision;
+                        row.last_position = recorded.position;
+                    }
+                }
+                Err(e) => {
+                    let mut state = self.state.write();
+                    state.unreadable += 1;
+                    if state.errors.len() < MAX_ERRORS_KEPT {
+                        state.errors.push(format!(
+                            "{} revision {} ({}): {e}",
+                            recorded.stream, recorded.revision, recorded.position
+                        ));
+                    }
+                }
+            }
+        }
+        let mut state = self.state.write();
+        state.events += 1;
+        if recorded.position > state.position {
+            state.position = recorded.position;
+        }
+    }
+
+    pub(crate) fn with_row<T>(
+        &self,
+        member: &MemberId,
+        f: impl FnOnce(&MemberRow) -> T,
+    ) -> Option<T> {
+        let shard = self.shard(member.as_str()).read();
+        shard
+            .get(member.as_str())
+            .filter(|r| r.status != MemberStatus::NotEnrolled)
+            .map(|r| f(r))
+    }
+
+    pub(crate) fn totals(&self, program: &Program, as_of: DateTime<Utc>) -> ProgramTotals {
+        let mut acc = TotalsAcc::default();
+        for shard in &self.shards {
+            for row in shard.read().values() {
+                acc.add(row, as_of);
+            }
+        }
+        acc.finish(program, as_of, self.position())
+    }
+
+    /// Visits every row (one shard locked at a time), with the member id as stored in the
+    /// stream name.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&str, &MemberRow)) {
+        for shard in &self.shards {
+            for (member, row) in shard.read().iter() {
+                f(member, row);
+            }
+        }
+    }
+
+    pub(crate) fn note_reviewed(&self, member: &MemberId, through: DateTime<Utc>) {
+        if let Some(row) = self.shard(member.as_str()).write().get_mut(member.as_str()) {
+            row.reviewed_through = row.reviewed_through.max(nanos(through));
+        }
+    }
+
+    pub(crate) fn get(&self, member: &str) -> Option<MemberRow> {
+        self.shard(member)
+            .read()
+            .get(member)
+            .map(|r| MemberRow::clone(r))
+    }
+}
+
+impl std::fmt::Debug for ReadModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadModel")
+            .field("position", &self.position())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;
