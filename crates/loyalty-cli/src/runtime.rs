@@ -68,6 +68,8 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
             .log_page_max
             .max(settings.limits.history_page_max),
         time_window: settings.time.window(),
+        cache_members: settings.cache.max_members,
+        cache_bytes: settings.cache.max_bytes,
         ..EngineOptions::default()
     }
 }

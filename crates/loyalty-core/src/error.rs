@@ -113,6 +113,10 @@ pub enum DomainError {
     TimeOutOfRange,
     #[error("the referral of {newcomer} was revoked: no bonus is due for it")]
     ReferralRevoked { newcomer: String },
+    /// The state was compacted and the command touches what it retired: decide it on the
+    /// member's full history (`MemberState::needs_history` says so beforehand).
+    #[error("this command needs the member's full history")]
+    HistoryNeeded,
 }
 
 impl DomainError {
@@ -157,6 +161,7 @@ impl DomainError {
             DomainError::RefundBeforePurchase { .. } => "refund_before_purchase",
             DomainError::TimeOutOfRange => "time_out_of_range",
             DomainError::ReferralRevoked { .. } => "referral_revoked",
+            DomainError::HistoryNeeded => "history_needed",
         }
     }
 

@@ -20,7 +20,12 @@ use crate::state::{
 
 pub fn evolve(state: &mut MemberState, event: &Event) {
     state.events_applied = state.events_applied.saturating_add(1);
+    let at = event.occurred_at();
+    state.latest_at = Some(state.latest_at.map_or(at, |l| l.max(at)));
     if let Some((client_id, fingerprint, outcome)) = outcome::from_event(event) {
+        if crate::hot::retirable(&client_id) && !state.processed.contains_key(&client_id) {
+            state.processed_order.push_back(client_id.clone());
+        }
         state.processed.insert(
             client_id,
             Processed {
@@ -33,8 +38,10 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
     // fold looks up the redemption it cancels).
     match event {
         Event::PurchaseRecorded(e) => {
+            let key = PurchaseKey::new(e.store.clone(), e.transaction_id.clone());
+            state.purchase_order.push_back(key.clone());
             state.purchases.insert(
-                PurchaseKey::new(e.store.clone(), e.transaction_id.clone()),
+                key,
                 PurchaseRecord {
                     store: e.store.clone(),
                     transaction_id: e.transaction_id.clone(),
@@ -94,6 +101,7 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
             }
         }
         Event::PointsRedeemed(e) => {
+            state.redemption_order.push_back(e.redemption_id.clone());
             state.redemptions.insert(
                 e.redemption_id.clone(),
                 RedemptionRecord {
@@ -156,6 +164,7 @@ impl Ledger for MemberState {
 
     fn add_lot(&mut self, c: &Credit) {
         let lot_points = c.lot_points();
+        self.lot_index.insert(c.lot_id.clone(), self.lots.len());
         self.lots.push(Lot {
             id: c.lot_id.clone(),
             points: lot_points,
@@ -168,13 +177,13 @@ impl Ledger for MemberState {
     }
 
     fn change_lot(&mut self, lot: &LotId, delta: Points) {
-        if let Some(lot) = self.lots.iter_mut().find(|l| &l.id == lot) {
+        if let Some(lot) = self.lot_mut(lot) {
             lot.remaining = lot.remaining.saturating_add(delta);
         }
     }
 
     fn lot_expired(&mut self, lot: &LotId) {
-        if let Some(lot) = self.lots.iter_mut().find(|l| &l.id == lot) {
+        if let Some(lot) = self.lot_mut(lot) {
             lot.expired = true;
         }
     }

@@ -1,7 +1,7 @@
 //! The member aggregate's state: lots, debt, lifetime totals, tier, and what idempotency needs.
 //! Built only by [`crate::evolve`] from events, so projections can reuse it read-side.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -219,6 +219,17 @@ pub struct MemberState {
     pub(crate) processed: BTreeMap<String, Processed>,
     pub(crate) inactivity_deadline: Option<DateTime<Utc>>,
     pub(crate) events_applied: u64,
+    /// Where each lot is in `lots`.
+    pub(crate) lot_index: HashMap<LotId, usize>,
+    /// Insertion order of purchases, redemptions and the client ids a compaction may retire:
+    /// the oldest leave the hot state first.
+    pub(crate) purchase_order: VecDeque<PurchaseKey>,
+    pub(crate) redemption_order: VecDeque<RedemptionId>,
+    pub(crate) processed_order: VecDeque<String>,
+    /// The newest business time folded in.
+    pub(crate) latest_at: Option<DateTime<Utc>>,
+    /// Set once the state was compacted (see [`crate::hot`]).
+    pub(crate) hot: Option<Box<crate::hot::HotPart>>,
 }
 
 impl MemberState {
@@ -264,13 +275,24 @@ impl MemberState {
         self.last_review_at
     }
 
-    /// Every lot, in the order they were created (spent and expired ones included).
+    /// Every lot, in the order they were created (spent and expired ones included, unless a
+    /// compaction retired them).
     pub fn lots(&self) -> &[Lot] {
         &self.lots
     }
 
     pub fn lot(&self, id: &LotId) -> Option<&Lot> {
-        self.lots.iter().find(|l| &l.id == id)
+        self.lot_index.get(id).and_then(|i| self.lots.get(*i))
+    }
+
+    pub(crate) fn lot_mut(&mut self, id: &LotId) -> Option<&mut Lot> {
+        let i = *self.lot_index.get(id)?;
+        self.lots.get_mut(i)
+    }
+
+    /// The newest business time of the events folded in.
+    pub fn latest_at(&self) -> Option<DateTime<Utc>> {
+        self.latest_at
     }
 
     pub fn debt(&self) -> Points {

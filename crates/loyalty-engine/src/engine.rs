@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use loyalty_core::{
-    Command, DomainError, MemberId, MemberState, Program, PurchaseKey, Refund, ServerTime, decide,
-    evolve,
+    Command, DomainError, HotLimits, MemberId, MemberState, Program, PurchaseKey, Refund,
+    ServerTime, decide, evolve,
 };
 use loyalty_store::{
     Direction, EventStore, ExpectedRevision, Position, StoreError, StreamAppend, StreamFilter,
@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cache::ShardedLru;
+use crate::cache::{ShardedLru, Weighed};
 use crate::clock::{Clock, IdGenerator};
 use crate::codec::{self, member_stream};
 use crate::error::EngineError;
@@ -33,13 +33,29 @@ use crate::{referral, reservation, runner};
 /// Stripes of the per-member command lock (fixed memory, whatever the number of members).
 const LOCK_STRIPES: usize = 4_096;
 
-/// An aggregate state with the stream revision and position it reflects.
+/// An aggregate state with the stream revision and position it reflects. Cached states are
+/// hot (compacted, see `loyalty_core::hot`); the full history is read only for the commands
+/// and events that need it.
 #[derive(Debug, Default)]
 pub(crate) struct CachedMember {
     pub(crate) state: MemberState,
     /// `None`: the stream does not exist.
     pub(crate) revision: Option<u64>,
     pub(crate) position: Position,
+}
+
+impl Weighed for CachedMember {
+    fn weight(&self) -> usize {
+        self.state.approx_bytes().saturating_add(64)
+    }
+}
+
+/// How a read of a member's stream ended.
+enum Caught {
+    /// This many events were folded in.
+    Applied(usize),
+    /// An event touches what the hot state retired: only the full history can take it.
+    Unclean,
 }
 
 /// The application layer. Cheap to clone (an `Arc` inside).
@@ -62,6 +78,11 @@ pub(crate) struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Events per read: the option, capped by the store's page limit.
     pub(crate) page_size: usize,
+    /// What cached aggregate states keep.
+    pub(crate) hot_limits: HotLimits,
+    /// Times a member's full history was read (commands and events the hot state could not
+    /// take).
+    full_loads: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Engine {
@@ -102,7 +123,11 @@ impl Engine {
             .clamp(1, store.limits().max_page_size.max(1));
         let engine = Engine {
             inner: Arc::new(Inner {
-                cache: ShardedLru::new(options.cache_members),
+                cache: ShardedLru::new(options.cache_members, options.cache_bytes),
+                full_loads: std::sync::atomic::AtomicU64::new(0),
+                hot_limits: options
+                    .hot_limits
+                    .unwrap_or_else(|| HotLimits::new(&program, options.time_window)),
                 locks: StripedLocks::new(LOCK_STRIPES),
                 model: Arc::new(ReadModel::new()),
                 progress: Arc::new(ProgressTracker::new()),
@@ -235,26 +260,38 @@ impl Engine {
                 now,
                 window: inner.options.time_window,
             };
-            let decision = decide(&cached.state, command, &inner.program, time);
+            // What the hot state retired (a retry of an old id, a refund of an old purchase...)
+            // is decided on the full history, read for this command only.
+            let mut full = if cached.state.needs_history(command) {
+                tracing::debug!(%member, command = command.name(), "deciding on the full history");
+                Some(self.load_full(member).await?)
+            } else {
+                None
+            };
+            let deciding = full.as_ref().unwrap_or(cached);
+            let decision = decide(&deciding.state, command, &inner.program, time);
             let decision = match decision {
                 Ok(d) if !d.events.is_empty() => d,
-                // A replay is final: a processed client id never leaves the state.
-                Ok(d) if d.replayed => return Ok(result_without_events(d, member, cached)),
+                // A replay is final: a processed client id is never forgotten (the hot state
+                // remembers retired ones and sends them to the full history).
+                Ok(d) if d.replayed => return Ok(result_without_events(d, member, deciding)),
                 // A rejection or a no-op decided on a cached state: another server may have
                 // written since (the append would have caught that, but there is no append).
                 // One cheap read settles it.
                 other => {
-                    if !fresh {
+                    if !fresh && full.is_none() {
                         fresh = true;
                         if self.catch_up(member, cached).await? > 0 {
                             continue;
                         }
                     }
+                    let deciding = full.as_ref().unwrap_or(cached);
                     return other
-                        .map(|d| result_without_events(d, member, cached))
+                        .map(|d| result_without_events(d, member, deciding))
                         .map_err(EngineError::from);
                 }
             };
+            let deciding = full.as_ref().unwrap_or(cached);
             let reservation = self.check_across_members(command, now, reserved).await?;
             let metadata = EventMetadata::new(
                 command.client_id().unwrap_or_default(),
@@ -269,7 +306,7 @@ impl Engine {
                 .iter()
                 .map(|e| codec::encode(e, &metadata, inner.ids.as_ref()))
                 .collect::<Result<Vec<_>, _>>()?;
-            let expected = match cached.revision {
+            let expected = match deciding.revision {
                 None => ExpectedRevision::NoStream,
                 Some(r) => ExpectedRevision::Exact(r),
             };
@@ -294,9 +331,15 @@ impl Engine {
             };
             match appended {
                 Ok(appended) => {
+                    if let Some(full) = full.take() {
+                        // Events decided on the full history may touch what the hot state
+                        // retired: the hot state is the full one, compacted afterwards.
+                        *cached = full;
+                    }
                     for event in &decision.events {
                         evolve(&mut cached.state, event);
                     }
+                    cached.state.compact(&inner.hot_limits);
                     cached.revision = Some(appended.next_expected_revision);
                     cached.position = appended.position;
                     return Ok(CommandResult {
@@ -370,12 +413,44 @@ impl Engine {
         }
     }
 
-    /// Reads the member's events after the cached revision and applies them; returns how many.
+    /// Reads the member's events after the cached revision and folds them into the hot state;
+    /// returns how many. An event the hot state cannot take (decided on the full history by
+    /// another server) makes it rebuild from the full history.
     pub(crate) async fn catch_up(
         &self,
         member: &MemberId,
         cached: &mut CachedMember,
     ) -> Result<usize, EngineError> {
+        match self.read_stream_into(member, cached, true).await? {
+            Caught::Applied(n) => Ok(n),
+            Caught::Unclean => {
+                *cached = self.load_full(member).await?;
+                cached.state.compact(&self.inner.hot_limits);
+                Ok(cached.revision.map_or(0, |r| {
+                    usize::try_from(r).unwrap_or(usize::MAX).saturating_add(1)
+                }))
+            }
+        }
+    }
+
+    /// The member's whole history, not compacted: for the commands and events that need it.
+    async fn load_full(&self, member: &MemberId) -> Result<CachedMember, EngineError> {
+        self.inner
+            .full_loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut full = CachedMember::default();
+        self.read_stream_into(member, &mut full, false).await?;
+        Ok(full)
+    }
+
+    /// Folds the member's events after `cached.revision` into it, compacting page by page
+    /// when `hot` (and stopping at an event the hot state cannot take).
+    async fn read_stream_into(
+        &self,
+        member: &MemberId,
+        cached: &mut CachedMember,
+        hot: bool,
+    ) -> Result<Caught, EngineError> {
         let stream = member_stream(member);
         let mut applied = 0;
         loop {
@@ -391,15 +466,34 @@ impl Engine {
             let short = page.len() < self.inner.page_size;
             for recorded in &page {
                 let event = codec::decode(recorded)?;
+                if hot && !cached.state.applies_cleanly(&event) {
+                    return Ok(Caught::Unclean);
+                }
                 evolve(&mut cached.state, &event);
                 cached.revision = Some(recorded.revision);
                 cached.position = recorded.position;
                 applied += 1;
             }
+            if hot {
+                cached.state.compact(&self.inner.hot_limits);
+            }
             if short {
-                return Ok(applied);
+                return Ok(Caught::Applied(applied));
             }
         }
+    }
+
+    /// Times a member's full history had to be read because the hot state had retired what a
+    /// command or an event needed (for metrics and tests).
+    pub fn full_history_loads(&self) -> u64 {
+        self.inner
+            .full_loads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Cached aggregate states: how many, and their weight in bytes (for metrics).
+    pub fn cache_usage(&self) -> (usize, usize) {
+        self.inner.cache.usage()
     }
 
     /// A refund that names only the sale: the member is found through the sale's reservation
@@ -463,6 +557,12 @@ impl Engine {
                     reached,
                 },
             })
+    }
+
+    /// Events of member streams the read models could not decode (skipped, and listed by
+    /// `verify`).
+    pub fn unreadable_events(&self) -> u64 {
+        self.inner.model.apply_state().unreadable
     }
 
     /// The last position of `$all` the projections applied.

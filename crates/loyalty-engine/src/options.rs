@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
-use loyalty_core::TimeWindow;
+use loyalty_core::{HotLimits, TimeWindow};
 
 /// How the engine behaves. Every field has a sane default; see [`EngineOptions::default`].
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Most aggregate states kept in the cache of recent members (LRU).
     pub cache_members: usize,
+    /// Most bytes the cached states may weigh (each state's rough size; LRU).
+    pub cache_bytes: usize,
     /// How many times a command is decided again after a concurrent writer won the append.
     pub max_conflict_retries: u32,
     /// Longest time a read waits for the projections to reach a `min_position`.
@@ -25,12 +27,16 @@ pub struct EngineOptions {
     pub max_page_size: usize,
     /// How far a caller's `occurred_at` may stray from the engine's clock.
     pub time_window: TimeWindow,
+    /// What cached aggregate states keep; `None`: `HotLimits::new` for the program and the
+    /// window (tests set tiny limits to see retirement at work).
+    pub hot_limits: Option<HotLimits>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             cache_members: 10_000,
+            cache_bytes: 256 * 1024 * 1024,
             max_conflict_retries: 5,
             read_wait_limit: Duration::from_secs(5),
             projection_checkpoint_every: 1_000,
@@ -39,6 +45,7 @@ impl Default for EngineOptions {
             scheduler_batch_limit: 100_000,
             max_page_size: 1_000,
             time_window: TimeWindow::DEFAULT,
+            hot_limits: None,
         }
     }
 }

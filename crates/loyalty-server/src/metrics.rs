@@ -43,6 +43,28 @@ struct Inner {
     members: Gauge,
     points_outstanding: Gauge,
     points_expired: Gauge,
+    cached_members: Gauge,
+    cached_bytes: Gauge,
+    full_history_loads: Gauge,
+    unreadable_events: Gauge,
+}
+
+/// What the engine reports, read right before rendering.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineGauges {
+    pub projection_commit: u64,
+    pub caught_up: bool,
+    pub members: u64,
+    pub points_outstanding: i64,
+    pub points_expired: i64,
+    pub cached_members: usize,
+    pub cached_bytes: usize,
+    pub full_history_loads: u64,
+    pub unreadable_events: u64,
+}
+
+fn gauge(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
 }
 
 impl Default for Metrics {
@@ -92,6 +114,27 @@ impl Metrics {
             "Points that expired (breakage)",
             points_expired.clone(),
         );
+        let mut gauge_of = |name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let cached_members = gauge_of(
+            "cached_members",
+            "Member states in the command cache (bounded in members and in bytes)",
+        );
+        let cached_bytes = gauge_of(
+            "cached_bytes",
+            "Rough weight of the member states in the command cache",
+        );
+        let full_history_loads = gauge_of(
+            "full_history_loads",
+            "Times a member's full history was read because the cached state had retired what a command needed",
+        );
+        let unreadable_events = gauge_of(
+            "unreadable_events",
+            "Events of member streams the read models could not decode and skipped",
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -102,6 +145,10 @@ impl Metrics {
                 members,
                 points_outstanding,
                 points_expired,
+                cached_members,
+                cached_bytes,
+                full_history_loads,
+                unreadable_events,
             }),
         }
     }
@@ -117,21 +164,17 @@ impl Metrics {
     }
 
     /// Sets the gauges that come from the engine; called right before rendering.
-    pub fn set_engine_gauges(
-        &self,
-        projection_commit: u64,
-        caught_up: bool,
-        members: i64,
-        outstanding: i64,
-        expired: i64,
-    ) {
+    pub fn set_engine_gauges(&self, g: EngineGauges) {
         let i = &self.inner;
-        i.projection_commit
-            .set(i64::try_from(projection_commit).unwrap_or(i64::MAX));
-        i.caught_up.set(i64::from(caught_up));
-        i.members.set(members);
-        i.points_outstanding.set(outstanding);
-        i.points_expired.set(expired);
+        i.projection_commit.set(gauge(g.projection_commit));
+        i.caught_up.set(i64::from(g.caught_up));
+        i.members.set(gauge(g.members));
+        i.points_outstanding.set(g.points_outstanding);
+        i.points_expired.set(g.points_expired);
+        i.cached_members.set(gauge(g.cached_members));
+        i.cached_bytes.set(gauge(g.cached_bytes));
+        i.full_history_loads.set(gauge(g.full_history_loads));
+        i.unreadable_events.set(gauge(g.unreadable_events));
     }
 
     /// The Prometheus text exposition.

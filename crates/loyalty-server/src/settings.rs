@@ -32,6 +32,8 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     #[serde(default)]
     pub time: TimeSettings,
+    #[serde(default)]
+    pub cache: CacheSettings,
     /// API keys, stored as SHA-256 hashes; the plaintext never appears in configuration.
     #[serde(default)]
     pub api_keys: Vec<ApiKeySettings>,
@@ -159,6 +161,25 @@ impl Default for SchedulerSettings {
 impl SchedulerSettings {
     pub fn interval(&self) -> Option<Duration> {
         (self.interval_secs > 0).then(|| Duration::from_secs(self.interval_secs))
+    }
+}
+
+/// The command side's cache of member states (hot states: bounded however long a member's
+/// history grows), bounded both in members and in bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    pub max_members: usize,
+    /// The states' rough weight in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_members: 10_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 
@@ -364,6 +385,7 @@ mod tests {
             limits: LimitSettings::default(),
             scheduler: SchedulerSettings::default(),
             time: TimeSettings::default(),
+            cache: CacheSettings::default(),
             api_keys: vec![ApiKeySettings {
                 name: "till".into(),
                 role: Role::Terminal,

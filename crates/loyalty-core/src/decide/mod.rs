@@ -43,6 +43,11 @@ pub fn decide(
             got: command.member_id().to_string(),
         });
     }
+    // A compacted state cannot decide what touches the history it retired: the caller (the
+    // engine) decides it on the full history instead.
+    if state.needs_history(command) {
+        return Err(DomainError::HistoryNeeded);
+    }
     // Idempotency comes first: a retry gets its original answer whatever happened since.
     if let Some(client_id) = command.client_id()
         && let Some(done) = state.processed(&client_id)

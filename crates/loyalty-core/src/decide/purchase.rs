@@ -142,7 +142,7 @@ fn fresh_lot_id(
     transaction: &TransactionId,
 ) -> LotId {
     let id = LotId::derived_pair(prefix, store.as_str(), transaction.as_str());
-    if state.lot(&id).is_none() {
+    if !state.has_lot_id(&id) {
         return id;
     }
     LotId::derived(prefix, &format!("{store}/{transaction}"))

@@ -3,6 +3,7 @@
 mod audit;
 mod commands;
 mod common;
+mod hot;
 mod integrity;
 mod projections;
 mod referrals;

@@ -48,13 +48,20 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let engine = &state.engine;
     let totals = engine.totals();
-    state.metrics.set_engine_gauges(
-        engine.projection_position().commit,
-        engine.is_caught_up(),
-        i64::try_from(totals.members).unwrap_or(i64::MAX),
-        totals.points_outstanding.value(),
-        totals.breakage_points.value(),
-    );
+    let (cached_members, cached_bytes) = engine.cache_usage();
+    state
+        .metrics
+        .set_engine_gauges(crate::metrics::EngineGauges {
+            projection_commit: engine.projection_position().commit,
+            caught_up: engine.is_caught_up(),
+            members: totals.members,
+            points_outstanding: totals.points_outstanding.value(),
+            points_expired: totals.breakage_points.value(),
+            cached_members,
+            cached_bytes,
+            full_history_loads: engine.full_history_loads(),
+            unreadable_events: engine.unreadable_events(),
+        });
     (
         StatusCode::OK,
         [(

@@ -1,0 +1,131 @@
+//! Cached states are hot (compacted): what they retired goes to the full history, so answers
+//! are the same as if nothing had been retired; the cache is bounded in bytes.
+
+use loyalty_core::{DomainError, HotLimits, Outcome, Points, TimeWindow};
+use loyalty_engine::{EngineError, EngineOptions};
+
+use crate::common::*;
+
+fn tiny() -> EngineOptions {
+    EngineOptions {
+        hot_limits: Some(HotLimits {
+            max_purchases: 2,
+            max_redemptions: 1,
+            max_processed: 3,
+            ..HotLimits::new(&program(), TimeWindow::DEFAULT)
+        }),
+        ..options()
+    }
+}
+
+async fn alice_with_ten_purchases(h: &Harness) -> loyalty_core::MemberId {
+    let alice = h.enroll("alice").await;
+    for i in 1..=10 {
+        h.run(purchase(&alice, &format!("T{i}"), 10 + i, h.now()))
+            .await;
+    }
+    alice
+}
+
+#[tokio::test]
+async fn a_retry_of_a_transaction_id_the_cache_retired_long_ago_is_still_a_replay() {
+    // Given alice's ten purchases, of which the cached state keeps two
+    let h = Harness::with(program(), tiny()).await;
+    let alice = alice_with_ten_purchases(&h).await;
+    let before = read_member(h.store.as_ref(), &alice).await.len();
+    let loads = h.engine.full_history_loads();
+    // When the till retries the first one
+    let retry = h
+        .engine
+        .execute(purchase(&alice, "T1", 11, h.now()))
+        .await
+        .unwrap();
+    // Then it is recognised on the full history, with its original outcome, and nothing is
+    // appended
+    assert!(retry.replayed);
+    assert_eq!(h.engine.full_history_loads(), loads + 1);
+    assert!(matches!(
+        retry.outcome,
+        Outcome::PurchaseRecorded { points, .. } if points == Points::new(11)
+    ));
+    assert_eq!(read_member(h.store.as_ref(), &alice).await.len(), before);
+    // And the same id with other content is a conflict, not a new purchase
+    let err = h
+        .engine
+        .execute(purchase(&alice, "T1", 99, h.now()))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        EngineError::Domain(DomainError::IdempotencyConflict { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_refund_of_a_purchase_the_cache_retired_takes_back_exactly_its_points() {
+    let h = Harness::with(program(), tiny()).await;
+    let alice = alice_with_ten_purchases(&h).await;
+    let loads = h.engine.full_history_loads();
+    let result = h
+        .engine
+        .execute(refund(&alice, "RF1", "T1", 11, h.now()))
+        .await
+        .unwrap();
+    assert_eq!(h.engine.full_history_loads(), loads + 1);
+    assert!(matches!(
+        result.outcome,
+        Outcome::RefundRecorded { points_clawed_back, .. } if points_clawed_back == Points::new(11)
+    ));
+    // The cached state goes on deciding like the full history.
+    h.run(redeem(&alice, "R1", 50, h.now())).await;
+    let full = h.core_state(&alice).await;
+    assert_eq!(full.available(h.now()), Points::new(10 + 155 - 11 - 50));
+    h.settle().await;
+    assert!(h.engine.verify().await.unwrap().is_clean());
+}
+
+#[tokio::test]
+async fn an_event_another_server_decided_on_the_full_history_does_not_corrupt_this_servers_cache() {
+    // Given two servers, the first with alice's hot state in its cache
+    let h = Harness::with(program(), tiny()).await;
+    let alice = alice_with_ten_purchases(&h).await;
+    let other = h.second_engine(tiny()).await;
+    // When the other server refunds a purchase the hot state retired (on the full history)
+    other
+        .execute(refund(&alice, "RF1", "T1", 11, h.now()))
+        .await
+        .unwrap();
+    // And the first server then decides for alice (it catches up with the other's events,
+    // which its hot state cannot take: it rebuilds from the full history)
+    let loads = h.engine.full_history_loads();
+    h.run(redeem(&alice, "R1", 20, h.now())).await;
+    assert_eq!(h.engine.full_history_loads(), loads + 1);
+    h.run(refund(&alice, "RF2", "T10", 20, h.now())).await;
+    // Then its answers agree with the full history
+    let full = h.core_state(&alice).await;
+    assert_eq!(
+        full.available(h.now()),
+        Points::new(10 + 155 - 11 - 20 - 20)
+    );
+    assert_eq!(full.lifetime().clawed_back, Points::new(31));
+    other.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_cache_of_member_states_is_bounded_in_bytes() {
+    // Given a cache of 10,000 members but 64 KiB
+    let opts = EngineOptions {
+        cache_bytes: 64 * 1024,
+        ..options()
+    };
+    let h = Harness::with(program(), opts).await;
+    // When 200 members enroll and buy
+    for i in 0..200 {
+        let m = h.enroll(&format!("m{i}")).await;
+        h.run(purchase(&m, &format!("T{i}"), 10, h.now())).await;
+    }
+    // Then the cached states weigh no more than the bound, and far fewer than 200 are kept
+    let (members, bytes) = h.engine.cache_usage();
+    assert!(bytes <= 64 * 1024, "{bytes} bytes cached");
+    assert!(members > 0 && members < 200, "{members} members cached");
+}
