@@ -109,7 +109,18 @@ impl Manager {
         let Some(newcomer) = codec::member_of_stream(&recorded.stream) else {
             return Ok(());
         };
-        let command = match codec::decode(recorded)? {
+        // An event of our type that does not decode (written by something else, or damaged)
+        // is skipped with a warning: stopping here would stall every referral after it. The
+        // read models count it and `verify` lists it.
+        let event = match codec::decode(recorded) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(stream = %recorded.stream, position = %recorded.position,
+                    error = %e, "referral process manager skips an unreadable event");
+                return Ok(());
+            }
+        };
+        let command = match event {
             Event::ReferralQualified(qualified) => {
                 Command::CreditReferralBonus(CreditReferralBonus {
                     member_id: qualified.referrer,

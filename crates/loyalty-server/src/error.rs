@@ -37,6 +37,8 @@ pub struct ApiError {
     pub detail: String,
     /// Extension members (`available`, `requested`, ...).
     pub extensions: Map<String, Value>,
+    /// Seconds a client should wait before trying again (the `Retry-After` header).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -52,7 +54,14 @@ impl ApiError {
             title,
             detail: detail.into(),
             extensions: Map::new(),
+            retry_after: None,
         }
+    }
+
+    /// Asks the client to try again after `seconds` (`Retry-After`).
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Adds an extension member.
@@ -185,6 +194,11 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

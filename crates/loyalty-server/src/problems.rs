@@ -11,6 +11,9 @@ fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
+/// What a client is told to wait when the store cannot take writes (out of space, unreachable).
+const STORE_RETRY_AFTER_SECS: u32 = 5;
+
 const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
 const CONFLICT: StatusCode = StatusCode::CONFLICT;
 const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
@@ -224,7 +227,8 @@ impl From<EngineError> for ApiError {
                 "Too many concurrent writes",
                 detail,
             )
-            .with("retryable", true),
+            .with("retryable", true)
+            .retry_after(1),
             EngineError::NotCaughtUp { wanted, reached } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not-caught-up",
@@ -233,13 +237,20 @@ impl From<EngineError> for ApiError {
             )
             .with("wanted", wanted.to_string())
             .with("reached", reached.to_string())
-            .with("retryable", true),
+            .with("retryable", true)
+            .retry_after(1),
             EngineError::LimitExceeded { limit, .. } => {
                 ApiError::new(UNPROCESSABLE, "limit-exceeded", "Limit exceeded", detail)
                     .with("limit", limit)
             }
-            EngineError::Store(e) if e.is_transient() => ApiError::unavailable(e.to_string()),
-            EngineError::ShutDown => ApiError::unavailable(detail),
+            // Out of space, a lost connection: the write did not happen and may once the store
+            // is back. Nothing was acknowledged, so a retry with the same id is safe.
+            EngineError::Store(e) if e.is_transient() => ApiError::unavailable(e.to_string())
+                .with("retryable", true)
+                .retry_after(STORE_RETRY_AFTER_SECS),
+            EngineError::ShutDown => {
+                ApiError::unavailable(detail).retry_after(STORE_RETRY_AFTER_SECS)
+            }
             EngineError::Store(_) | EngineError::Schema(_) | EngineError::Corrupt(_) => {
                 ApiError::internal(detail)
             }
@@ -267,6 +278,26 @@ mod tests {
         );
         assert_eq!(body["available"], 120);
         assert_eq!(body["requested"], 500);
+    }
+
+    #[test]
+    fn a_store_that_cannot_take_writes_answers_503_with_retry_after() {
+        use axum::response::IntoResponse;
+        let problem: ApiError =
+            EngineError::Store(loyalty_store::StoreError::Unavailable("disk full".into())).into();
+        assert_eq!(problem.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(problem.body()["retryable"], true);
+        let response = problem.into_response();
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            STORE_RETRY_AFTER_SECS.to_string()
+        );
+        let waiting: ApiError = EngineError::NotCaughtUp {
+            wanted: loyalty_store::Position::new(9, 9),
+            reached: loyalty_store::Position::new(1, 1),
+        }
+        .into();
+        assert_eq!(waiting.into_response().headers()["retry-after"], "1");
     }
 
     #[test]

@@ -92,6 +92,9 @@ impl ReadModel {
                     }
                 }
                 Err(e) => {
+                    tracing::warn!(stream = %recorded.stream, revision = recorded.revision,
+                        position = %recorded.position, error = %e,
+                        "read models skip an unreadable event");
                     let mut state = self.state.write();
                     state.unreadable += 1;
                     if state.errors.len() < MAX_ERRORS_KEPT {

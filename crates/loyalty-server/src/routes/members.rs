@@ -36,7 +36,19 @@ pub async fn enroll(
     execute(&state, &caller, &headers, command).await
 }
 
-fn unknown_member(member: &MemberId) -> ApiError {
+/// A member the read models do not hold: unknown once they caught up with the log; while they
+/// are still catching up (just after a start), maybe not read yet, so retry.
+fn unknown_member(state: &AppState, member: &MemberId) -> ApiError {
+    if !state.engine.is_caught_up() {
+        return ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not-caught-up",
+            "Read models not caught up",
+            "the read models are still catching up with the log; this member may not be read yet",
+        )
+        .with("retryable", true)
+        .retry_after(1);
+    }
     ApiError::new(
         axum::http::StatusCode::NOT_FOUND,
         "unknown-member",
@@ -57,7 +69,7 @@ pub async fn profile(
     let profile = state
         .engine
         .member_profile(&member)
-        .ok_or_else(|| unknown_member(&member))?;
+        .ok_or_else(|| unknown_member(&state, &member))?;
     Ok(Json(profile).into_response())
 }
 
@@ -80,7 +92,7 @@ pub async fn history(
     };
     wait_for(&state, query.min_position).await?;
     if state.engine.member_profile(&member).is_none() {
-        return Err(unknown_member(&member));
+        return Err(unknown_member(&state, &member));
     }
     let page = state.engine.history(&member, cursor, limit).await?;
     Ok(Json(page).into_response())
@@ -95,7 +107,7 @@ pub async fn rewards(
     let member = validate::id(MemberId::parse, &member_id)?;
     wait_for(&state, query.min_position).await?;
     if state.engine.member_profile(&member).is_none() {
-        return Err(unknown_member(&member));
+        return Err(unknown_member(&state, &member));
     }
     let rewards = state.engine.redeemable_rewards(&member);
     Ok(Json(json!({ "member_id": member, "rewards": rewards })).into_response())

@@ -64,11 +64,95 @@ async fn harness_with(limits: LimitSettings) -> Harness {
     )
     .await
     .expect("the engine starts");
+    // Reads answer 503 until the read models caught up with the (empty) log.
+    for _ in 0..500 {
+        if engine.is_caught_up() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let state = AppState::new(engine.clone(), keys(), limits);
     Harness {
         router: crate::app(state, Duration::from_secs(10)),
         engine,
     }
+}
+
+/// A store whose subscriptions never deliver anything: read models that never catch up.
+struct NeverCaughtUp(InMemoryStore);
+
+#[async_trait::async_trait]
+impl loyalty_store::EventStore for NeverCaughtUp {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: loyalty_store::ExpectedRevision,
+        events: Vec<loyalty_store::EventData>,
+    ) -> Result<loyalty_store::AppendResult, loyalty_store::StoreError> {
+        self.0.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: loyalty_store::StreamFrom,
+        direction: loyalty_store::Direction,
+        max_count: usize,
+    ) -> Result<Vec<loyalty_store::RecordedEvent>, loyalty_store::StoreError> {
+        self.0.read_stream(stream, from, direction, max_count).await
+    }
+
+    async fn read_all(
+        &self,
+        after: loyalty_store::Position,
+        max_count: usize,
+    ) -> Result<Vec<loyalty_store::RecordedEvent>, loyalty_store::StoreError> {
+        self.0.read_all(after, max_count).await
+    }
+
+    async fn subscribe_all(
+        &self,
+        _after: loyalty_store::Position,
+        _filter: loyalty_store::StreamFilter,
+    ) -> Result<loyalty_store::Subscription, loyalty_store::StoreError> {
+        let (sender, subscription) = loyalty_store::Subscription::channel();
+        // Kept open, never written to.
+        std::mem::forget(sender);
+        Ok(subscription)
+    }
+
+    async fn head_position(&self) -> Result<loyalty_store::Position, loyalty_store::StoreError> {
+        self.0.head_position().await
+    }
+
+    fn limits(&self) -> loyalty_store::Limits {
+        self.0.limits()
+    }
+}
+
+#[tokio::test]
+async fn a_member_read_while_the_read_models_catch_up_answers_503_not_404() {
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).single().unwrap(),
+    ));
+    let engine = Engine::start(
+        Arc::new(NeverCaughtUp(InMemoryStore::new())),
+        Arc::new(demo_program()),
+        clock,
+        Arc::new(SequentialIds::default()),
+        EngineOptions::default(),
+    )
+    .await
+    .unwrap();
+    let state = AppState::new(engine.clone(), keys(), LimitSettings::default());
+    let h = Harness {
+        router: crate::app(state, Duration::from_secs(10)),
+        engine,
+    };
+    let answer = h.get("/v1/members/nobody", APP).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem_slug(&answer), "not-caught-up");
+    assert_eq!(answer.body["retryable"], true);
 }
 
 async fn harness() -> Harness {
