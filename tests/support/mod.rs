@@ -88,6 +88,7 @@ impl TestServer {
             .merge(("server.listen", "127.0.0.1:0"))
             .merge(("store.kind", "sqlite"))
             .merge(("store.path", dir.path().join("loyalty.sqlite")))
+            .merge(("snapshots.dir", dir.path().join("snapshots")))
             .merge(("scheduler.interval_secs", 0));
         for (key, value) in overrides {
             figment = figment.merge((*key, value.clone()));

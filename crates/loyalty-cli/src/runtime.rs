@@ -70,6 +70,8 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         time_window: settings.time.window(),
         cache_members: settings.cache.max_members,
         cache_bytes: settings.cache.max_bytes,
+        snapshot_dir: settings.snapshot_dir(),
+        snapshot_every_events: settings.snapshots.every_events.max(1),
         ..EngineOptions::default()
     }
 }

@@ -24,7 +24,7 @@ use crate::locks::StripedLocks;
 use crate::metadata::{CommandContext, EventMetadata};
 use crate::options::EngineOptions;
 use crate::progress::{ProgressTracker, WaitError};
-use crate::readmodel::ReadModel;
+use crate::readmodel::{ReadModel, snapshot};
 use crate::views::{
     BalanceView, CommandResult, ProfileView, ProgramTotals, RefundRequest, RewardView, TierView,
 };
@@ -83,6 +83,8 @@ pub(crate) struct Inner {
     /// Times a member's full history was read (commands and events the hot state could not
     /// take).
     full_loads: std::sync::atomic::AtomicU64,
+    /// The position of the read-model snapshot the read models started from, if any.
+    restored_from: Mutex<Option<Position>>,
 }
 
 impl fmt::Debug for Engine {
@@ -125,6 +127,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 cache: ShardedLru::new(options.cache_members, options.cache_bytes),
                 full_loads: std::sync::atomic::AtomicU64::new(0),
+                restored_from: Mutex::new(None),
                 hot_limits: options
                     .hot_limits
                     .unwrap_or_else(|| HotLimits::new(&program, options.time_window)),
@@ -141,6 +144,11 @@ impl Engine {
                 options,
             }),
         };
+        // Read models restart from their latest snapshot, when there is a usable one: only the
+        // events after it are replayed.
+        if let Some(dir) = &engine.inner.options.snapshot_dir {
+            engine.restore_snapshot(dir).await;
+        }
         let projection = runner::spawn(
             engine.inner.store.clone(),
             Arc::new(LiveProjection(engine.inner.model.clone())),
@@ -149,6 +157,10 @@ impl Engine {
             engine.inner.shutdown.subscribe(),
         );
         engine.track(projection);
+        if let Some(dir) = engine.inner.options.snapshot_dir.clone() {
+            let task = engine.spawn_snapshots(dir);
+            engine.track(task);
+        }
         match referral::spawn(engine.clone()).await {
             Ok(referrals) => engine.track(referrals),
             Err(e) => {
@@ -193,6 +205,71 @@ impl Engine {
         for task in tasks {
             let _ = task.await;
         }
+        // The projection has stopped: a last snapshot, so the next start replays nothing.
+        if let Some(dir) = self.inner.options.snapshot_dir.clone() {
+            self.write_snapshot(&dir).await;
+        }
+    }
+
+    async fn restore_snapshot(&self, dir: &std::path::Path) {
+        let path = snapshot::latest(dir);
+        if !path.exists() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let read = tokio::task::spawn_blocking(move || snapshot::read(&path)).await;
+        match read {
+            Ok(Ok(loaded)) => {
+                let position = loaded.position;
+                let members = loaded.rows.len();
+                let taken_at = loaded.taken_at;
+                self.inner.model.restore(loaded);
+                self.inner.progress.advance(position);
+                *self.inner.restored_from.lock() = Some(position);
+                tracing::info!(%position, members, %taken_at,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "read models restored from their snapshot");
+            }
+            Ok(Err(why)) => {
+                tracing::warn!(%why, "read-model snapshot not usable: replaying the log")
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the read-model snapshot failed"),
+        }
+    }
+
+    /// Writes a snapshot of the read models now (off the async threads); failures are logged,
+    /// the next one tries again.
+    async fn write_snapshot(&self, dir: &std::path::Path) {
+        let path = snapshot::latest(dir);
+        let model = self.inner.model.clone();
+        let taken_at = self.inner.clock.now();
+        match tokio::task::spawn_blocking(move || snapshot::write(&path, &model, taken_at)).await {
+            Ok(Ok(written)) => tracing::info!(position = %written.position,
+                members = written.members, bytes = written.bytes, "read-model snapshot written"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "read-model snapshot not written"),
+            Err(e) => tracing::warn!(error = %e, "read-model snapshot task failed"),
+        }
+    }
+
+    /// Takes a snapshot every `snapshot_every_events` events applied.
+    fn spawn_snapshots(&self, dir: std::path::PathBuf) -> JoinHandle<()> {
+        let engine = self.clone();
+        let mut shutdown = self.inner.shutdown.subscribe();
+        tokio::spawn(async move {
+            let every = engine.inner.options.snapshot_every_events.max(1);
+            let mut last = engine.inner.model.events_applied();
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                let applied = engine.inner.model.events_applied();
+                if applied.saturating_sub(last) >= every {
+                    engine.write_snapshot(&dir).await;
+                    last = applied;
+                }
+            }
+        })
     }
 
     // ---- Commands -------------------------------------------------------------------------
@@ -557,6 +634,12 @@ impl Engine {
                     reached,
                 },
             })
+    }
+
+    /// The position of the read-model snapshot this engine's read models started from (`None`:
+    /// they replayed the log from its start).
+    pub fn restored_snapshot(&self) -> Option<Position> {
+        *self.inner.restored_from.lock()
     }
 
     /// Events of member streams the read models could not decode (skipped, and listed by

@@ -30,6 +30,10 @@ pub struct EngineOptions {
     /// What cached aggregate states keep; `None`: `HotLimits::new` for the program and the
     /// window (tests set tiny limits to see retirement at work).
     pub hot_limits: Option<HotLimits>,
+    /// Where read-model snapshots are kept; `None`: no snapshots (every start replays the log).
+    pub snapshot_dir: Option<std::path::PathBuf>,
+    /// A snapshot is taken every this many events applied (and at shutdown).
+    pub snapshot_every_events: u64,
 }
 
 impl Default for EngineOptions {
@@ -46,6 +50,8 @@ impl Default for EngineOptions {
             max_page_size: 1_000,
             time_window: TimeWindow::DEFAULT,
             hot_limits: None,
+            snapshot_dir: None,
+            snapshot_every_events: 100_000,
         }
     }
 }

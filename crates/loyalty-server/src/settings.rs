@@ -34,6 +34,8 @@ pub struct Settings {
     pub time: TimeSettings,
     #[serde(default)]
     pub cache: CacheSettings,
+    #[serde(default)]
+    pub snapshots: SnapshotSettings,
     /// API keys, stored as SHA-256 hashes; the plaintext never appears in configuration.
     #[serde(default)]
     pub api_keys: Vec<ApiKeySettings>,
@@ -161,6 +163,47 @@ impl Default for SchedulerSettings {
 impl SchedulerSettings {
     pub fn interval(&self) -> Option<Duration> {
         (self.interval_secs > 0).then(|| Duration::from_secs(self.interval_secs))
+    }
+}
+
+/// Read-model snapshots: a restart reads them back and replays only the events after them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotSettings {
+    /// Where they are kept. Unset: beside the SQLite file (`<store.path>.snapshots`), or
+    /// `data/snapshots` for EventStoreDB; none for the memory store.
+    pub dir: Option<PathBuf>,
+    /// A snapshot every this many events applied (and one at shutdown); 0 turns them off.
+    pub every_events: u64,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            every_events: 100_000,
+        }
+    }
+}
+
+impl Settings {
+    /// Where read-model snapshots go, if anywhere.
+    pub fn snapshot_dir(&self) -> Option<PathBuf> {
+        if self.snapshots.every_events == 0 {
+            return None;
+        }
+        if let Some(dir) = &self.snapshots.dir {
+            return Some(dir.clone());
+        }
+        match self.store.kind {
+            StoreKind::Sqlite => {
+                let mut name = self.store.path.clone().into_os_string();
+                name.push(".snapshots");
+                Some(PathBuf::from(name))
+            }
+            StoreKind::Eventstoredb => Some(PathBuf::from("data/snapshots")),
+            StoreKind::Memory => None,
+        }
     }
 }
 
@@ -386,6 +429,7 @@ mod tests {
             scheduler: SchedulerSettings::default(),
             time: TimeSettings::default(),
             cache: CacheSettings::default(),
+            snapshots: SnapshotSettings::default(),
             api_keys: vec![ApiKeySettings {
                 name: "till".into(),
                 role: Role::Terminal,

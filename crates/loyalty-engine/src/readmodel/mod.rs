@@ -11,6 +11,7 @@
 //! rows here keep only what balances, tiers and rewards need.
 
 mod row;
+pub(crate) mod snapshot;
 mod totals;
 mod views;
 
@@ -85,7 +86,9 @@ impl ReadModel {
                     if !shard.contains_key(member) {
                         shard.insert(member.into(), Box::default());
                     }
-                    if let Some(row) = shard.get_mut(member) {
+                    if let Some(row) = shard.get_mut(member)
+                        && !row.holds(recorded.revision)
+                    {
                         row.apply(&event);
                         row.revision = recorded.revision;
                         row.last_position = recorded.position;
@@ -111,6 +114,26 @@ impl ReadModel {
         if recorded.position > state.position {
             state.position = recorded.position;
         }
+    }
+
+    /// Replaces every row and the position with what a snapshot held (before the projection
+    /// starts).
+    pub(crate) fn restore(&self, loaded: snapshot::Loaded) {
+        for shard in &self.shards {
+            shard.write().clear();
+        }
+        for (member, row) in loaded.rows {
+            self.shard(&member).write().insert(member, Box::new(row));
+        }
+        let mut state = self.state.write();
+        state.position = loaded.position;
+        state.events = loaded.events;
+        state.unreadable = loaded.unreadable;
+    }
+
+    /// Events applied so far (snapshots taken are counted against it).
+    pub(crate) fn events_applied(&self) -> u64 {
+        self.state.read().events
     }
 
     pub(crate) fn with_row<T>(

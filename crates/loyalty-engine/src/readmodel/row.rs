@@ -355,3 +355,134 @@ impl Ledger for MemberRow {
         }
     }
 }
+
+impl MemberRow {
+    /// The row as a snapshot stores it.
+    pub(super) fn to_v1(&self, member: &str) -> super::snapshot::RowV1 {
+        let t = &self.totals;
+        let extras = self.extras.as_deref();
+        super::snapshot::RowV1 {
+            member: member.to_owned(),
+            status: match self.status {
+                MemberStatus::NotEnrolled => 0,
+                MemberStatus::Active => 1,
+                MemberStatus::Suspended => 2,
+                MemberStatus::Closed => 3,
+            },
+            tier_index: self.tier_index,
+            tier_name: self.tier_name.to_string(),
+            enrolled_at: self.enrolled_at,
+            tier_since: self.tier_since,
+            last_review_at: self.last_review_at,
+            inactivity_deadline: self.inactivity_deadline,
+            referrer: extras.and_then(|x| x.referrer.as_deref().map(str::to_owned)),
+            rewards: extras.map(|x| x.rewards.clone()).unwrap_or_default(),
+            reward_redemptions: extras
+                .map(|x| x.reward_redemptions.clone())
+                .unwrap_or_default(),
+            debt: self.debt.value(),
+            totals: [
+                t.earned.value(),
+                t.redeemed.value(),
+                t.expired.value(),
+                t.clawed_back.value(),
+                t.adjusted.value(),
+                t.forfeited.value(),
+                t.shortfall.value(),
+            ],
+            lots: self
+                .lots
+                .iter()
+                .map(|l| (l.key, l.remaining, l.spendable_from, l.expires_at))
+                .collect(),
+            qualifying: self
+                .qualifying
+                .iter()
+                .map(|q| (q.sale, q.txn, q.at, q.spend.serialize(), q.points))
+                .collect(),
+            revision: self.revision,
+            commit: self.last_position.commit,
+            prepare: self.last_position.prepare,
+        }
+    }
+
+    /// A row read back from a snapshot, with its member id; `None` if it does not make sense.
+    pub(super) fn from_v1(v: super::snapshot::RowV1) -> Option<(Box<str>, MemberRow)> {
+        let status = match v.status {
+            0 => MemberStatus::NotEnrolled,
+            1 => MemberStatus::Active,
+            2 => MemberStatus::Suspended,
+            3 => MemberStatus::Closed,
+            _ => return None,
+        };
+        let [
+            earned,
+            redeemed,
+            expired,
+            clawed_back,
+            adjusted,
+            forfeited,
+            shortfall,
+        ] = v.totals.map(Points::new);
+        let extras =
+            (v.referrer.is_some() || !v.rewards.is_empty() || !v.reward_redemptions.is_empty())
+                .then(|| {
+                    Box::new(Extras {
+                        referrer: v.referrer.map(Box::from),
+                        rewards: v.rewards,
+                        reward_redemptions: v.reward_redemptions,
+                    })
+                });
+        let row = MemberRow {
+            status,
+            tier_index: v.tier_index,
+            tier_name: v.tier_name.into_boxed_str(),
+            enrolled_at: v.enrolled_at,
+            tier_since: v.tier_since,
+            last_review_at: v.last_review_at,
+            inactivity_deadline: v.inactivity_deadline,
+            extras,
+            debt: Points::new(v.debt),
+            totals: Lifetime {
+                earned,
+                redeemed,
+                expired,
+                clawed_back,
+                adjusted,
+                forfeited,
+                shortfall,
+            },
+            lots: v
+                .lots
+                .into_iter()
+                .map(|(key, remaining, spendable_from, expires_at)| LotRow {
+                    key,
+                    remaining,
+                    spendable_from,
+                    expires_at,
+                })
+                .collect(),
+            qualifying: v
+                .qualifying
+                .into_iter()
+                .map(|(sale, txn, at, spend, points)| QualifyingRow {
+                    sale,
+                    txn,
+                    at,
+                    spend: Decimal::deserialize(spend),
+                    points,
+                })
+                .collect(),
+            revision: v.revision,
+            last_position: Position::new(v.commit, v.prepare),
+            reviewed_through: NONE,
+        };
+        Some((v.member.into_boxed_str(), row))
+    }
+
+    /// Whether the row already holds the event at `revision` of its stream (a snapshot taken
+    /// while the projection ran may hold a few events past its recorded position).
+    pub(crate) fn holds(&self, revision: u64) -> bool {
+        self.last_position != Position::START && revision <= self.revision
+    }
+}

@@ -259,3 +259,66 @@ async fn the_profile_combines_status_balance_and_tier() {
     assert!(profile.tier.next_review_at.is_some_and(|t| t > t0()));
     assert!(h.engine.member_profile(&member("ghost")).is_none());
 }
+
+fn with_snapshots(dir: &std::path::Path) -> loyalty_engine::EngineOptions {
+    loyalty_engine::EngineOptions {
+        snapshot_dir: Some(dir.to_path_buf()),
+        ..options()
+    }
+}
+
+#[tokio::test]
+async fn a_restart_reads_the_read_models_back_from_their_snapshot_and_replays_only_what_followed() {
+    // Given a server with twenty members, stopped (it writes a snapshot as it stops)
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::with(program(), with_snapshots(dir.path())).await;
+    let mut members = Vec::new();
+    for i in 0..20 {
+        let m = h.enroll(&format!("m{i}")).await;
+        h.run(purchase(&m, &format!("T{i}"), 10 + i, h.now())).await;
+        members.push(m);
+    }
+    h.settle().await;
+    let at_stop = loyalty_store::EventStore::head_position(h.store.as_ref())
+        .await
+        .unwrap();
+    h.engine.shutdown().await;
+    // And more business after it, written by another server
+    let other = h.second_engine(options()).await;
+    other
+        .execute(redeem(&members[3], "R1", 5, h.now()))
+        .await
+        .unwrap();
+    other.shutdown().await;
+    // When the server starts again
+    let restarted = h.second_engine(with_snapshots(dir.path())).await;
+    let head = loyalty_store::EventStore::head_position(h.store.as_ref())
+        .await
+        .unwrap();
+    restarted.wait_for(head).await.unwrap();
+    // Then its read models came from the snapshot, the redemption after it was applied once,
+    // and they equal a replay of the log
+    assert_eq!(restarted.restored_snapshot(), Some(at_stop));
+    let balance = restarted.balance(&members[3]).unwrap();
+    assert_eq!(balance.redeemed, Points::new(5));
+    assert_eq!(balance.available, Points::new(10 + 13 - 5));
+    assert!(restarted.verify().await.unwrap().is_clean());
+    restarted.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_snapshot_that_does_not_read_back_is_ignored_and_the_log_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("readmodel-latest.snap"), b"not a snapshot").unwrap();
+    let h = Harness::with(program(), with_snapshots(dir.path())).await;
+    let m = h.enroll("alice").await;
+    h.settle().await;
+    assert_eq!(h.engine.restored_snapshot(), None);
+    assert_eq!(h.engine.balance(&m).unwrap().available, Points::new(10));
+    h.engine.shutdown().await;
+    // The next start reads the snapshot its shutdown wrote.
+    let restarted = h.second_engine(with_snapshots(dir.path())).await;
+    assert!(restarted.restored_snapshot().is_some());
+    assert_eq!(restarted.balance(&m).unwrap().available, Points::new(10));
+    restarted.shutdown().await;
+}

@@ -1,0 +1,196 @@
+//! Read-model snapshots on disk: every row and the log position they reflect, so that a restart
+//! reads them back and subscribes from there instead of replaying the whole log.
+//!
+//! A snapshot is taken while the projection goes on applying events (shard by shard, without
+//! stopping it): each row reflects at least the recorded position, some a little more. On
+//! restore, the projection resumes at the recorded position and skips, per member, the events
+//! whose stream revision the row already holds, so every event is applied exactly once.
+//!
+//! The file is written beside its final name, synced, then renamed over it: a crash leaves the
+//! old snapshot or the new one, never half of one. A file of another schema version (the row's
+//! shape changed) or one that does not read back is ignored, and the log is replayed instead.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use loyalty_store::Position;
+use serde::{Deserialize, Serialize};
+
+use super::ReadModel;
+use super::row::MemberRow;
+
+/// The version of the rows' stored shape: bump it when `RowV1` changes (older snapshots are
+/// then rebuilt from the log).
+pub(crate) const SNAPSHOT_SCHEMA: u32 = 1;
+const MAGIC: &[u8; 8] = b"LOYRMSNP";
+/// The file the latest snapshot lives in, inside the snapshot directory.
+pub(crate) const LATEST: &str = "readmodel-latest.snap";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Header {
+    schema: u32,
+    commit: u64,
+    prepare: u64,
+    /// The engine's clock when the snapshot ended: every event in it was recorded before.
+    taken_at_nanos: i64,
+    members: u64,
+    events: u64,
+    unreadable: u64,
+}
+
+/// One row as stored. Instants are nanoseconds, money its 16-byte decimal representation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct RowV1 {
+    pub(super) member: String,
+    pub(super) status: u8,
+    pub(super) tier_index: u32,
+    pub(super) tier_name: String,
+    pub(super) enrolled_at: i64,
+    pub(super) tier_since: i64,
+    pub(super) last_review_at: i64,
+    pub(super) inactivity_deadline: i64,
+    pub(super) referrer: Option<String>,
+    pub(super) rewards: Vec<(u64, u32)>,
+    pub(super) reward_redemptions: Vec<(u64, u64)>,
+    pub(super) debt: i64,
+    /// earned, redeemed, expired, clawed back, adjusted, forfeited, shortfall.
+    pub(super) totals: [i64; 7],
+    /// (key, remaining, spendable from, expires at).
+    pub(super) lots: Vec<(u64, i64, i64, i64)>,
+    /// (sale, transaction, at, spend, points).
+    pub(super) qualifying: Vec<(u64, u64, i64, [u8; 16], i64)>,
+    pub(super) revision: u64,
+    pub(super) commit: u64,
+    pub(super) prepare: u64,
+}
+
+/// What a snapshot file held.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) rows: Vec<(Box<str>, MemberRow)>,
+    pub(crate) position: Position,
+    pub(crate) taken_at: DateTime<Utc>,
+    pub(crate) events: u64,
+    pub(crate) unreadable: u64,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Written {
+    pub(crate) position: Position,
+    pub(crate) members: u64,
+    pub(crate) bytes: u64,
+}
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+}
+
+fn write_item<T: Serialize>(out: &mut impl Write, item: &T) -> std::io::Result<()> {
+    let bytes = postcard::to_stdvec(item).map_err(invalid)?;
+    let len = u32::try_from(bytes.len()).map_err(invalid)?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(&bytes)
+}
+
+/// Writes a snapshot of `model` to `path` (atomically, durably). Blocking: run it off the
+/// async threads.
+pub(crate) fn write(
+    path: &Path,
+    model: &ReadModel,
+    taken_at: DateTime<Utc>,
+) -> std::io::Result<Written> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("snap.tmp");
+    // The position first: every row holds at least what it says.
+    let state = model.apply_state();
+    let mut rows = Vec::new();
+    model.for_each(|member, row| rows.push(row.to_v1(member)));
+    let header = Header {
+        schema: SNAPSHOT_SCHEMA,
+        commit: state.position.commit,
+        prepare: state.position.prepare,
+        taken_at_nanos: super::nanos(taken_at),
+        members: rows.len() as u64,
+        events: state.events,
+        unreadable: state.unreadable,
+    };
+    let file = File::create(&tmp)?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    out.write_all(MAGIC)?;
+    write_item(&mut out, &header)?;
+    for row in &rows {
+        write_item(&mut out, row)?;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let bytes = file.metadata()?.len();
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        // The rename itself is durable once the directory is synced.
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(Written {
+        position: state.position,
+        members: header.members,
+        bytes,
+    })
+}
+
+/// Reads a snapshot back; `Err` says why it cannot be used (the log is replayed then).
+pub(crate) fn read(path: &Path) -> Result<Loaded, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
+    BufReader::new(file)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    let rest = bytes
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or("not a read-model snapshot")?;
+    let (header, mut rest): (Header, &[u8]) = take(rest)?;
+    if header.schema != SNAPSHOT_SCHEMA {
+        return Err(format!(
+            "snapshot schema {} (this build reads {SNAPSHOT_SCHEMA})",
+            header.schema
+        ));
+    }
+    let mut rows = Vec::with_capacity(usize::try_from(header.members).unwrap_or(0));
+    for _ in 0..header.members {
+        let (row, next): (RowV1, &[u8]) = take(rest)?;
+        rest = next;
+        rows.push(MemberRow::from_v1(row).ok_or("a row does not read back")?);
+    }
+    if !rest.is_empty() {
+        return Err("bytes after the last row".into());
+    }
+    Ok(Loaded {
+        rows,
+        position: Position::new(header.commit, header.prepare),
+        taken_at: DateTime::from_timestamp_nanos(header.taken_at_nanos),
+        events: header.events,
+        unreadable: header.unreadable,
+    })
+}
+
+fn take<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'a [u8]), String> {
+    let (len, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or("the file ends inside an item")?;
+    let len = u32::from_le_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err("the file ends inside an item".into());
+    }
+    let (item, rest) = rest.split_at(len);
+    let value = postcard::from_bytes(item).map_err(|e| e.to_string())?;
+    Ok((value, rest))
+}
+
+/// The latest snapshot's path in `dir`.
+pub(crate) fn latest(dir: &Path) -> PathBuf {
+    dir.join(LATEST)
+}
