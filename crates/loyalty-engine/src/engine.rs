@@ -20,6 +20,7 @@ use crate::cache::{ShardedLru, Weighed};
 use crate::clock::{Clock, IdGenerator};
 use crate::codec::{self, member_stream};
 use crate::error::EngineError;
+use crate::health::{self, HEALTH_PREFIX, WriteHealth};
 use crate::locks::StripedLocks;
 use crate::metadata::{CommandContext, EventMetadata};
 use crate::options::EngineOptions;
@@ -85,6 +86,8 @@ pub(crate) struct Inner {
     full_loads: std::sync::atomic::AtomicU64,
     /// The position of the read-model snapshot the read models started from, if any.
     restored_from: Mutex<Option<Position>>,
+    /// Whether the store takes writes.
+    health: Arc<WriteHealth>,
 }
 
 impl fmt::Debug for Engine {
@@ -128,6 +131,7 @@ impl Engine {
                 cache: ShardedLru::new(options.cache_members, options.cache_bytes),
                 full_loads: std::sync::atomic::AtomicU64::new(0),
                 restored_from: Mutex::new(None),
+                health: Arc::new(WriteHealth::default()),
                 hot_limits: options
                     .hot_limits
                     .unwrap_or_else(|| HotLimits::new(&program, options.time_window)),
@@ -161,6 +165,13 @@ impl Engine {
             let task = engine.spawn_snapshots(dir);
             engine.track(task);
         }
+        let probe = health::spawn_probe(
+            engine.inner.store.clone(),
+            engine.inner.health.clone(),
+            format!("{HEALTH_PREFIX}{}", uuid::Uuid::new_v4()),
+            engine.inner.shutdown.subscribe(),
+        );
+        engine.track(probe);
         match referral::spawn(engine.clone()).await {
             Ok(referrals) => engine.track(referrals),
             Err(e) => {
@@ -406,6 +417,7 @@ impl Engine {
                 }
                 None => inner.store.append(&stream, expected, data).await,
             };
+            inner.health.note(&appended.as_ref().map(|_| ()));
             match appended {
                 Ok(appended) => {
                     if let Some(full) = full.take() {
@@ -634,6 +646,12 @@ impl Engine {
                     reached,
                 },
             })
+    }
+
+    /// Why the store does not take writes now (`None`: the last append, or probe, succeeded).
+    /// Readiness probes report it; it clears by itself once a write goes through.
+    pub fn write_failure(&self) -> Option<String> {
+        self.inner.health.failure()
     }
 
     /// The position of the read-model snapshot this engine's read models started from (`None`:

@@ -12,6 +12,7 @@ mod clock;
 mod codec;
 mod engine;
 mod error;
+mod health;
 mod locks;
 mod metadata;
 mod options;

@@ -350,3 +350,38 @@ async fn a_server_with_an_old_cached_state_does_not_refuse_what_another_server_m
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_as_retryable_and_the_engine_notices_by_itself_when_it_is_back()
+{
+    // Given an engine on a store that then runs out of space
+    let store = Arc::new(FaultyStore::default());
+    let clock = Arc::new(loyalty_engine::ManualClock::new(t0()));
+    let engine = start(store.clone(), program(), clock.clone(), options()).await;
+    let alice = member("alice");
+    engine.execute(enroll(&alice, t0())).await.unwrap();
+    assert_eq!(engine.write_failure(), None);
+    store.full.store(true, Ordering::SeqCst);
+    // When a purchase comes in
+    let err = engine
+        .execute(purchase(&alice, "T1", 30, t0()))
+        .await
+        .unwrap_err();
+    // Then it is refused as retryable, nothing is recorded, and the engine says writes fail
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(engine.write_failure().is_some());
+    assert_eq!(
+        count_events(store.as_ref(), &alice, "PurchaseRecorded").await,
+        0
+    );
+    // When space is back, with no write arriving, the probe finds out within seconds
+    store.full.store(false, Ordering::SeqCst);
+    let healthy = eventually(async || engine.write_failure().is_none()).await;
+    assert!(healthy, "the engine never noticed the store was back");
+    // And the retried purchase goes through
+    engine
+        .execute(purchase(&alice, "T1", 30, t0()))
+        .await
+        .unwrap();
+    engine.shutdown().await;
+}

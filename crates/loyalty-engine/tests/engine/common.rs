@@ -334,6 +334,8 @@ pub struct FaultyStore {
     pub fail_next_member_append: AtomicBool,
     pub always_conflict: AtomicBool,
     pub member_appends: AtomicU64,
+    /// Every append fails as a full disk would, while set.
+    pub full: AtomicBool,
 }
 
 #[async_trait]
@@ -344,6 +346,9 @@ impl EventStore for FaultyStore {
         expected: ExpectedRevision,
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("no space left on device".into()));
+        }
         if stream.starts_with("member-") {
             self.member_appends.fetch_add(1, Ordering::SeqCst);
             if self.fail_next_member_append.swap(false, Ordering::SeqCst) {

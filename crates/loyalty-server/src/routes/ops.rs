@@ -19,7 +19,8 @@ pub async fn healthz() -> Response {
 /// Longest the readiness probe waits for the store to answer.
 const STORE_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Ready to serve: the store answers, and the read models caught up with the log.
+/// Ready to serve: the store answers and takes writes, and the read models caught up with the
+/// log.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let position = PositionText(state.engine.projection_position());
     let store = tokio::time::timeout(STORE_PROBE, state.engine.store().head_position()).await;
@@ -32,6 +33,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Err(_) => {
             return ApiError::unavailable("the event store did not answer in time").into_response();
         }
+    }
+    // Ready means able to take writes: a store out of space answers every write 503, so the
+    // server says so until a write (or the engine's probe) goes through again.
+    if let Some(failure) = state.engine.write_failure() {
+        return ApiError::unavailable(format!("the event store refuses writes: {failure}"))
+            .with("retryable", true)
+            .retry_after(5)
+            .into_response();
     }
     if state.engine.is_caught_up() {
         Json(json!({"status": "ready", "position": position})).into_response()

@@ -78,18 +78,29 @@ async fn harness_with(limits: LimitSettings) -> Harness {
     }
 }
 
-/// A store whose subscriptions never deliver anything: read models that never catch up.
-struct NeverCaughtUp(InMemoryStore);
+/// A store whose subscriptions never deliver anything (read models that never catch up), or
+/// that refuses every append as a full disk would.
+#[derive(Default)]
+struct TestStore {
+    inner: InMemoryStore,
+    never_caught_up: bool,
+    full: std::sync::atomic::AtomicBool,
+}
 
 #[async_trait::async_trait]
-impl loyalty_store::EventStore for NeverCaughtUp {
+impl loyalty_store::EventStore for TestStore {
     async fn append(
         &self,
         stream: &str,
         expected: loyalty_store::ExpectedRevision,
         events: Vec<loyalty_store::EventData>,
     ) -> Result<loyalty_store::AppendResult, loyalty_store::StoreError> {
-        self.0.append(stream, expected, events).await
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(loyalty_store::StoreError::Unavailable(
+                "no space left on device".into(),
+            ));
+        }
+        self.inner.append(stream, expected, events).await
     }
 
     async fn read_stream(
@@ -99,7 +110,9 @@ impl loyalty_store::EventStore for NeverCaughtUp {
         direction: loyalty_store::Direction,
         max_count: usize,
     ) -> Result<Vec<loyalty_store::RecordedEvent>, loyalty_store::StoreError> {
-        self.0.read_stream(stream, from, direction, max_count).await
+        self.inner
+            .read_stream(stream, from, direction, max_count)
+            .await
     }
 
     async fn read_all(
@@ -107,14 +120,17 @@ impl loyalty_store::EventStore for NeverCaughtUp {
         after: loyalty_store::Position,
         max_count: usize,
     ) -> Result<Vec<loyalty_store::RecordedEvent>, loyalty_store::StoreError> {
-        self.0.read_all(after, max_count).await
+        self.inner.read_all(after, max_count).await
     }
 
     async fn subscribe_all(
         &self,
-        _after: loyalty_store::Position,
-        _filter: loyalty_store::StreamFilter,
+        after: loyalty_store::Position,
+        filter: loyalty_store::StreamFilter,
     ) -> Result<loyalty_store::Subscription, loyalty_store::StoreError> {
+        if !self.never_caught_up {
+            return self.inner.subscribe_all(after, filter).await;
+        }
         let (sender, subscription) = loyalty_store::Subscription::channel();
         // Kept open, never written to.
         std::mem::forget(sender);
@@ -122,11 +138,11 @@ impl loyalty_store::EventStore for NeverCaughtUp {
     }
 
     async fn head_position(&self) -> Result<loyalty_store::Position, loyalty_store::StoreError> {
-        self.0.head_position().await
+        self.inner.head_position().await
     }
 
     fn limits(&self) -> loyalty_store::Limits {
-        self.0.limits()
+        self.inner.limits()
     }
 }
 
@@ -136,7 +152,10 @@ async fn a_member_read_while_the_read_models_catch_up_answers_503_not_404() {
         Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).single().unwrap(),
     ));
     let engine = Engine::start(
-        Arc::new(NeverCaughtUp(InMemoryStore::new())),
+        Arc::new(TestStore {
+            never_caught_up: true,
+            ..TestStore::default()
+        }),
         Arc::new(demo_program()),
         clock,
         Arc::new(SequentialIds::default()),
@@ -537,4 +556,52 @@ fn every_route_is_documented() {
         paths.len(),
         "routes and documented paths differ in number"
     );
+}
+
+#[tokio::test]
+async fn readiness_says_not_ready_while_the_store_refuses_writes_and_recovers_by_itself() {
+    let store = Arc::new(TestStore::default());
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).single().unwrap(),
+    ));
+    let engine = Engine::start(
+        store.clone(),
+        Arc::new(demo_program()),
+        clock,
+        Arc::new(SequentialIds::default()),
+        EngineOptions::default(),
+    )
+    .await
+    .unwrap();
+    let state = AppState::new(engine.clone(), keys(), LimitSettings::default());
+    let h = Harness {
+        router: crate::app(state, Duration::from_secs(10)),
+        engine,
+    };
+    for _ in 0..500 {
+        if h.send(Method::GET, "/readyz", None, None).await.status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let body = json!({"member_id": "m1", "occurred_at": "2026-03-02T10:00:00Z"});
+    let answer = h.post("/v1/members", APP, body).await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.body["retryable"], true);
+    assert_eq!(
+        h.send(Method::GET, "/readyz", None, None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // Space is back: the engine's probe notices without any request.
+    store.full.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut ready = false;
+    for _ in 0..100 {
+        if h.send(Method::GET, "/readyz", None, None).await.status == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "readiness never recovered");
 }
