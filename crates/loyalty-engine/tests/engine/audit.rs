@@ -131,6 +131,9 @@ async fn the_liability_as_of_an_instant_counts_only_points_recorded_by_then() {
     assert_eq!(day5.totals.liability, Decimal::new(60, 2));
     assert_eq!(day11.totals.points_outstanding, Points::new(100));
     assert_eq!(day11.totals.liability, Decimal::new(100, 2));
+    // The past is replayed from the log; now and later come from the read models.
+    assert!(day5.events_replayed > 0);
+    assert_eq!(day11.events_replayed, 0);
 }
 
 #[tokio::test]
