@@ -63,6 +63,7 @@ enum Part {
     Ingest,
     Http,
     Replay,
+    History,
 }
 
 /// The sizes of one run.
@@ -75,6 +76,8 @@ struct Sizes {
     /// Members in the replay and memory data set.
     dataset_members: u64,
     fsync_for: Duration,
+    /// Prior purchases of the long-history member.
+    history_purchases: u64,
 }
 
 impl Sizes {
@@ -85,6 +88,7 @@ impl Sizes {
                 ingest_members: 500,
                 dataset_members: 5_000,
                 fsync_for: Duration::from_millis(300),
+                history_purchases: 500,
             }
         } else {
             Sizes {
@@ -92,6 +96,7 @@ impl Sizes {
                 ingest_members: 20_000,
                 dataset_members: 1_000_000,
                 fsync_for: Duration::from_secs(3),
+                history_purchases: 10_000,
             }
         }
     }
@@ -149,6 +154,9 @@ async fn main() -> anyhow::Result<()> {
     if runs(Part::Replay) {
         replay_figures(&mut report, work.path(), sizes).await?;
     }
+    if runs(Part::History) {
+        history_figures(&mut report, work.path(), sizes).await?;
+    }
 
     report.parameter("elapsed_seconds", started.elapsed().as_secs_f64());
     report.print_table();
@@ -172,6 +180,14 @@ async fn open(path: &Path) -> anyhow::Result<Arc<dyn EventStore>> {
 }
 
 async fn start_engine(store: Arc<dyn EventStore>) -> anyhow::Result<Engine> {
+    start_engine_with(store, None).await
+}
+
+/// An engine whose read models keep snapshots in `snapshots` (none when `None`).
+async fn start_engine_with(
+    store: Arc<dyn EventStore>,
+    snapshots: Option<PathBuf>,
+) -> anyhow::Result<Engine> {
     Ok(Engine::start(
         store,
         Arc::new(program::demo()?),
@@ -179,6 +195,9 @@ async fn start_engine(store: Arc<dyn EventStore>) -> anyhow::Result<Engine> {
         Arc::new(RandomIds),
         EngineOptions {
             time_window: workload::time_window(),
+            snapshot_dir: snapshots,
+            // Only the one at shutdown: the restart figure reads what the last run left.
+            snapshot_every_events: u64::MAX,
             ..EngineOptions::default()
         },
     )
@@ -399,19 +418,51 @@ async fn replay_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow
         started.elapsed().as_secs_f64()
     );
     report.parameter("dataset_events", written.events);
-    let engine = start_engine(store.clone()).await?;
+    let snapshots = dir.join("snapshots");
     let caught_up = Instant::now();
+    let engine = start_engine_with(store.clone(), Some(snapshots.clone())).await?;
     let head = store.head_position().await?;
     caught_up_to(&engine, head).await;
-    let live_rate = fsync::per_second(written.events, caught_up.elapsed());
+    let from_log = caught_up.elapsed();
+    let live_rate = fsync::per_second(written.events, from_log);
     println!("live projections caught up with the log at {live_rate:.0} events/s");
     report.parameter("live_catch_up_events_per_s", live_rate);
+    report.figure(
+        "start_from_log_seconds",
+        "start to caught up, replaying the whole log",
+        from_log.as_secs_f64(),
+        "s",
+    );
     let (events, replay_rate, until) = replay::replay(&engine).await?;
     let page = engine
         .options()
         .read_page_size
         .min(store.limits().max_page_size);
+    // Stopping writes the read models' snapshot; a restart reads it back.
     engine.shutdown().await;
+    let restarted = Instant::now();
+    let engine = start_engine_with(store.clone(), Some(snapshots)).await?;
+    caught_up_to(&engine, head).await;
+    while !engine.is_caught_up() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let from_snapshot = restarted.elapsed();
+    anyhow::ensure!(
+        engine.restored_snapshot().is_some(),
+        "the restart did not read the snapshot"
+    );
+    engine.shutdown().await;
+    println!(
+        "restart to caught up: {:.2} s from the snapshot, {:.2} s from the log",
+        from_snapshot.as_secs_f64(),
+        from_log.as_secs_f64()
+    );
+    report.figure(
+        "restart_from_snapshot_seconds",
+        "restart to caught up, from the read-model snapshot",
+        from_snapshot.as_secs_f64(),
+        "s",
+    );
     let (decoded, decode_rate) = replay::decode(store.clone(), page, until).await?;
     anyhow::ensure!(
         events == decoded,
@@ -444,6 +495,67 @@ async fn replay_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow
         "resident memory per member",
         bytes_per_member,
         "bytes",
+    );
+    Ok(())
+}
+
+/// Per-command latency for a member with a long history, beside a new member's: purchases one
+/// at a time through the engine on the embedded store, alternating between the two members.
+async fn history_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::Result<()> {
+    let store = open(&dir.join("long-history.db")).await?;
+    let engine = start_engine(store.clone()).await?;
+    let (long, new) = (1u64, 2u64);
+    engine
+        .execute(workload::enroll(long, workload::epoch()))
+        .await?;
+    engine
+        .execute(workload::enroll(new, workload::epoch()))
+        .await?;
+    let at = workload::epoch() + chrono::Duration::days(59);
+    let mut rng = fastrand::Rng::with_seed(SEED);
+    let started = Instant::now();
+    for n in 0..sizes.history_purchases {
+        let txn = format!("long-{n}");
+        engine
+            .execute(workload::purchase(&mut rng, long, &txn, at))
+            .await?;
+    }
+    println!(
+        "history: {} prior purchases in {:.1} s",
+        sizes.history_purchases,
+        started.elapsed().as_secs_f64()
+    );
+    let (mut long_latency, mut new_latency) =
+        (latency::Latencies::new(), latency::Latencies::new());
+    for n in 0..200 {
+        for (member, latencies) in [(long, &mut long_latency), (new, &mut new_latency)] {
+            let txn = format!("m{member}-{n}");
+            let command = workload::purchase(&mut rng, member, &txn, at);
+            let sent = Instant::now();
+            engine.execute(command).await?;
+            latencies.record(sent.elapsed());
+        }
+    }
+    engine.shutdown().await;
+    report.parameter("history_purchases", sizes.history_purchases);
+    let (long_p50, new_p50) = (long_latency.quantile_ms(0.5), new_latency.quantile_ms(0.5));
+    report.figure(
+        "long_history_purchase_p50_ms",
+        "purchase p50, member with a long history",
+        long_p50,
+        "ms",
+    );
+    report.figure(
+        "new_member_purchase_p50_ms",
+        "purchase p50, new member",
+        new_p50,
+        "ms",
+    );
+    report.figure(
+        "long_history_vs_new",
+        "long history / new member (p50)",
+        long_p50 / new_p50,
+        "ratio",
     );
     Ok(())
 }
