@@ -81,6 +81,34 @@ pub struct Balance {
     pub next_expiry: Option<NextExpiry>,
 }
 
+impl Balance {
+    /// The balance lots sorted into `parts` make with a debt and lifetime totals as recorded
+    /// (points past their expiry count as expired before the expiry is recorded).
+    pub fn from_parts(
+        as_of: DateTime<Utc>,
+        parts: crate::fold::BalanceParts,
+        debt: Points,
+        recorded: &Lifetime,
+    ) -> Balance {
+        let mut lifetime = recorded.clone();
+        lifetime.expired = lifetime.expired.saturating_add(parts.due);
+        Balance {
+            as_of,
+            available: parts.available,
+            pending: parts.pending,
+            debt,
+            balance: parts
+                .available
+                .saturating_add(parts.pending)
+                .saturating_sub(debt),
+            lifetime,
+            next_expiry: parts
+                .next_expiry
+                .map(|(at, points)| NextExpiry { points, at }),
+        }
+    }
+}
+
 /// What the aggregate keeps of a purchase, for refunds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PurchaseRecord {
@@ -427,22 +455,7 @@ impl MemberState {
 
     pub fn balance(&self, as_of: DateTime<Utc>) -> Balance {
         let parts = crate::fold::balance_parts(self.lot_facts(), as_of);
-        let mut lifetime = self.totals.clone();
-        lifetime.expired = lifetime.expired.saturating_add(parts.due);
-        Balance {
-            as_of,
-            available: parts.available,
-            pending: parts.pending,
-            debt: self.debt,
-            balance: parts
-                .available
-                .saturating_add(parts.pending)
-                .saturating_sub(self.debt),
-            lifetime,
-            next_expiry: parts
-                .next_expiry
-                .map(|(at, points)| NextExpiry { points, at }),
-        }
+        Balance::from_parts(as_of, parts, self.debt, &self.totals)
     }
 
     /// The tier metric over `[from, to]`.

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use loyalty_core::fold::{self, BalanceParts};
-use loyalty_core::{MemberId, MemberStatus, Points, Program, program::QualifyingMetric, tiers};
+use loyalty_core::{
+    Balance, MemberId, MemberStatus, Points, Program, program::QualifyingMetric, tiers,
+};
 use rust_decimal::Decimal;
 
 use super::row::{MemberRow, instant, nanos};
@@ -15,28 +17,26 @@ impl MemberRow {
     }
 
     pub(crate) fn balance_view(&self, member: &MemberId, as_of: DateTime<Utc>) -> BalanceView {
-        let parts = self.balance_parts(as_of);
-        let t = &self.totals;
+        let b = Balance::from_parts(as_of, self.balance_parts(as_of), self.debt, &self.totals);
+        let l = b.lifetime;
         BalanceView {
             member_id: member.clone(),
             as_of,
-            available: parts.available,
-            pending: parts.pending,
-            debt: self.debt,
-            balance: parts
-                .available
-                .saturating_add(parts.pending)
-                .saturating_sub(self.debt),
-            lifetime_earned: t.earned,
-            redeemed: t.redeemed,
-            expired: t.expired.saturating_add(parts.due),
-            clawed_back: t.clawed_back,
-            adjusted: t.adjusted,
-            forfeited: t.forfeited,
-            shortfall: t.shortfall,
-            next_expiry: parts
-                .next_expiry
-                .map(|(at, points)| NextExpiryView { points, at }),
+            available: b.available,
+            pending: b.pending,
+            debt: b.debt,
+            balance: b.balance,
+            lifetime_earned: l.earned,
+            redeemed: l.redeemed,
+            expired: l.expired,
+            clawed_back: l.clawed_back,
+            adjusted: l.adjusted,
+            forfeited: l.forfeited,
+            shortfall: l.shortfall,
+            next_expiry: b.next_expiry.map(|n| NextExpiryView {
+                points: n.points,
+                at: n.at,
+            }),
             stream_revision: self.revision,
         }
     }

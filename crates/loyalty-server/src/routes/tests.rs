@@ -146,16 +146,13 @@ impl loyalty_store::EventStore for TestStore {
     }
 }
 
-#[tokio::test]
-async fn a_member_read_while_the_read_models_catch_up_answers_503_not_404() {
+/// The app on an engine over `store`, right after it started (not waiting for catch-up).
+async fn harness_on(store: Arc<TestStore>) -> Harness {
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).single().unwrap(),
     ));
     let engine = Engine::start(
-        Arc::new(TestStore {
-            never_caught_up: true,
-            ..TestStore::default()
-        }),
+        store,
         Arc::new(demo_program()),
         clock,
         Arc::new(SequentialIds::default()),
@@ -164,10 +161,19 @@ async fn a_member_read_while_the_read_models_catch_up_answers_503_not_404() {
     .await
     .unwrap();
     let state = AppState::new(engine.clone(), keys(), LimitSettings::default());
-    let h = Harness {
+    Harness {
         router: crate::app(state, Duration::from_secs(10)),
         engine,
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_member_read_while_the_read_models_catch_up_answers_503_not_404() {
+    let h = harness_on(Arc::new(TestStore {
+        never_caught_up: true,
+        ..TestStore::default()
+    }))
+    .await;
     let answer = h.get("/v1/members/nobody", APP).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem_slug(&answer), "not-caught-up");
@@ -561,23 +567,7 @@ fn every_route_is_documented() {
 #[tokio::test]
 async fn readiness_says_not_ready_while_the_store_refuses_writes_and_recovers_by_itself() {
     let store = Arc::new(TestStore::default());
-    let clock = Arc::new(ManualClock::new(
-        Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 0).single().unwrap(),
-    ));
-    let engine = Engine::start(
-        store.clone(),
-        Arc::new(demo_program()),
-        clock,
-        Arc::new(SequentialIds::default()),
-        EngineOptions::default(),
-    )
-    .await
-    .unwrap();
-    let state = AppState::new(engine.clone(), keys(), LimitSettings::default());
-    let h = Harness {
-        router: crate::app(state, Duration::from_secs(10)),
-        engine,
-    };
+    let h = harness_on(store.clone()).await;
     for _ in 0..500 {
         if h.send(Method::GET, "/readyz", None, None).await.status == StatusCode::OK {
             break;
