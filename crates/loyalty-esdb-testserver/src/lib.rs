@@ -9,7 +9,8 @@
 //! (commit = the append's first record, prepare = the event's own record), system events in
 //! `$all` (two `$`-streams are written at start), `$all` reads that do not filter, and
 //! catch-up subscriptions to `$all` (confirmation, history, caught-up, live events,
-//! stream-name or event-type filters by prefix or regex, checkpoints).
+//! stream-name or event-type filters by prefix or regex, checkpoints), and stream metadata's
+//! `$tb` (truncate before), honoured by reads of the stream (the events stay in `$all`).
 //!
 //! Gossip is not served: the `eventstore` client (4.0) gossips only for `esdb+discover://` or
 //! several hosts; for a single `esdb://host:port` it calls `ServerFeatures` and then `Streams`.
@@ -51,6 +52,8 @@ pub(crate) struct State {
     kill_subscriptions: watch::Sender<u64>,
     not_leader_rejections: AtomicUsize,
     append_calls: AtomicUsize,
+    /// Events sent to subscriptions, after the server-side filter.
+    subscription_events: AtomicUsize,
     port: u16,
 }
 
@@ -79,6 +82,7 @@ impl TestServer {
             kill_subscriptions: watch::Sender::new(0),
             not_leader_rejections: AtomicUsize::new(0),
             append_calls: AtomicUsize::new(0),
+            subscription_events: AtomicUsize::new(0),
             port: addr.port(),
         });
         let mut server = Self {
@@ -152,6 +156,12 @@ impl TestServer {
     /// How many append calls reached the server (rejected ones included).
     pub fn append_calls(&self) -> usize {
         self.state.append_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many events the server has sent to subscriptions, all of them together: what its
+    /// filters let through (checkpoints and confirmations not counted).
+    pub fn subscription_events_sent(&self) -> usize {
+        self.state.subscription_events.load(Ordering::SeqCst)
     }
 
     /// How many events `$all` holds, system events included.

@@ -89,6 +89,20 @@ impl Log {
             .map(|indices| indices.len() as u64 - 1)
     }
 
+    /// The stream's `$tb` (truncate before): the `$tb` of the last event of its metadata
+    /// stream `$$<stream>`, 0 when there is none. Events below it are hidden from reads of
+    /// the stream, as the real server does; they stay in `$all` (the real server keeps them
+    /// there until a scavenge).
+    pub fn truncate_before(&self, stream: &str) -> u64 {
+        let metadata_stream = format!("$${stream}");
+        self.streams
+            .get(&metadata_stream)
+            .and_then(|indices| indices.last())
+            .and_then(|&i| serde_json::from_slice::<serde_json::Value>(&self.events[i].data).ok())
+            .and_then(|metadata| metadata.get("$tb").and_then(serde_json::Value::as_u64))
+            .unwrap_or(0)
+    }
+
     /// The events of one stream, by revision.
     pub fn stream(&self, stream: &str) -> Option<Vec<&StoredEvent>> {
         self.streams
@@ -275,6 +289,33 @@ mod tests {
             AppendOutcome::WrongExpectedVersion { current: Some(1) }
         );
         assert_eq!(log.len(), 2);
+    }
+
+    #[test]
+    fn truncate_before_is_the_tb_of_the_last_metadata_event() {
+        let mut log = Log::default();
+        assert_eq!(log.truncate_before("s"), 0);
+        let metadata = |json: &'static str| {
+            vec![Proposed {
+                id: Uuid::new_v4(),
+                event_type: "$metadata".to_owned(),
+                is_json: true,
+                custom_metadata: Bytes::new(),
+                data: Bytes::from_static(json.as_bytes()),
+            }]
+        };
+        log.append("$$s", Expected::Any, metadata(r#"{"$tb":3}"#), 0);
+        assert_eq!(log.truncate_before("s"), 3);
+        assert_eq!(log.truncate_before("s2"), 0);
+        log.append(
+            "$$s",
+            Expected::Any,
+            metadata(r#"{"$tb":7,"$maxAge":60}"#),
+            0,
+        );
+        assert_eq!(log.truncate_before("s"), 7);
+        log.append("$$s", Expected::Any, metadata(r#"{"$maxAge":60}"#), 0);
+        assert_eq!(log.truncate_before("s"), 0);
     }
 
     #[test]

@@ -145,6 +145,12 @@ impl StreamsService {
             ))]);
         };
         let last = events.len() as u64 - 1;
+        // Events below the stream's `$tb` are not read; the stream and its last revision stay.
+        let truncate_before = log.truncate_before(&stream);
+        let events: Vec<&StoredEvent> = events
+            .into_iter()
+            .filter(|e| e.revision >= truncate_before)
+            .collect();
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         let selected: Vec<&StoredEvent> = match (options.revision_option, backwards) {
             (Some(RevisionOption::Start(())), false) | (None, false) => {
@@ -288,9 +294,13 @@ impl StreamsService {
                         }
                         Some(_) => {
                             scanned += 1;
+                            state.subscription_events.fetch_add(1, Ordering::SeqCst);
                             event_message(event, structured_ids)
                         }
-                        None => event_message(event, structured_ids),
+                        None => {
+                            state.subscription_events.fetch_add(1, Ordering::SeqCst);
+                            event_message(event, structured_ids)
+                        }
                     };
                     if tx.send(Ok(message)).await.is_err() {
                         return;

@@ -63,16 +63,24 @@ pub(crate) fn wire_size(event: &EventData) -> usize {
         + event.event_type.encode_utf16().count() * 2
 }
 
-pub(crate) fn event_from_es(
-    event: &eventstore::RecordedEvent,
-) -> Result<RecordedEvent, StoreError> {
-    let (schema_version, metadata) = envelope::decode(&event.custom_metadata).map_err(|why| {
-        StoreError::Corrupt(format!(
-            "event {} (revision {}) of stream {}: {why}",
-            event.id, event.revision, event.stream_id
-        ))
-    })?;
-    Ok(RecordedEvent {
+/// An event as read. One whose custom metadata is not our envelope was not written through
+/// the trait (another application's stream in a shared cluster, or an edit by hand): it comes
+/// with `schema_version` 0 and its raw data and custom metadata, for the reader to count and
+/// skip. Failing instead would end a subscription that then reopens at the same event forever.
+pub(crate) fn event_from_es(event: &eventstore::RecordedEvent) -> RecordedEvent {
+    let (schema_version, metadata) = match envelope::decode(&event.custom_metadata) {
+        Ok(decoded) => decoded,
+        Err(why) => {
+            tracing::debug!(
+                stream = %event.stream_id,
+                revision = event.revision,
+                %why,
+                "an event not written by loyalty: delivered with schema version 0"
+            );
+            (FOREIGN_SCHEMA_VERSION, event.custom_metadata.clone())
+        }
+    };
+    RecordedEvent {
         stream: event.stream_id.clone(),
         revision: event.revision,
         position: position_from_es(event.position),
@@ -81,5 +89,8 @@ pub(crate) fn event_from_es(
         schema_version,
         data: event.data.clone(),
         metadata,
-    })
+    }
 }
+
+/// The schema version of an event without our envelope (see [`event_from_es`]).
+pub(crate) const FOREIGN_SCHEMA_VERSION: u32 = 0;

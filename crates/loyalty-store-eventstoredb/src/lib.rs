@@ -19,7 +19,13 @@
 //!   (`{"schemaVersion":N,"metadata":<the caller's JSON, verbatim>}`), see [`envelope`];
 //! - `$all` positions map field by field, (commit, prepare) to (commit, prepare);
 //! - `$all` reads and subscriptions drop system streams (`$`-prefixed); subscriptions are also
-//!   filtered on the server (the engine's stream prefixes, or the regex `^[^$]`).
+//!   filtered on the server (the engine's stream prefixes, or the regex `^[^$]`), and again
+//!   here before anything is decoded;
+//! - an event without the envelope (another application's, in a shared cluster) is delivered
+//!   with `schema_version` 0 and its raw data and custom metadata, never as an error: an
+//!   error would end the subscription, which would reopen at the same event forever;
+//! - `truncate_before` sets the stream's `$tb` metadata (never lowering it, never past the
+//!   stream's end); the server keeps the events in `$all` until a scavenge.
 #![forbid(unsafe_code)]
 
 mod connection;
@@ -33,7 +39,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventstore::{AppendToStreamOptions, ReadAllOptions, ReadStreamOptions, StreamPosition};
+use eventstore::{
+    AppendToStreamOptions, ReadAllOptions, ReadStreamOptions, StreamMetadata, StreamPosition,
+};
 use loyalty_store::{
     AppendResult, CurrentRevision, Direction, EventData, EventStore, ExpectedRevision, Limits,
     Position, RecordedEvent, StoreError, StreamFilter, StreamFrom, Subscription,
@@ -54,6 +62,8 @@ const HEAD_PAGE: usize = 256;
 const HEAD_SCAN_PAGES: usize = 16;
 /// Smallest page read from `$all`, so that skipping system events takes few round trips.
 const MIN_ALL_PAGE: usize = 64;
+/// Attempts at writing a stream's metadata while others keep changing it.
+const METADATA_ATTEMPTS: usize = 8;
 
 /// An [`EventStore`] on an EventStoreDB or KurrentDB server (single node or cluster).
 ///
@@ -178,6 +188,23 @@ impl EventStoreDbStore {
             })
             .await
             .map_err(|f| failure(Some(stream), f))
+    }
+
+    /// The stream's metadata (`$$<stream>`'s last event) and that event's revision, if any.
+    async fn metadata(&self, stream: &str) -> Result<Option<(u64, StreamMetadata)>, StoreError> {
+        let metadata_stream = format!("$${stream}");
+        let last = self
+            .read_stream_raw(&metadata_stream, StreamPosition::End, true, 1)
+            .await?;
+        let Some(event) = last.first() else {
+            return Ok(None);
+        };
+        let metadata = event.as_json::<StreamMetadata>().map_err(|e| {
+            StoreError::Corrupt(format!(
+                "the metadata of stream {stream} cannot be read: {e}"
+            ))
+        })?;
+        Ok(Some((event.revision, metadata)))
     }
 
     /// The position of the event at `revision` (for answers that carry no position: the
@@ -317,7 +344,7 @@ impl EventStore for EventStoreDbStore {
         self.read_stream_raw(stream, from, backwards, max_count)
             .await?
             .iter()
-            .map(event_from_es)
+            .map(|e| Ok(event_from_es(e)))
             .collect()
     }
 
@@ -349,7 +376,7 @@ impl EventStore for EventStoreDbStore {
                 if is_system_stream(&event.stream_id) {
                     continue;
                 }
-                out.push(event_from_es(event)?);
+                out.push(event_from_es(event));
                 if out.len() == max_count {
                     return Ok(out);
                 }
@@ -370,6 +397,79 @@ impl EventStore for EventStoreDbStore {
             after,
             filter,
         ))
+    }
+
+    /// Sets the stream's `$tb` metadata through the client's `set_stream_metadata`, keeping
+    /// the rest of the metadata, with the metadata stream's revision as the expected one (a
+    /// concurrent change is read again and retried). `$tb` is never lowered (that would
+    /// bring truncated events back until a scavenge) and never set past the stream's end plus
+    /// one: a `$tb` beyond it would also hide events appended later.
+    async fn truncate_before(&self, stream: &str, revision: u64) -> Result<(), StoreError> {
+        self.limits().check_stream_name(stream)?;
+        for _ in 0..METADATA_ATTEMPTS {
+            let last = match self.stream_revision(stream).await? {
+                CurrentRevision::NoStream => return Ok(()),
+                CurrentRevision::Current(last) => last,
+            };
+            let before = revision.min(last.saturating_add(1));
+            let (expected, mut metadata) = match self.metadata(stream).await? {
+                Some((version, metadata)) => {
+                    (eventstore::ExpectedRevision::Exact(version), metadata)
+                }
+                None => (
+                    eventstore::ExpectedRevision::NoStream,
+                    StreamMetadata::default(),
+                ),
+            };
+            if before <= metadata.truncate_before.unwrap_or(0) {
+                return Ok(());
+            }
+            metadata.truncate_before = Some(before);
+            let options = &AppendToStreamOptions::default()
+                .expected_revision(expected)
+                .deadline(self.read_timeout());
+            let metadata = &metadata;
+            let written =
+                self.connection
+                    .run(|client| async move {
+                        client.set_stream_metadata(stream, options, metadata).await
+                    })
+                    .await;
+            match written {
+                Ok(_) => return Ok(()),
+                // Someone else changed the metadata meanwhile: read it again.
+                Err(Failure::Client(eventstore::Error::WrongExpectedVersion { .. })) => continue,
+                Err(f) => return Err(failure(Some(stream), f)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "the metadata of stream {stream} changed {METADATA_ATTEMPTS} times while it was \
+             being truncated"
+        )))
+    }
+
+    /// The last event's revision; when no event can be read, `$tb - 1` from the stream's
+    /// metadata. The server keeps a stream truncated past its end (its last revision still
+    /// counts for appends), but a read shows no event of it, and `truncate_before` never sets
+    /// `$tb` past the last revision plus one.
+    async fn stream_revision(&self, stream: &str) -> Result<CurrentRevision, StoreError> {
+        self.limits().check_stream_name(stream)?;
+        let last = self
+            .read_stream_raw(stream, StreamPosition::End, true, 1)
+            .await?;
+        if let Some(event) = last.first() {
+            return Ok(CurrentRevision::Current(event.revision));
+        }
+        Ok(
+            match self
+                .metadata(stream)
+                .await?
+                .and_then(|(_, m)| m.truncate_before)
+            {
+                Some(tb) if tb > 0 => CurrentRevision::Current(tb - 1),
+                _ => CurrentRevision::NoStream,
+            },
+        )
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {

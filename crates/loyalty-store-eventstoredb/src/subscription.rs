@@ -78,10 +78,11 @@ async fn drive(
                         continue;
                     }
                     cursor = position;
+                    // Before decoding: an event the filter does not want is never looked at.
                     if !filter.matches(&recorded.stream_id) {
                         continue;
                     }
-                    event_from_es(recorded).map(SubscriptionMessage::Event)
+                    SubscriptionMessage::Event(event_from_es(recorded))
                 }
                 // The server scanned up to here without a match: resume after it.
                 Ok(SubscriptionEvent::Checkpoint(position)) => {
@@ -90,13 +91,12 @@ async fn drive(
                 }
                 Ok(SubscriptionEvent::CaughtUp) if !caught_up => {
                     caught_up = true;
-                    Ok(SubscriptionMessage::CaughtUp { position: cursor })
+                    SubscriptionMessage::CaughtUp { position: cursor }
                 }
                 Ok(_) => continue,
                 Err(error) => break error,
             };
-            let fatal = message.is_err();
-            if tx.send(message).await.is_err() || fatal {
+            if tx.send(Ok(message)).await.is_err() {
                 return;
             }
         };

@@ -24,8 +24,8 @@ use rusqlite::config::DbConfig;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use loyalty_store::{
-    AppendResult, Direction, EventData, EventStore, ExpectedRevision, Limits, Position,
-    RecordedEvent, StoreError, StreamAppend, StreamFilter, StreamFrom, Subscription,
+    AppendResult, CurrentRevision, Direction, EventData, EventStore, ExpectedRevision, Limits,
+    Position, RecordedEvent, StoreError, StreamAppend, StreamFilter, StreamFrom, Subscription,
     spawn_catch_up,
 };
 
@@ -56,7 +56,12 @@ pub enum OpenError {
 
 impl From<OpenError> for StoreError {
     fn from(e: OpenError) -> Self {
-        StoreError::Backend(e.to_string())
+        match e {
+            OpenError::Sqlite(e) if is_disk_full(&e) => StoreError::StorageFull(e.to_string()),
+            OpenError::Io(e) if is_no_space(&e) => StoreError::StorageFull(e.to_string()),
+            OpenError::Store(e) => e,
+            other => StoreError::Backend(other.to_string()),
+        }
     }
 }
 
@@ -76,6 +81,15 @@ pub struct SqliteOptions {
     /// copies them back into the database file (a checkpoint, with its own fsync). The writer
     /// checkpoints itself only if the log reaches four times this.
     pub wal_checkpoint_pages: u32,
+    /// The write-ahead log file is cut back to at most this many bytes whenever it has grown
+    /// past it: SQLite's `journal_size_limit` (the file is shortened to the bound each time
+    /// the log restarts from its beginning) and, once a checkpoint has copied every frame
+    /// (no reader holds on to an old snapshot), a TRUNCATE checkpoint that empties it. Without
+    /// a bound SQLite reuses the file but never shortens it, so it stays at its high-water
+    /// mark (135 MB was observed after a load test), and a crash recovery reads it all back.
+    /// The log may still grow past the bound while readers hold old snapshots, and by up to
+    /// one batch and `wal_checkpoint_pages` before the cut.
+    pub wal_max_bytes: u64,
 }
 
 impl Default for SqliteOptions {
@@ -93,6 +107,11 @@ impl Default for SqliteOptions {
             // 20,000, with the checkpoints still on the writer's thread. The log stays under
             // 128 MiB, which is read back in about a second after a crash.
             wal_checkpoint_pages: 8_192,
+            // Twice the checkpoint threshold (32 MiB): in steady operation the log restarts
+            // after each background checkpoint and stays under it, so the cut only acts after
+            // bursts or long reads, which let the log grow towards the writer's own
+            // checkpoint at four times the threshold.
+            wal_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -108,7 +127,7 @@ pub struct SqliteStore {
     path: PathBuf,
     limits: Limits,
     readers: Arc<ReaderPool>,
-    appends: mpsc::Sender<writer::AppendRequest>,
+    appends: mpsc::Sender<writer::Request>,
     head: watch::Receiver<Position>,
     writer: JoinHandle<()>,
     counters: Arc<writer::Counters>,
@@ -125,14 +144,32 @@ pub struct WriterStats {
     pub queued: usize,
     /// Appends in the batch the writer is writing right now.
     pub writing: u64,
+    /// Checkpoints that emptied the write-ahead log file because it had grown past
+    /// [`SqliteOptions::wal_max_bytes`].
+    pub wal_truncations: u64,
 }
 
 impl SqliteStore {
-    /// Hands an append (one part or several) to the writer and waits until it is durable.
-    async fn send(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+    /// Hands a write (an append of one part or several, or a truncation) to the writer and
+    /// waits until it is durable.
+    async fn send(&self, op: writer::Op) -> Result<Vec<AppendResult>, StoreError> {
         let (reply, outcome) = oneshot::channel();
         self.appends
-            .send(writer::AppendRequest { parts, reply })
+            .send(writer::Request::Write(writer::WriteRequest { op, reply }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// For tests of a full disk, not for production: sets SQLite's `max_page_count` on the
+    /// writer's connection, so that growing the file past `pages` pages of 4 KiB fails as a
+    /// full disk does (SQLITE_FULL), until it is raised again. Takes effect for the batches
+    /// written after it; returns the limit SQLite applied (never below the file's size).
+    #[doc(hidden)]
+    pub async fn set_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.appends
+            .send(writer::Request::MaxPageCount { pages, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         outcome.await.map_err(|_| StoreError::Closed)?
@@ -142,18 +179,23 @@ impl SqliteStore {
     pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, OpenError> {
         let path = path.as_ref().to_path_buf();
         let writer_path = path.clone();
-        let checkpoint_pages = options.wal_checkpoint_pages;
-        let (conn, head, checkpointer, log) =
-            tokio::task::spawn_blocking(move || open_writer(&writer_path, checkpoint_pages))
-                .await
-                .map_err(|e| OpenError::Io(std::io::Error::other(e)))??;
+        let wal = checkpoint::WalBounds {
+            checkpoint_pages: options.wal_checkpoint_pages,
+            max_bytes: options.wal_max_bytes,
+        };
+        let counters = Arc::new(writer::Counters::default());
+        let checkpoint_counters = Arc::clone(&counters);
+        let (conn, head, checkpointer, log) = tokio::task::spawn_blocking(move || {
+            open_writer(&writer_path, wal, checkpoint_counters)
+        })
+        .await
+        .map_err(|e| OpenError::Io(std::io::Error::other(e)))??;
         let (head_tx, head_rx) = watch::channel(head);
         let (appends, requests) = mpsc::channel(options.queue_depth.max(1));
         let limits = writer::BatchLimits {
             max_appends: options.max_batch_appends.max(1),
             max_bytes: options.max_batch_bytes,
         };
-        let counters = Arc::new(writer::Counters::default());
         let writer_counters = Arc::clone(&counters);
         let failed = Arc::new(sync::Failed::default());
         let (committed, to_sync) = std::sync::mpsc::sync_channel(sync::MAX_PENDING_BATCHES);
@@ -192,6 +234,7 @@ impl SqliteStore {
             appends: self.counters.appends.load(Ordering::Relaxed),
             queued: self.appends.max_capacity() - self.appends.capacity(),
             writing: self.counters.writing.load(Ordering::Relaxed),
+            wal_truncations: self.counters.wal_truncations.load(Ordering::Relaxed),
         }
     }
 
@@ -222,7 +265,8 @@ impl SqliteStore {
 
 fn open_writer(
     path: &Path,
-    checkpoint_pages: u32,
+    wal: checkpoint::WalBounds,
+    counters: Arc<writer::Counters>,
 ) -> Result<(Connection, Position, JoinHandle<()>, std::fs::File), OpenError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -254,7 +298,7 @@ fn open_writer(
     // What a killed process left committed but unsynced is in the log now: make it durable
     // before it is published as the head.
     log.sync_data()?;
-    let checkpointer = checkpoint::start(&mut conn, path, checkpoint_pages)?;
+    let checkpointer = checkpoint::start(&mut conn, path, wal, counters)?;
     Ok((conn, head, checkpointer, log))
 }
 
@@ -279,7 +323,30 @@ pub(crate) fn to_sql_int(v: u64) -> Result<i64, StoreError> {
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    sql_error(e)
+}
+
+/// SQLite's error as the store's: a full disk (SQLITE_FULL, which is also how SQLite reports
+/// ENOSPC from its own writes) is [`StoreError::StorageFull`], worth retrying once space is
+/// freed; anything else is a backend failure.
+pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
+    if is_disk_full(&e) {
+        StoreError::StorageFull(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub(crate) fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+/// ENOSPC (or a quota exceeded) from the store's own file operations.
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 #[async_trait]
@@ -296,7 +363,7 @@ impl EventStore for SqliteStore {
             expected,
             events,
         };
-        let mut results = self.send(vec![part]).await?;
+        let mut results = self.send(writer::Op::Append(vec![part])).await?;
         results
             .pop()
             .ok_or_else(|| StoreError::Backend("the writer answered nothing".into()))
@@ -307,7 +374,29 @@ impl EventStore for SqliteStore {
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, StoreError> {
         self.limits.check_append_many(&appends)?;
-        self.send(appends).await
+        self.send(writer::Op::Append(appends)).await
+    }
+
+    /// Deletes the rows (from the stream and from `$all`) in the writer's next batch, and
+    /// returns once that batch is durable. The stream's last revision and the highest
+    /// position are kept aside first (see `writer::truncate`).
+    async fn truncate_before(&self, stream: &str, revision: u64) -> Result<(), StoreError> {
+        self.limits.check_stream_name(stream)?;
+        self.send(writer::Op::Truncate {
+            stream: stream.to_owned(),
+            before: revision,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn stream_revision(&self, stream: &str) -> Result<CurrentRevision, StoreError> {
+        self.limits.check_stream_name(stream)?;
+        let stream = stream.to_owned();
+        let durable = self.durable_head();
+        self.readers
+            .with(move |conn| reader::stream_revision(conn, &stream, durable))
+            .await
     }
 
     fn atomic_append_many(&self) -> bool {

@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OpenFlags, Row, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use tokio::sync::Semaphore;
 
-use loyalty_store::{Bytes, Direction, Position, RecordedEvent, StoreError, StreamFrom, Uuid};
+use loyalty_store::{
+    Bytes, CurrentRevision, Direction, Position, RecordedEvent, StoreError, StreamFrom, Uuid,
+};
 
 use crate::{backend, from_sql_int, to_sql_int};
 
@@ -212,11 +214,53 @@ pub(crate) fn read_stream(
     )
 }
 
+/// The highest position assigned: that of the last event, or the one `log_head` kept when a
+/// truncation deleted it.
 pub(crate) fn head_position(conn: &Connection) -> Result<Position, StoreError> {
     let max: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT MAX(position) FROM events), 0),
+                        COALESCE((SELECT position FROM log_head WHERE id = 0), 0))",
+        )
         .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(backend)?;
     let max = from_sql_int(max)?;
     Ok(Position::new(max, max))
+}
+
+/// The stream's last revision up to the `durable` position: its last event's, or the one
+/// kept when a truncation deleted all its events.
+pub(crate) fn stream_revision(
+    conn: &Connection,
+    stream: &str,
+    durable: Position,
+) -> Result<CurrentRevision, StoreError> {
+    let durable = to_sql_int(durable.commit)?;
+    let stored: Option<i64> = conn
+        .prepare_cached(
+            "SELECT revision FROM events WHERE stream = ?1 AND position <= ?2
+             ORDER BY revision DESC LIMIT 1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![stream, durable], |r| r.get(0))
+                .optional()
+        })
+        .map_err(backend)?;
+    let last = match stored {
+        Some(r) => Some(r),
+        None => conn
+            .prepare_cached(
+                "SELECT last_revision FROM truncated_streams
+                 WHERE stream = ?1 AND last_position <= ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![stream, durable], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(backend)?,
+    };
+    Ok(match last {
+        Some(r) => CurrentRevision::Current(from_sql_int(r)?),
+        None => CurrentRevision::NoStream,
+    })
 }

@@ -41,6 +41,21 @@ const MIGRATIONS: &[&str] = &[
     // the streams table gone, 42% of the log pages a purchase writes). A retry is now found
     // where it must be: right after the revision it expected (see `writer::append_one`).
     "DROP INDEX events_by_stream_and_id;",
+    // 4 -> 5: `truncate_before` deletes rows, so two facts no longer follow from the events
+    // table alone. `truncated_streams` holds, for each truncated stream, its last revision
+    // and that event's position when it was truncated: a stream whose events are all gone
+    // still exists at that revision. `log_head` holds the highest position assigned when a
+    // truncation deleted it, so positions never go back. Both start empty: a file of an
+    // older version has truncated nothing.
+    "CREATE TABLE truncated_streams (
+        stream        TEXT    PRIMARY KEY,
+        last_revision INTEGER NOT NULL,
+        last_position INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE log_head (
+        id       INTEGER PRIMARY KEY CHECK (id = 0),
+        position INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

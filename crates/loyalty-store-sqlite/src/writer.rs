@@ -21,10 +21,29 @@ use loyalty_store::{
 use crate::sync::{self, Committed, Failed};
 use crate::{from_sql_int, to_sql_int};
 
-/// One append: to one stream, or to several at once (all parts or none).
-pub(crate) struct AppendRequest {
-    pub parts: Vec<StreamAppend>,
+/// What the writer is asked to do.
+pub(crate) enum Request {
+    /// A write, committed with others in a batch and answered once durable.
+    Write(WriteRequest),
+    /// For tests of a full disk: sets SQLite's `max_page_count` on the write connection,
+    /// between batches, and answers with the limit SQLite applied.
+    MaxPageCount {
+        pages: u64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+pub(crate) struct WriteRequest {
+    pub op: Op,
+    /// Answered with one result per appended part (none for a truncation).
     pub reply: oneshot::Sender<Result<Vec<AppendResult>, StoreError>>,
+}
+
+pub(crate) enum Op {
+    /// To one stream, or to several at once (all parts or none).
+    Append(Vec<StreamAppend>),
+    /// `EventStore::truncate_before`.
+    Truncate { stream: String, before: u64 },
 }
 
 /// What the writer has done, for tests and benchmarks.
@@ -36,6 +55,8 @@ pub(crate) struct Counters {
     pub appends: AtomicU64,
     /// Appends in the batch being written right now.
     pub writing: AtomicU64,
+    /// TRUNCATE checkpoints that emptied the write-ahead log file (see `checkpoint`).
+    pub wal_truncations: AtomicU64,
 }
 
 pub(crate) struct BatchLimits {
@@ -49,7 +70,7 @@ pub(crate) struct BatchLimits {
 /// Committed batches go to the syncer, which answers them once they are durable.
 pub(crate) fn run(
     mut conn: Connection,
-    mut requests: mpsc::Receiver<AppendRequest>,
+    mut requests: mpsc::Receiver<Request>,
     syncer: SyncSender<Committed>,
     failed: Arc<Failed>,
     limits: BatchLimits,
@@ -57,13 +78,18 @@ pub(crate) fn run(
 ) {
     let mut batch = Vec::with_capacity(limits.max_appends);
     while let Some(first) = requests.blocking_recv() {
+        let Some(first) = write_or_configure(&conn, first) else {
+            continue;
+        };
         let mut bytes = request_bytes(&first);
         batch.push(first);
         while batch.len() < limits.max_appends && bytes < limits.max_bytes {
             match requests.try_recv() {
                 Ok(next) => {
-                    bytes += request_bytes(&next);
-                    batch.push(next);
+                    if let Some(next) = write_or_configure(&conn, next) {
+                        bytes += request_bytes(&next);
+                        batch.push(next);
+                    }
                 }
                 Err(_) => break,
             }
@@ -98,22 +124,46 @@ pub(crate) fn run(
                 }
             }
             Err(e) => {
-                // Nothing of it was stored, so there is nothing to wait for.
-                tracing::error!(error = %e, "event store batch failed, nothing of it was stored");
+                // Nothing of it was stored, so there is nothing to wait for, and the store
+                // stays usable: the transaction was rolled back, and unlike a failed fsync
+                // (see `sync`) nothing that was acknowledged is in doubt. A full disk comes
+                // here (SQLITE_FULL), and the next batch succeeds once there is room again.
+                let error = crate::sql_error(e);
+                tracing::error!(error = %error, "event store batch failed, nothing of it was stored");
                 for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(StoreError::Backend(e.to_string())));
+                    let _ = request.reply.send(Err(error.clone()));
                 }
             }
         }
     }
 }
 
-fn request_bytes(request: &AppendRequest) -> usize {
-    request
-        .parts
-        .iter()
-        .flat_map(|p| p.events.iter().map(EventData::size))
-        .sum()
+/// A write to batch, or `None` once a configuration request has been carried out (there is
+/// no transaction open when the writer gathers a batch).
+fn write_or_configure(conn: &Connection, request: Request) -> Option<WriteRequest> {
+    match request {
+        Request::Write(write) => Some(write),
+        Request::MaxPageCount { pages, reply } => {
+            let applied = conn
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(crate::sql_error)
+                .and_then(from_sql_int);
+            let _ = reply.send(applied);
+            None
+        }
+    }
+}
+
+fn request_bytes(request: &WriteRequest) -> usize {
+    match &request.op {
+        Op::Append(parts) => parts
+            .iter()
+            .flat_map(|p| p.events.iter().map(EventData::size))
+            .sum(),
+        Op::Truncate { stream, .. } => stream.len(),
+    }
 }
 
 /// An append refused for a reason of the store's contract, or SQLite failing.
@@ -140,7 +190,7 @@ impl From<StoreError> for Refusal {
 #[allow(clippy::type_complexity)]
 fn write_batch(
     conn: &mut Connection,
-    batch: &[AppendRequest],
+    batch: &[WriteRequest],
 ) -> Result<(Vec<Result<Vec<AppendResult>, StoreError>>, Option<Position>), rusqlite::Error> {
     // The transaction and savepoint statements are prepared once and cached, like the inserts:
     // rusqlite's `Transaction` and `Savepoint` parse their SQL anew on every use, and a batch
@@ -178,12 +228,16 @@ fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
 #[allow(clippy::type_complexity)]
 fn write_in_transaction(
     conn: &Connection,
-    batch: &[AppendRequest],
+    batch: &[WriteRequest],
 ) -> Result<(Vec<Result<Vec<AppendResult>, StoreError>>, Option<Position>), rusqlite::Error> {
     // Read inside the write transaction rather than cached: even a second process writing the
-    // same file (which BEGIN IMMEDIATE serialises) cannot make positions collide.
+    // same file (which BEGIN IMMEDIATE serialises) cannot make positions collide. A
+    // truncation may have deleted the row of the highest position: `log_head` keeps it.
     let mut last_position: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
+        .prepare_cached(
+            "SELECT MAX(COALESCE((SELECT MAX(position) FROM events), 0),
+                        COALESCE((SELECT position FROM log_head WHERE id = 0), 0))",
+        )?
         .query_row([], |r| r.get(0))?;
     // What another store on the same file committed is in the log this batch's fsync covers:
     // published with it, it becomes readable here too.
@@ -194,15 +248,20 @@ fn write_in_transaction(
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         run_cached(conn, "SAVEPOINT append")?;
-        // The parts of one request stand or fall together: one savepoint covers them all.
-        let applied = request.parts.iter().try_fold(
-            (Vec::with_capacity(request.parts.len()), last_position),
-            |(mut results, last), part| {
-                let (result, last) = append_one(conn, part, last)?;
-                results.push(result);
-                Ok::<_, Refusal>((results, last))
-            },
-        );
+        let applied = match &request.op {
+            // The parts of one request stand or fall together: one savepoint covers them all.
+            Op::Append(parts) => parts.iter().try_fold(
+                (Vec::with_capacity(parts.len()), last_position),
+                |(mut results, last), part| {
+                    let (result, last) = append_one(conn, part, last)?;
+                    results.push(result);
+                    Ok::<_, Refusal>((results, last))
+                },
+            ),
+            Op::Truncate { stream, before } => {
+                truncate(conn, stream, *before, last_position).map(|()| (Vec::new(), last_position))
+            }
+        };
         match applied {
             Ok((results, last)) => {
                 run_cached(conn, "RELEASE append")?;
@@ -212,12 +271,15 @@ fn write_in_transaction(
                 }
                 outcomes.push(Ok(results));
             }
+            // A full disk fails the whole batch: SQLite may already have rolled the whole
+            // transaction back, and every other append of the batch needs room too.
+            Err(Refusal::Sql(e)) if crate::is_disk_full(&e) => return Err(e),
             Err(refusal) => {
                 run_cached(conn, "ROLLBACK TO append")?;
                 run_cached(conn, "RELEASE append")?;
                 outcomes.push(Err(match refusal {
                     Refusal::Store(e) => e,
-                    Refusal::Sql(e) => StoreError::Backend(e.to_string()),
+                    Refusal::Sql(e) => crate::sql_error(e),
                 }));
             }
         }
@@ -237,12 +299,7 @@ fn append_one(
     last_position: i64,
 ) -> Result<(AppendResult, i64), Refusal> {
     let stream = request.stream.as_str();
-    let current: Option<i64> = conn
-        .prepare_cached(
-            "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
-        )?
-        .query_row([stream], |r| r.get(0))
-        .optional()?;
+    let current = last_revision(conn, stream)?;
     let actual = match current {
         Some(r) => CurrentRevision::Current(from_sql_int(r)?),
         None => CurrentRevision::NoStream,
@@ -306,6 +363,73 @@ fn append_one(
         },
         position,
     ))
+}
+
+/// The stream's last revision: its last event's, or, when a truncation deleted them all, the
+/// one `truncated_streams` kept. The second lookup only happens for streams without events
+/// (new ones, mostly).
+fn last_revision(conn: &Connection, stream: &str) -> Result<Option<i64>, rusqlite::Error> {
+    let stored: Option<i64> = conn
+        .prepare_cached(
+            "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
+        )?
+        .query_row([stream], |r| r.get(0))
+        .optional()?;
+    if stored.is_some() {
+        return Ok(stored);
+    }
+    conn.prepare_cached("SELECT last_revision FROM truncated_streams WHERE stream = ?1")?
+        .query_row([stream], |r| r.get(0))
+        .optional()
+}
+
+/// Deletes the events of `stream` below `before` (below its end, if `before` is past it).
+/// Before deleting, it records the stream's last revision (so the stream still exists at it
+/// when no event is left) and the highest position assigned so far, `last_position` (the
+/// deleted rows may hold it, and positions must never go back).
+fn truncate(
+    conn: &Connection,
+    stream: &str,
+    before: u64,
+    last_position: i64,
+) -> Result<(), Refusal> {
+    let last: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT revision, position FROM events WHERE stream = ?1
+             ORDER BY revision DESC LIMIT 1",
+        )?
+        .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    // No event stored: the stream does not exist, or everything was truncated already.
+    let Some((last_revision, last_event_position)) = last else {
+        return Ok(());
+    };
+    let keep_from = i64::try_from(before)
+        .unwrap_or(i64::MAX)
+        .min(last_revision + 1);
+    let first: i64 = conn
+        .prepare_cached(
+            "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision ASC LIMIT 1",
+        )?
+        .query_row([stream], |r| r.get(0))?;
+    if first >= keep_from {
+        // At or below an earlier truncation: nothing to do, and nothing written.
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO log_head (id, position) VALUES (0, ?1)
+         ON CONFLICT (id) DO UPDATE SET position = MAX(position, excluded.position)",
+    )?
+    .execute([last_position])?;
+    conn.prepare_cached(
+        "INSERT INTO truncated_streams (stream, last_revision, last_position) VALUES (?1, ?2, ?3)
+         ON CONFLICT (stream) DO UPDATE
+         SET last_revision = excluded.last_revision, last_position = excluded.last_position",
+    )?
+    .execute(params![stream, last_revision, last_event_position])?;
+    conn.prepare_cached("DELETE FROM events WHERE stream = ?1 AND revision < ?2")?
+        .execute(params![stream, keep_from])?;
+    Ok(())
 }
 
 /// A stored event as the retry check needs it: revision, position, id.

@@ -36,3 +36,10 @@ impl StoreFactory for SqliteFiles {
 }
 
 loyalty_store::conformance_tests!(SqliteFiles::new());
+
+/// Only the embedded stores promise it: truncated events leave `$all` at once, and positions
+/// never go back, across a reopen too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_events_leave_all_at_once() {
+    loyalty_store::conformance::truncated_events_leave_all_at_once(&SqliteFiles::new()).await;
+}

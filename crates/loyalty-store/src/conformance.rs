@@ -947,6 +947,265 @@ pub async fn append_many_fails_on_a_conflicting_part<F: StoreFactory>(factory: &
     assert!(read_whole_stream(&store, &third).await.is_empty());
 }
 
+fn revisions_of(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.revision).collect()
+}
+
+/// After `truncate_before(stream, 4)` on a stream of ten events, stream reads start at
+/// revision 4 in both directions, the kept events are exactly as they were (revisions,
+/// positions, ids), and appends continue from the stream's last revision.
+pub async fn truncate_before_hides_earlier_events_from_stream_reads<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}checkpoint-1", prefix());
+    store
+        .append(&stream, ExpectedRevision::NoStream, events(10))
+        .await
+        .unwrap();
+    let before = read_whole_stream(&store, &stream).await;
+
+    store.truncate_before(&stream, 4).await.expect("truncate");
+
+    let kept = read_whole_stream(&store, &stream).await;
+    assert_eq!(kept, before[4..].to_vec(), "kept events are unchanged");
+    let read = |from, direction, count| store.read_stream(&stream, from, direction, count);
+    let from_start = read(StreamFrom::Start, Direction::Forwards, 3)
+        .await
+        .unwrap();
+    assert_eq!(revisions_of(&from_start), vec![4, 5, 6]);
+    let from_truncated = read(StreamFrom::Revision(1), Direction::Forwards, 2).await;
+    assert_eq!(revisions_of(&from_truncated.unwrap()), vec![4, 5]);
+    let backwards = read(StreamFrom::End, Direction::Backwards, 100)
+        .await
+        .unwrap();
+    assert_eq!(revisions_of(&backwards), vec![9, 8, 7, 6, 5, 4]);
+    let backwards_from_kept = read(StreamFrom::Revision(5), Direction::Backwards, 100).await;
+    assert_eq!(revisions_of(&backwards_from_kept.unwrap()), vec![5, 4]);
+    let backwards_from_truncated = read(StreamFrom::Revision(2), Direction::Backwards, 100).await;
+    assert!(backwards_from_truncated.unwrap().is_empty());
+
+    assert_eq!(
+        store.stream_revision(&stream).await.unwrap(),
+        CurrentRevision::Current(9)
+    );
+    let next = store
+        .append(&stream, ExpectedRevision::Exact(9), events(1))
+        .await
+        .expect("append after a truncation");
+    assert_eq!(next.next_expected_revision, 10);
+    assert!(next.position > before[9].position);
+    let stale = store
+        .append(&stream, ExpectedRevision::Exact(3), events(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        conflict(&stale),
+        Some((ExpectedRevision::Exact(3), CurrentRevision::Current(10))),
+        "{stale}"
+    );
+    assert_eq!(
+        revisions_of(&read_whole_stream(&store, &stream).await),
+        (4..=10).collect::<Vec<_>>()
+    );
+}
+
+/// A repeated truncation (a retry) and one at or below an earlier one change nothing: a
+/// truncation never brings events back.
+pub async fn truncate_before_is_idempotent_and_never_moves_back<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let stream = format!("{}lease-1", prefix());
+    store
+        .append(&stream, ExpectedRevision::NoStream, events(8))
+        .await
+        .unwrap();
+    store.truncate_before(&stream, 5).await.unwrap();
+    let after_first = read_whole_stream(&store, &stream).await;
+    assert_eq!(revisions_of(&after_first), vec![5, 6, 7]);
+
+    for again in [5, 5, 3, 0] {
+        store
+            .truncate_before(&stream, again)
+            .await
+            .unwrap_or_else(|e| panic!("truncate_before({again}) again: {e}"));
+        assert_eq!(
+            read_whole_stream(&store, &stream).await,
+            after_first,
+            "truncate_before({again}) after truncate_before(5)"
+        );
+    }
+    store.truncate_before(&stream, 6).await.unwrap();
+    assert_eq!(
+        revisions_of(&read_whole_stream(&store, &stream).await),
+        vec![6, 7]
+    );
+    assert_eq!(
+        store.stream_revision(&stream).await.unwrap(),
+        CurrentRevision::Current(7)
+    );
+}
+
+/// Truncating past the end hides every event stored, and nothing more: the stream still
+/// exists at its last revision, also after the store is reopened, `Exact(last)` appends to
+/// it, and what is appended later is readable. Positions keep growing.
+pub async fn truncate_before_past_the_end_empties_the_stream_but_keeps_its_revision<
+    F: StoreFactory,
+>(
+    factory: &F,
+) {
+    let store = factory.create().await;
+    let p = prefix();
+    let stream = format!("{p}snapshot-1");
+    let written = store
+        .append(&stream, ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+
+    store.truncate_before(&stream, 100).await.expect("truncate");
+
+    for (from, direction) in [
+        (StreamFrom::Start, Direction::Forwards),
+        (StreamFrom::Revision(2), Direction::Forwards),
+        (StreamFrom::End, Direction::Backwards),
+        (StreamFrom::Revision(1), Direction::Backwards),
+    ] {
+        let read = store
+            .read_stream(&stream, from, direction, 10)
+            .await
+            .unwrap();
+        assert!(read.is_empty(), "{from:?} {direction:?}: {read:?}");
+    }
+    let store = factory.reopen(store).await;
+    assert_eq!(
+        store.stream_revision(&stream).await.unwrap(),
+        CurrentRevision::Current(2),
+        "a stream truncated past its end still exists"
+    );
+    let err = store
+        .append(&stream, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        conflict(&err),
+        Some((ExpectedRevision::NoStream, CurrentRevision::Current(2))),
+        "{err}"
+    );
+    let next = store
+        .append(&stream, ExpectedRevision::Exact(2), events(2))
+        .await
+        .expect("Exact(last) after truncating everything");
+    assert_eq!(next.next_expected_revision, 4);
+    assert!(next.position > written.position);
+    // The truncation was of what the stream held, not of revisions to come.
+    assert_eq!(
+        revisions_of(&read_whole_stream(&store, &stream).await),
+        vec![3, 4]
+    );
+    store.truncate_before(&stream, u64::MAX).await.unwrap();
+    assert!(read_whole_stream(&store, &stream).await.is_empty());
+    assert_eq!(
+        store.stream_revision(&stream).await.unwrap(),
+        CurrentRevision::Current(4)
+    );
+}
+
+/// Truncating one stream leaves every other stream alone, even one whose name starts with
+/// the truncated stream's name; `$all` keeps the kept events and all of the others, and a
+/// stream that does not exist is not created by a truncation.
+pub async fn truncate_before_leaves_other_streams_alone<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let (truncated, longer, other) = (
+        format!("{p}member-1"),
+        format!("{p}member-10"),
+        format!("{p}member-2"),
+    );
+    let before = store.head_position().await.unwrap();
+    for stream in [&truncated, &longer, &other] {
+        store
+            .append(stream, ExpectedRevision::NoStream, events(4))
+            .await
+            .unwrap();
+    }
+    let all_before = read_all_with_prefix(&store, before, &p, 100).await;
+
+    store.truncate_before(&truncated, 3).await.unwrap();
+
+    for stream in [&longer, &other] {
+        assert_eq!(
+            revisions_of(&read_whole_stream(&store, stream).await),
+            vec![0, 1, 2, 3],
+            "{stream}"
+        );
+    }
+    assert_eq!(
+        revisions_of(&read_whole_stream(&store, &truncated).await),
+        vec![3]
+    );
+    // `$all` still has every event that was not truncated, unchanged and in order; whether
+    // the truncated ones are still there is up to the backend.
+    let all_after = read_all_with_prefix(&store, before, &p, 100).await;
+    let untouched: Vec<_> = all_before
+        .iter()
+        .filter(|e| e.stream != truncated || e.revision >= 3)
+        .cloned()
+        .collect();
+    let all_after_untouched: Vec<_> = all_after
+        .iter()
+        .filter(|e| e.stream != truncated || e.revision >= 3)
+        .cloned()
+        .collect();
+    assert_eq!(all_after_untouched, untouched);
+    assert!(all_after.iter().all(|e| all_before.contains(e)));
+
+    let missing = format!("{p}nobody");
+    store.truncate_before(&missing, 5).await.unwrap();
+    assert_eq!(
+        store.stream_revision(&missing).await.unwrap(),
+        CurrentRevision::NoStream
+    );
+    let created = store
+        .append(&missing, ExpectedRevision::NoStream, events(1))
+        .await
+        .expect("a truncation does not create the stream");
+    assert_eq!(created.next_expected_revision, 0);
+    assert_eq!(read_whole_stream(&store, &missing).await.len(), 1);
+    let err = store.truncate_before("$bad", 1).await.unwrap_err();
+    assert_eq!(err, StoreError::InvalidStreamName("$bad".to_owned()));
+}
+
+/// For the embedded stores (not in the shared list: EventStoreDB keeps truncated events in
+/// `$all` until a scavenge): truncated events leave `$all` at once, and the head does not
+/// move back even when the truncated event was the last one.
+pub async fn truncated_events_leave_all_at_once<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let (a, b) = (format!("{p}a"), format!("{p}b"));
+    let before = store.head_position().await.unwrap();
+    store
+        .append(&a, ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    let last = store
+        .append(&b, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    store.truncate_before(&a, 2).await.unwrap();
+    store.truncate_before(&b, 9).await.unwrap();
+    let all: Vec<(String, u64)> = read_all_with_prefix(&store, before, &p, 100)
+        .await
+        .into_iter()
+        .map(|e| (e.stream, e.revision))
+        .collect();
+    assert_eq!(all, vec![(a.clone(), 2)]);
+    assert_eq!(store.head_position().await.unwrap(), last.position);
+    let store = factory.reopen(store).await;
+    assert!(store.head_position().await.unwrap() >= last.position);
+    let next = store
+        .append(&a, ExpectedRevision::Exact(2), events(1))
+        .await
+        .unwrap();
+    assert!(next.position > last.position, "positions never go back");
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each calling the case with a fresh
 /// factory made by `$factory` (an expression evaluated per test). The calling crate needs
 /// `tokio` with the `macros` and `rt-multi-thread` features among its dev-dependencies.
@@ -983,6 +1242,10 @@ macro_rules! conformance_tests {
             reopened_store_keeps_every_event_and_continues_revisions,
             append_many_appends_every_part_in_order,
             append_many_fails_on_a_conflicting_part,
+            truncate_before_hides_earlier_events_from_stream_reads,
+            truncate_before_is_idempotent_and_never_moves_back,
+            truncate_before_past_the_end_empties_the_stream_but_keeps_its_revision,
+            truncate_before_leaves_other_streams_alone,
         );
     };
     (@tests $factory:expr; $($case:ident),* $(,)?) => {

@@ -26,6 +26,10 @@ pub enum StoreError {
     /// Not ready or lost connection: worth retrying later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store is out of space: retry once space is freed. Nothing of the failed write was
+    /// stored, and the store takes writes again once there is room.
+    #[error("the store is out of space: {0}; retry once space is freed")]
+    StorageFull(String),
     /// The store was closed or the subscription stopped.
     #[error("store closed")]
     Closed,
@@ -39,6 +43,6 @@ pub enum StoreError {
 impl StoreError {
     /// Errors that may succeed when tried again unchanged.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::StorageFull(_))
     }
 }

@@ -15,7 +15,15 @@
 //!   [`StoreError::PartialDuplicate`]. New ids appended where the caller expected the stream
 //!   to end are new events;
 //! - `$all` never yields system streams (names starting with `$`);
-//! - every size is bounded by [`Limits`], and exceeding one is its own error.
+//! - every size is bounded by [`Limits`], and exceeding one is its own error;
+//! - [`EventStore::truncate_before`] hides a stream's events below a revision from stream reads
+//!   for good, and changes nothing else about the stream: revisions, positions and
+//!   [`EventStore::stream_revision`] stay, later appends continue from the stream's last
+//!   revision (a stream truncated past its end still exists, as with EventStoreDB's `$tb`).
+//!   Truncating at or below an earlier truncation changes nothing. A backend may keep
+//!   truncated events in `$all` until it reclaims space (EventStoreDB: until a scavenge); the
+//!   embedded stores remove them at once. A retried append whose events were truncated is no
+//!   longer recognised as a retry.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -155,6 +163,9 @@ pub struct RecordedEvent {
     pub position: Position,
     pub id: Uuid,
     pub event_type: String,
+    /// The version the writer gave. 0 marks an event this trait did not write (on a shared
+    /// EventStoreDB cluster, another application's event without our metadata envelope): its
+    /// `data` and `metadata` are then the raw bytes stored, for the reader to skip.
     pub schema_version: u32,
     pub data: Bytes,
     pub metadata: Bytes,
@@ -391,7 +402,31 @@ pub trait EventStore: Send + Sync + 'static {
         filter: StreamFilter,
     ) -> Result<Subscription, StoreError>;
 
-    /// The last revision of a stream.
+    /// Makes the events of `stream` with a revision below `revision` unreadable from the
+    /// stream, for good: keeps checkpoint, lease and snapshot streams bounded.
+    ///
+    /// - `read_stream` from [`StreamFrom::Start`] begins at the first kept revision, and a
+    ///   backwards read stops there;
+    /// - revisions, positions and [`EventStore::stream_revision`] are unchanged, and later
+    ///   appends continue from the stream's last revision (an `Exact(last)` append succeeds);
+    /// - a `revision` past the stream's end truncates every event it holds now, and the stream
+    ///   still exists (as EventStoreDB's `$tb` leaves it): events appended later are readable;
+    /// - truncating at or below an earlier truncation changes nothing (so a retry is safe),
+    ///   and truncating a stream that does not exist changes nothing;
+    /// - `$all`: a backend may keep truncated events there until it reclaims space
+    ///   (EventStoreDB keeps them until a scavenge); the embedded stores remove them at once.
+    ///
+    /// Returns once the truncation is durable. The default refuses, so that stores written for
+    /// tests (wrappers that inject faults) need not implement it.
+    async fn truncate_before(&self, stream: &str, revision: u64) -> Result<(), StoreError> {
+        let _ = (stream, revision);
+        Err(StoreError::Backend(
+            "truncate_before is not supported by this store".into(),
+        ))
+    }
+
+    /// The last revision of a stream (also when its events were all truncated). The default
+    /// reads the stream's last event, which suits stores that never truncate.
     async fn stream_revision(&self, stream: &str) -> Result<CurrentRevision, StoreError> {
         let last = self
             .read_stream(stream, StreamFrom::End, Direction::Backwards, 1)

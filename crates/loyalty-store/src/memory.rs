@@ -2,7 +2,8 @@
 //! backend (it runs the same conformance suite). Nothing survives the process.
 //!
 //! Clones share one store: a clone is how a test "reopens" it.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -32,19 +33,37 @@ struct Inner {
 
 #[derive(Debug, Default)]
 struct State {
-    /// `$all`, in position order.
-    log: Vec<RecordedEvent>,
+    /// `$all`, by position. A map rather than a vector because truncation removes events from
+    /// anywhere in it.
+    log: BTreeMap<Position, RecordedEvent>,
     streams: HashMap<String, StreamState>,
     /// The offset the next event ends after.
     offset: u64,
+    /// The last position ever assigned: it stays the head when its event is truncated.
+    head: Position,
 }
 
 #[derive(Debug, Default)]
 struct StreamState {
-    /// Indexes into the log, by revision.
-    events: Vec<usize>,
-    /// Event id -> revision, to recognise retries.
+    /// The revision of the first event still stored: those below it were truncated.
+    first: u64,
+    /// Positions of the stored events, by revision from `first`.
+    events: VecDeque<Position>,
+    /// Event id -> revision of the stored events, to recognise retries.
     ids: HashMap<uuid::Uuid, u64>,
+}
+
+impl StreamState {
+    /// The revision the next append starts at. A stream is only created by an append, so a
+    /// stored stream's is at least 1, truncated or not.
+    fn next_revision(&self) -> u64 {
+        self.first + self.events.len() as u64
+    }
+
+    fn position_of(&self, revision: u64) -> Option<Position> {
+        let index = usize::try_from(revision.checked_sub(self.first)?).ok()?;
+        self.events.get(index).copied()
+    }
 }
 
 impl Default for InMemoryStore {
@@ -87,8 +106,12 @@ impl Inner {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         self.limits.check_page(max_count)?;
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let start = state.log.partition_point(|e| e.position <= after);
-        Ok(state.log[start..].iter().take(max_count).cloned().collect())
+        Ok(state
+            .log
+            .range((Bound::Excluded(after), Bound::Unbounded))
+            .take(max_count)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 }
 
@@ -105,32 +128,36 @@ impl EventStore for InMemoryStore {
             let mut state = self.state();
             let state = &mut *state;
             let existing = state.streams.get(stream);
-            if let Some(result) = retry_result(stream, existing, &state.log, &events)? {
+            if let Some(result) = retry_result(stream, existing, &events)? {
                 return Ok(result);
             }
-            let current = match existing.and_then(|s| s.events.len().checked_sub(1)) {
-                Some(last) => CurrentRevision::Current(last as u64),
+            let current = match existing.and_then(|s| s.next_revision().checked_sub(1)) {
+                Some(last) => CurrentRevision::Current(last),
                 None => CurrentRevision::NoStream,
             };
             expected.check(stream, current)?;
             let entry = state.streams.entry(stream.to_owned()).or_default();
             let mut result = None;
             for event in events {
-                let revision = entry.events.len() as u64;
+                let revision = entry.next_revision();
                 state.offset += event.size() as u64 + RECORD_HEADER_BYTES;
                 let position = Position::new(state.offset, state.offset);
-                entry.events.push(state.log.len());
+                entry.events.push_back(position);
                 entry.ids.insert(event.id, revision);
-                state.log.push(RecordedEvent {
-                    stream: stream.to_owned(),
-                    revision,
+                state.log.insert(
                     position,
-                    id: event.id,
-                    event_type: event.event_type,
-                    schema_version: event.schema_version,
-                    data: event.data,
-                    metadata: event.metadata,
-                });
+                    RecordedEvent {
+                        stream: stream.to_owned(),
+                        revision,
+                        position,
+                        id: event.id,
+                        event_type: event.event_type,
+                        schema_version: event.schema_version,
+                        data: event.data,
+                        metadata: event.metadata,
+                    },
+                );
+                state.head = position;
                 result = Some(AppendResult {
                     next_expected_revision: revision,
                     position,
@@ -155,30 +182,37 @@ impl EventStore for InMemoryStore {
         let Some(s) = state.streams.get(stream) else {
             return Ok(Vec::new());
         };
-        let len = s.events.len() as u64;
+        let (first, next) = (s.first, s.next_revision());
         let revisions: Vec<u64> = match direction {
             Direction::Forwards => {
+                // Truncated revisions are skipped: a read from before them starts at `first`.
                 let start = match from {
-                    StreamFrom::Start => 0,
-                    StreamFrom::End => len,
-                    StreamFrom::Revision(r) => r,
+                    StreamFrom::Start => first,
+                    StreamFrom::End => next,
+                    StreamFrom::Revision(r) => r.max(first),
                 };
-                (start..len).take(max_count).collect()
+                (start..next).take(max_count).collect()
             }
             Direction::Backwards => {
-                // Backwards from past the end reads from the last event, as EventStoreDB does.
-                let last = len - 1; // a stored stream has at least one event
+                // Backwards from past the end reads from the last event, as EventStoreDB does,
+                // and stops at the first event kept.
+                let Some(last) = next.checked_sub(1).filter(|&last| last >= first) else {
+                    return Ok(Vec::new());
+                };
                 let start = match from {
-                    StreamFrom::Start => 0,
+                    StreamFrom::Start => first,
                     StreamFrom::End => last,
                     StreamFrom::Revision(r) => r.min(last),
                 };
-                (0..=start).rev().take(max_count).collect()
+                if start < first {
+                    return Ok(Vec::new());
+                }
+                (first..=start).rev().take(max_count).collect()
             }
         };
         Ok(revisions
             .into_iter()
-            .map(|r| state.log[s.events[r as usize]].clone())
+            .filter_map(|r| s.position_of(r).and_then(|p| state.log.get(&p)).cloned())
             .collect())
     }
 
@@ -209,12 +243,44 @@ impl EventStore for InMemoryStore {
         ))
     }
 
+    async fn truncate_before(&self, stream: &str, revision: u64) -> Result<(), StoreError> {
+        self.inner.limits.check_stream_name(stream)?;
+        let mut state = self.state();
+        let state = &mut *state;
+        let Some(s) = state.streams.get_mut(stream) else {
+            return Ok(());
+        };
+        // Past the end means every event stored now: later appends stay readable.
+        let keep_from = revision.min(s.next_revision());
+        while s.first < keep_from {
+            let Some(position) = s.events.pop_front() else {
+                break;
+            };
+            if let Some(event) = state.log.remove(&position) {
+                s.ids.remove(&event.id);
+            }
+            s.first += 1;
+        }
+        Ok(())
+    }
+
+    async fn stream_revision(&self, stream: &str) -> Result<CurrentRevision, StoreError> {
+        self.inner.limits.check_stream_name(stream)?;
+        Ok(
+            match self
+                .state()
+                .streams
+                .get(stream)
+                .and_then(|s| s.next_revision().checked_sub(1))
+            {
+                Some(last) => CurrentRevision::Current(last),
+                None => CurrentRevision::NoStream,
+            },
+        )
+    }
+
     async fn head_position(&self) -> Result<Position, StoreError> {
-        Ok(self
-            .state()
-            .log
-            .last()
-            .map_or(Position::START, |e| e.position))
+        Ok(self.state().head)
     }
 
     fn limits(&self) -> Limits {
@@ -227,7 +293,6 @@ impl EventStore for InMemoryStore {
 fn retry_result(
     stream: &str,
     existing: Option<&StreamState>,
-    log: &[RecordedEvent],
     events: &[EventData],
 ) -> Result<Option<AppendResult>, StoreError> {
     let Some(existing) = existing else {
@@ -252,7 +317,7 @@ fn retry_result(
         }
     }
     let last = first + events.len() as u64 - 1;
-    let position = log[existing.events[last as usize]].position;
+    let position = existing.position_of(last).ok_or_else(partial)?;
     Ok(Some(AppendResult {
         next_expected_revision: last,
         position,

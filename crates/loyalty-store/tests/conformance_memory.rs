@@ -23,3 +23,8 @@ impl StoreFactory for Memory {
 }
 
 loyalty_store::conformance_tests!(Memory);
+
+#[tokio::test]
+async fn truncated_events_leave_all_at_once() {
+    loyalty_store::conformance::truncated_events_leave_all_at_once(&Memory).await;
+}
