@@ -39,7 +39,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStor
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating the directory {}", dir.display()))?;
             }
-            let store = SqliteStore::open(path, SqliteOptions::default())
+            let options = SqliteOptions {
+                wal_max_bytes: settings.store.wal_max_bytes,
+                ..SqliteOptions::default()
+            };
+            let store = SqliteStore::open(path, options)
                 .await
                 .with_context(|| format!("opening the SQLite store {}", path.display()))?;
             Arc::new(store)

@@ -43,6 +43,7 @@ fn counts_as_failing(e: &StoreError) -> bool {
     matches!(
         e,
         StoreError::Unavailable(_)
+            | StoreError::StorageFull(_)
             | StoreError::Closed
             | StoreError::Backend(_)
             | StoreError::Corrupt(_)

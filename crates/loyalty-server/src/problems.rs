@@ -284,7 +284,7 @@ mod tests {
     fn a_store_that_cannot_take_writes_answers_503_with_retry_after() {
         use axum::response::IntoResponse;
         let problem: ApiError =
-            EngineError::Store(loyalty_store::StoreError::Unavailable("disk full".into())).into();
+            EngineError::Store(loyalty_store::StoreError::StorageFull("disk full".into())).into();
         assert_eq!(problem.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(problem.body()["retryable"], true);
         let response = problem.into_response();

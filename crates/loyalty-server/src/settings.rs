@@ -91,6 +91,9 @@ pub struct StoreSettings {
     pub path: PathBuf,
     /// The connection string (kind = "eventstoredb"), e.g. `esdb://localhost:2113?tls=false`.
     pub url: Option<String>,
+    /// SQLite: the write-ahead log file is cut back to this many bytes once it has grown past
+    /// it (it may overshoot by a batch while readers hold old snapshots).
+    pub wal_max_bytes: u64,
 }
 
 impl Default for StoreSettings {
@@ -99,6 +102,7 @@ impl Default for StoreSettings {
             kind: StoreKind::Sqlite,
             path: PathBuf::from("data/loyalty.sqlite"),
             url: None,
+            wal_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

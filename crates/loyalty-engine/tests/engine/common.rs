@@ -347,7 +347,7 @@ impl EventStore for FaultyStore {
         events: Vec<EventData>,
     ) -> Result<AppendResult, StoreError> {
         if self.full.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("no space left on device".into()));
+            return Err(StoreError::StorageFull("database or disk is full".into()));
         }
         if stream.starts_with("member-") {
             self.member_appends.fetch_add(1, Ordering::SeqCst);

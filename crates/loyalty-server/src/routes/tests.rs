@@ -96,8 +96,8 @@ impl loyalty_store::EventStore for TestStore {
         events: Vec<loyalty_store::EventData>,
     ) -> Result<loyalty_store::AppendResult, loyalty_store::StoreError> {
         if self.full.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(loyalty_store::StoreError::Unavailable(
-                "no space left on device".into(),
+            return Err(loyalty_store::StoreError::StorageFull(
+                "database or disk is full".into(),
             ));
         }
         self.inner.append(stream, expected, events).await
