@@ -1,7 +1,8 @@
 //! Checkpoints of process managers, stored in the event store itself (stream
 //! `checkpoint-<name>`), so that a restarted server resumes where the last one stopped.
 //! A checkpoint may lag behind the work done: everything a process manager does is keyed so that
-//! doing it again is a replay.
+//! doing it again is a replay. Only the last checkpoint is ever read, so the stream is truncated
+//! to it every [`TRUNCATE_EVERY`] checkpoints: it stays bounded however long the server runs.
 
 use loyalty_store::{
     Bytes, Direction, EventData, EventStore, ExpectedRevision, Position, StreamFrom,
@@ -13,6 +14,8 @@ use crate::IdGenerator;
 
 pub const CHECKPOINT_PREFIX: &str = "checkpoint-";
 const CHECKPOINT_EVENT: &str = "CheckpointStored";
+/// The events before the last checkpoint are truncated every this many checkpoints.
+pub(crate) const TRUNCATE_EVERY: u64 = 16;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredCheckpoint {
@@ -63,8 +66,16 @@ pub(crate) async fn store(
         data: Bytes::from(data),
         metadata: Bytes::from_static(b"{}"),
     };
-    store
-        .append(&stream_name(name), ExpectedRevision::Any, vec![event])
+    let stream = stream_name(name);
+    let written = store
+        .append(&stream, ExpectedRevision::Any, vec![event])
         .await?;
+    let revision = written.next_expected_revision;
+    if revision > 0 && revision % TRUNCATE_EVERY == 0 {
+        // Best effort: the checkpoint is stored; the next truncation catches up.
+        if let Err(e) = store.truncate_before(&stream, revision).await {
+            tracing::debug!(checkpoint = name, error = %e, "checkpoint stream not truncated");
+        }
+    }
     Ok(())
 }

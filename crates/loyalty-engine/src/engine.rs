@@ -21,6 +21,7 @@ use crate::clock::{Clock, IdGenerator};
 use crate::codec::{self, member_stream};
 use crate::error::EngineError;
 use crate::health::{self, HEALTH_PREFIX, WriteHealth};
+use crate::lease::{self, LeaseHandle};
 use crate::locks::StripedLocks;
 use crate::metadata::{CommandContext, EventMetadata};
 use crate::options::EngineOptions;
@@ -88,6 +89,10 @@ pub(crate) struct Inner {
     restored_from: Mutex<Option<Position>>,
     /// Whether the store takes writes.
     health: Arc<WriteHealth>,
+    /// This server's id among those sharing the store: the holder named in leases.
+    pub(crate) instance: String,
+    /// Runs of the background scheduler on this server (it runs only under its lease).
+    pub(crate) scheduled_runs: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Engine {
@@ -132,6 +137,8 @@ impl Engine {
                 full_loads: std::sync::atomic::AtomicU64::new(0),
                 restored_from: Mutex::new(None),
                 health: Arc::new(WriteHealth::default()),
+                instance: uuid::Uuid::new_v4().to_string(),
+                scheduled_runs: std::sync::atomic::AtomicU64::new(0),
                 hot_limits: options
                     .hot_limits
                     .unwrap_or_else(|| HotLimits::new(&program, options.time_window)),
@@ -168,18 +175,28 @@ impl Engine {
         let probe = health::spawn_probe(
             engine.inner.store.clone(),
             engine.inner.health.clone(),
-            format!("{HEALTH_PREFIX}{}", uuid::Uuid::new_v4()),
+            format!("{HEALTH_PREFIX}{}", engine.inner.instance),
             engine.inner.shutdown.subscribe(),
         );
         engine.track(probe);
-        match referral::spawn(engine.clone()).await {
-            Ok(referrals) => engine.track(referrals),
-            Err(e) => {
-                engine.shutdown().await;
-                return Err(e);
-            }
-        }
+        let referrals = referral::spawn(engine.clone());
+        engine.track(referrals);
         Ok(engine)
+    }
+
+    /// Starts keeping the lease `name` for this server (see `lease`): the handle says when it
+    /// is held.
+    pub(crate) fn spawn_lease(&self, name: &str) -> LeaseHandle {
+        let keeper = lease::Keeper {
+            store: self.inner.store.clone(),
+            clock: self.inner.clock.clone(),
+            name: name.to_owned(),
+            holder: self.inner.instance.clone(),
+            ttl: self.inner.options.lease_ttl,
+        };
+        let (task, handle) = keeper.spawn(self.inner.shutdown.subscribe());
+        self.track(task);
+        handle
     }
 
     pub(crate) fn track(&self, task: JoinHandle<()>) {
@@ -578,6 +595,19 @@ impl Engine {
         self.inner
             .full_loads
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs of the background scheduler on this server: it runs only while this server holds
+    /// the scheduler's lease (for metrics and tests).
+    pub fn scheduled_runs(&self) -> u64 {
+        self.inner
+            .scheduled_runs
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// This server's id among the servers sharing the store (named in the leases it holds).
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance
     }
 
     /// Cached aggregate states: how many, and their weight in bytes (for metrics).

@@ -80,9 +80,16 @@ pub(crate) fn spawn_probe(
                 .append(&stream, ExpectedRevision::Any, vec![probe])
                 .await
             {
-                Ok(_) => {
+                Ok(written) => {
                     tracing::info!("the store takes writes again");
                     health.note(&Ok(()));
+                    // Only the last probe matters: keep the stream to it.
+                    if let Err(e) = store
+                        .truncate_before(&stream, written.next_expected_revision)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "probe stream not truncated");
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the store still refuses writes");

@@ -13,6 +13,7 @@ mod codec;
 mod engine;
 mod error;
 mod health;
+mod lease;
 mod locks;
 mod metadata;
 mod options;
@@ -37,8 +38,11 @@ pub use views::{
 };
 
 /// Stream names the engine writes: `member-<id>` (one per member), `txn-<id>` (transaction
-/// reservations), `checkpoint-<name>` (process manager checkpoints).
+/// reservations), `checkpoint-<name>` (process manager checkpoints), `lease-<name>` (who runs
+/// the work that must run once), `health-<server>` (write probes while the store fails).
 pub mod streams {
     pub use crate::checkpoint::CHECKPOINT_PREFIX;
     pub use crate::codec::{MEMBER_PREFIX, TXN_PREFIX};
+    pub use crate::health::HEALTH_PREFIX;
+    pub use crate::lease::LEASE_PREFIX;
 }

@@ -34,6 +34,10 @@ pub struct EngineOptions {
     pub snapshot_dir: Option<std::path::PathBuf>,
     /// A snapshot is taken every this many events applied (and at shutdown).
     pub snapshot_every_events: u64,
+    /// How long a lease (scheduler, referral process manager) stays held without renewal: it
+    /// is renewed every third of it, and another server takes over at most this long plus a
+    /// third after its holder dies.
+    pub lease_ttl: Duration,
 }
 
 impl Default for EngineOptions {
@@ -52,6 +56,7 @@ impl Default for EngineOptions {
             hot_limits: None,
             snapshot_dir: None,
             snapshot_every_events: 100_000,
+            lease_ttl: Duration::from_secs(15),
         }
     }
 }

@@ -15,45 +15,90 @@ use crate::checkpoint;
 use crate::codec::{self, MEMBER_PREFIX};
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::lease::LeaseHandle;
 use crate::metadata::CommandContext;
 
 pub(crate) const CHECKPOINT_NAME: &str = "referrals";
+/// The lease under which one server runs the process manager.
+const LEASE_NAME: &str = "referrals";
 pub(crate) const ACTOR: &str = "referral-process-manager";
 const QUALIFIED: &str = "ReferralQualified";
 const REVOKED: &str = "ReferralRevoked";
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-pub(crate) async fn spawn(engine: Engine) -> Result<JoinHandle<()>, EngineError> {
-    let from = checkpoint::load(engine.inner.store.as_ref(), CHECKPOINT_NAME).await?;
+/// Runs the process manager on the server that holds its lease: from the checkpoint the last
+/// holder stored, until shutdown or until the lease is lost (another server then goes on from
+/// the stored checkpoint; what it handles twice is a replay).
+pub(crate) fn spawn(engine: Engine) -> JoinHandle<()> {
+    let mut lease = engine.spawn_lease(LEASE_NAME);
     let mut shutdown = engine.inner.shutdown.subscribe();
-    Ok(tokio::spawn(async move {
-        let mut manager = Manager {
-            engine,
-            handled: from,
-            stored: from,
-            since_store: 0,
-        };
+    tokio::spawn(async move {
         let mut backoff = Duration::from_millis(10);
-        loop {
+        'lease: loop {
             if *shutdown.borrow() {
-                break;
+                return;
             }
-            match manager.run(&mut shutdown).await {
-                Ok(()) => break,
+            tokio::select! {
+                held = lease.wait_held() => if !held { return },
+                _ = shutdown.changed() => return,
+            }
+            let from = match checkpoint::load(engine.inner.store.as_ref(), CHECKPOINT_NAME).await {
+                Ok(from) => from,
                 Err(e) => {
-                    tracing::warn!(error = %e, "referral process manager failed, resuming");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => break,
+                    tracing::warn!(error = %e, "referral checkpoint not readable yet, retrying");
+                    if pause(&mut shutdown, &mut backoff).await {
+                        return;
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            tracing::info!(%from, "referral process manager runs here (lease held)");
+            let mut manager = Manager {
+                engine: engine.clone(),
+                handled: from,
+                stored: from,
+                since_store: 0,
+            };
+            loop {
+                let stop = manager.run(&mut shutdown, &mut lease).await;
+                if let Err(e) = manager.store_checkpoint().await {
+                    tracing::warn!(error = %e, "referral checkpoint not stored");
+                }
+                match stop {
+                    Ok(Stop::Shutdown) => return,
+                    Ok(Stop::LeaseLost) => {
+                        tracing::info!("referral process manager stops here (lease lost)");
+                        continue 'lease;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "referral process manager failed, resuming");
+                        if pause(&mut shutdown, &mut backoff).await {
+                            return;
+                        }
+                        if !lease.is_held() {
+                            continue 'lease;
+                        }
+                    }
                 }
             }
         }
-        if let Err(e) = manager.store_checkpoint().await {
-            tracing::warn!(error = %e, "referral checkpoint not stored at shutdown");
-        }
-    }))
+    })
+}
+
+/// Sleeps for the backoff (then doubles it); true if shutdown was asked meanwhile.
+async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, backoff: &mut Duration) -> bool {
+    let stop = tokio::select! {
+        () = tokio::time::sleep(*backoff) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    };
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    stop
+}
+
+/// Why a run ended without a failure.
+enum Stop {
+    Shutdown,
+    LeaseLost,
 }
 
 struct Manager {
@@ -66,11 +111,13 @@ struct Manager {
 }
 
 impl Manager {
-    /// Runs until shutdown (`Ok`) or a failure (`Err`: resumed from `handled`).
+    /// Runs until shutdown or the lease is lost (`Ok`), or a failure (`Err`: resumed from
+    /// `handled`).
     async fn run(
         &mut self,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), EngineError> {
+        lease: &mut LeaseHandle,
+    ) -> Result<Stop, EngineError> {
         let mut subscription = self
             .engine
             .inner
@@ -80,7 +127,8 @@ impl Manager {
         loop {
             let message = tokio::select! {
                 m = subscription.next() => m,
-                _ = shutdown.changed() => return Ok(()),
+                _ = shutdown.changed() => return Ok(Stop::Shutdown),
+                () = lease.lost() => return Ok(Stop::LeaseLost),
             };
             match message {
                 Some(Ok(SubscriptionMessage::Event(recorded))) => {

@@ -17,6 +17,8 @@ use crate::metadata::CommandContext;
 use crate::views::{ScheduledFailure, ScheduledReport};
 
 pub(crate) const ACTOR: &str = "scheduler";
+/// The lease under which one server runs the scheduler.
+const LEASE_NAME: &str = "scheduler";
 const MAX_FAILURES_LISTED: usize = 100;
 
 struct Due {
@@ -141,11 +143,15 @@ impl Engine {
         (due.member, done)
     }
 
-    /// Runs [`Engine::run_scheduled`] every `every` with the engine's clock, until shutdown.
+    /// Runs [`Engine::run_scheduled`] every `every` with the engine's clock, until shutdown,
+    /// while this server holds the scheduler's lease: of several servers on one store, one
+    /// does the scan and the work (another takes over within the lease's time-to-live and a
+    /// third after it dies).
     pub fn spawn_scheduler(&self, every: Duration) -> JoinHandle<()> {
         let engine = self.clone();
         let mut shutdown = self.inner.shutdown.subscribe();
         let every = every.max(Duration::from_millis(10));
+        let lease = self.spawn_lease(LEASE_NAME);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -155,6 +161,14 @@ impl Engine {
                 if *shutdown.borrow() {
                     return;
                 }
+                if !lease.is_held() {
+                    tracing::debug!("scheduled work runs on the server holding its lease");
+                    continue;
+                }
+                engine
+                    .inner
+                    .scheduled_runs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match engine.run_scheduled(engine.inner.clock.now()).await {
                     Ok(report) => {
                         if report.members_due > 0 {

@@ -7,5 +7,6 @@ mod hot;
 mod integrity;
 mod projections;
 mod referrals;
+mod replicas;
 mod scheduled;
 mod sqlite;
