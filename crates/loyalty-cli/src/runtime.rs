@@ -76,6 +76,7 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         cache_bytes: settings.cache.max_bytes,
         snapshot_dir: settings.snapshot_dir(),
         snapshot_every_events: settings.snapshots.every_events.max(1),
+        lease_ttl: settings.scheduler.lease_ttl(),
         ..EngineOptions::default()
     }
 }

@@ -47,6 +47,7 @@ struct Inner {
     cached_bytes: Gauge,
     full_history_loads: Gauge,
     unreadable_events: Gauge,
+    scheduled_runs: Gauge,
 }
 
 /// What the engine reports, read right before rendering.
@@ -61,6 +62,7 @@ pub struct EngineGauges {
     pub cached_bytes: usize,
     pub full_history_loads: u64,
     pub unreadable_events: u64,
+    pub scheduled_runs: u64,
 }
 
 fn gauge(value: impl TryInto<i64>) -> i64 {
@@ -135,6 +137,10 @@ impl Metrics {
             "unreadable_events",
             "Events of member streams the read models could not decode and skipped",
         );
+        let scheduled_runs = gauge_of(
+            "scheduled_runs",
+            "Background scheduler runs on this server (it runs only while this server holds the scheduler's lease)",
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -149,6 +155,7 @@ impl Metrics {
                 cached_bytes,
                 full_history_loads,
                 unreadable_events,
+                scheduled_runs,
             }),
         }
     }
@@ -175,6 +182,7 @@ impl Metrics {
         i.cached_bytes.set(gauge(g.cached_bytes));
         i.full_history_loads.set(gauge(g.full_history_loads));
         i.unreadable_events.set(gauge(g.unreadable_events));
+        i.scheduled_runs.set(gauge(g.scheduled_runs));
     }
 
     /// The Prometheus text exposition.

@@ -156,15 +156,26 @@ pub struct SchedulerSettings {
     /// How often expiry and tier reviews run; 0 turns the background scheduler off (it can
     /// still be run on demand by an admin: `POST /v1/admin/scheduler/run`).
     pub interval_secs: u64,
+    /// Servers sharing one store run the scheduler and the referral process manager under a
+    /// lease: this long it stays held without renewal (renewed every third of it), so another
+    /// server takes over at most this long and a third after the holder dies.
+    pub lease_ttl_secs: u64,
 }
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
-        Self { interval_secs: 60 }
+        Self {
+            interval_secs: 60,
+            lease_ttl_secs: 15,
+        }
     }
 }
 
 impl SchedulerSettings {
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.lease_ttl_secs.max(1))
+    }
+
     pub fn interval(&self) -> Option<Duration> {
         (self.interval_secs > 0).then(|| Duration::from_secs(self.interval_secs))
     }

@@ -70,6 +70,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             cached_bytes,
             full_history_loads: engine.full_history_loads(),
             unreadable_events: engine.unreadable_events(),
+            scheduled_runs: engine.scheduled_runs(),
         });
     (
         StatusCode::OK,

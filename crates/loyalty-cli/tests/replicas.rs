@@ -1,0 +1,449 @@
+//! Several servers on one store, for real: three `loyalty serve` processes on one
+//! EventStoreDB (the wire-compatible test server, hosted by this test), driven over HTTP the
+//! way a load balancer spreads requests.
+//!
+//! - concurrent redemptions for one member, spread over the three, never overdraw: exactly
+//!   floor(B / C) succeed;
+//! - concurrent retries of one purchase through different servers record it once;
+//! - the scheduler runs on the server holding its lease only; when that process is killed
+//!   (SIGKILL, no release), another takes the lease once it lapses, and expiry still
+//!   happens exactly once per lot;
+//! - an event another application wrote to the shared cluster (another stream, or even a
+//!   member stream) never stalls the read models: every server turns ready, and the one in a
+//!   member stream is counted as unreadable.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use loyalty_esdb_testserver::TestServer;
+use loyalty_store::{Direction, EventStore, StreamFrom};
+use loyalty_store_eventstoredb::{EventStoreDbOptions, EventStoreDbStore};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const TERMINAL: &str = "demo-terminal-key";
+const APP: &str = "demo-app-key";
+const STORE: &str = "paris-opera";
+/// Leases lapse after 3 s without renewal; the scheduler runs every second.
+const LEASE_TTL_SECS: u64 = 3;
+/// How far back the test records history (so that lots are already past their expiry).
+const BACKDATED_DAYS: i64 = 70;
+
+/// One point per euro, nothing pending, lots expire a month after they become spendable.
+const PROGRAM: &str = r#"
+[program]
+name = "Replicas"
+currency = "EUR"
+timezone = "Europe/Paris"
+rules_version = "replicas-1"
+
+[earning]
+points_per_unit = "1"
+
+[pending]
+days = 0
+
+[expiry]
+policy = "lot_months"
+months = 1
+
+[tiers]
+metric = "qualifying_spend"
+window = { kind = "rolling", months = 12 }
+review = { kind = "anniversary" }
+
+[[tiers.levels]]
+name = "Member"
+threshold = "0"
+multiplier = "1"
+
+[[rewards]]
+id = "coffee"
+name = "A coffee"
+cost = 30
+
+[clawback]
+policy = "allow"
+
+[valuation]
+point_value = "0.01"
+"#;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A `loyalty serve` process; killed (SIGKILL) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(esdb: &str, program: &Path, dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty"))
+            .arg("--config")
+            .arg(repo_root().join("config/loyalty.toml"))
+            .arg("serve")
+            .current_dir(dir)
+            .env("LOYALTY_PROGRAM", program)
+            .env("LOYALTY_STORE__KIND", "eventstoredb")
+            .env("LOYALTY_STORE__URL", esdb)
+            .env("LOYALTY_SERVER__LISTEN", "127.0.0.1:0")
+            .env("LOYALTY_SCHEDULER__INTERVAL_SECS", "1")
+            .env(
+                "LOYALTY_SCHEDULER__LEASE_TTL_SECS",
+                LEASE_TTL_SECS.to_string(),
+            )
+            .env(
+                "LOYALTY_TIME__MAX_BEHIND_SECS",
+                ((BACKDATED_DAYS + 20) * 86_400).to_string(),
+            )
+            .env("LOYALTY_SNAPSHOTS__EVERY_EVENTS", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start loyalty serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server printed where it listens");
+        Server { child, url }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+}
+
+async fn post(
+    http: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    path: &str,
+    body: &Value,
+) -> Answer {
+    let response = http
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .expect("request sent");
+    answer(response).await
+}
+
+async fn get(http: &reqwest::Client, server: &Server, key: Option<&str>, path: &str) -> Answer {
+    let mut request = http.get(format!("{}{path}", server.url));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    answer(request.send().await.expect("request sent")).await
+}
+
+async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer { status, body }
+}
+
+/// A gauge of the server's `/metrics`.
+async fn metric(http: &reqwest::Client, server: &Server, name: &str) -> u64 {
+    let page = get(http, server, None, "/metrics").await;
+    let text = page.body.as_str().expect("metrics are text").to_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the metrics"))
+}
+
+async fn enroll(http: &reqwest::Client, server: &Server, member: &str, at: DateTime<Utc>) {
+    let body = json!({"member_id": member, "occurred_at": at});
+    let answer = post(http, server, APP, "/v1/members", &body).await;
+    assert!(
+        answer.status.is_success(),
+        "enroll {member}: {:?}",
+        answer.body
+    );
+}
+
+fn purchase_body(member: &str, transaction: &str, amount: &str, at: DateTime<Utc>) -> Value {
+    json!({
+        "member_id": member, "transaction_id": transaction, "store": STORE,
+        "terminal": "till-1", "occurred_at": at, "currency": "EUR",
+        "lines": [{"sku": "LATTE", "category": "coffee", "quantity": "1", "amount": amount}],
+    })
+}
+
+async fn count_events(store: &EventStoreDbStore, member: &str, event_type: &str) -> usize {
+    store
+        .read_stream(
+            &format!("member-{member}"),
+            StreamFrom::Start,
+            Direction::Forwards,
+            1_000,
+        )
+        .await
+        .expect("read the member's stream")
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .count()
+}
+
+/// Polls `condition` every 100 ms for at most `within`.
+async fn eventually(within: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Writes an event the way another application sharing the cluster would: through the raw
+/// client, with metadata that is not our envelope.
+async fn write_foreign(esdb: &str, stream: &str) {
+    let settings: eventstore::ClientSettings = esdb.parse().expect("connection string");
+    let client = eventstore::Client::new(settings).expect("client");
+    let event = eventstore::EventData::binary("InvoiceIssued", br#"{"invoice":7}"#.to_vec().into())
+        .metadata(br#"{"traceId":"4bf92f35"}"#.to_vec().into());
+    client
+        .append_to_stream(stream, &eventstore::AppendToStreamOptions::default(), event)
+        .await
+        .expect("foreign append");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
+    // Given an EventStoreDB that another application also writes to
+    let esdb_server = TestServer::start().await.expect("test server");
+    let esdb = esdb_server.url();
+    write_foreign(&esdb, "invoices-7").await;
+    write_foreign(&esdb, "member-zed").await;
+    let store = EventStoreDbStore::connect(&esdb, EventStoreDbOptions::default()).expect("store");
+    store
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .expect("ready");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = dir.path().join("program.toml");
+    std::fs::write(&program, PROGRAM).expect("write the program");
+
+    // When three servers start on it
+    let mut servers: Vec<Server> = (0..3)
+        .map(|i| {
+            let own = dir.path().join(format!("server-{i}"));
+            std::fs::create_dir_all(&own).expect("dir");
+            Server::start(&esdb, &program, &own)
+        })
+        .collect();
+    let http = reqwest::Client::new();
+
+    // Then each one turns ready despite the foreign events, and counts the one it cannot read
+    // in a member stream
+    for server in &servers {
+        assert!(
+            eventually(Duration::from_secs(30), async || {
+                get(&http, server, None, "/readyz").await.status == StatusCode::OK
+            })
+            .await,
+            "{} never turned ready",
+            server.url
+        );
+        assert_eq!(metric(&http, server, "loyalty_unreadable_events").await, 1);
+    }
+
+    // Given a member with a balance of B points
+    let now = Utc::now();
+    enroll(&http, &servers[0], "racer", now).await;
+    let bought = post(
+        &http,
+        &servers[1],
+        TERMINAL,
+        "/v1/purchases",
+        &purchase_body("racer", "R-1", "1000.00", now),
+    )
+    .await;
+    assert!(bought.status.is_success(), "{:?}", bought.body);
+    let position = bought.body["position"]
+        .as_str()
+        .expect("a position")
+        .to_owned();
+    let profile = get(
+        &http,
+        &servers[2],
+        Some(APP),
+        &format!("/v1/members/racer?min_position={position}"),
+    )
+    .await;
+    assert_eq!(profile.status, StatusCode::OK, "{:?}", profile.body);
+    let balance = profile.body["balance"]["available"]
+        .as_i64()
+        .expect("points");
+    assert!(balance >= 1_000, "balance {balance}");
+
+    // When 48 redemptions of C = 70 points race, spread over the three servers
+    let cost = 70;
+    let attempts = 48;
+    let redemptions = (0..attempts).map(|i| {
+        let http = http.clone();
+        let server = &servers[i % 3];
+        async move {
+            let body = json!({
+                "redemption_id": format!("race-{i}"), "occurred_at": Utc::now(), "points": cost,
+            });
+            // As a client does: a 503 (too many concurrent writers, retryable) is retried
+            // with the same redemption id, which makes the retry safe.
+            for _ in 0..50 {
+                let answer = post(&http, server, APP, "/v1/members/racer/redemptions", &body).await;
+                if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+                    return answer;
+                }
+                assert_eq!(answer.body["retryable"], true, "{:?}", answer.body);
+                tokio::time::sleep(Duration::from_millis(20 + 10 * (i as u64 % 7))).await;
+            }
+            panic!("redemption {i} still refused as busy after 50 tries");
+        }
+    });
+    let answers = futures::future::join_all(redemptions).await;
+
+    // Then exactly floor(B / C) succeed, the others are refused for want of points
+    let succeeded = answers.iter().filter(|a| a.status.is_success()).count() as i64;
+    for refused in answers.iter().filter(|a| !a.status.is_success()) {
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
+        assert_eq!(
+            refused.body["type"], "https://loyalty.dev/problems/insufficient-points",
+            "{:?}",
+            refused.body
+        );
+    }
+    assert_eq!(succeeded, balance / cost);
+    assert_eq!(
+        count_events(&store, "racer", "PointsRedeemed").await,
+        usize::try_from(succeeded).expect("count")
+    );
+
+    // When a till retries one purchase through all three servers at once
+    let retry = purchase_body("racer", "R-2", "12.00", Utc::now());
+    let retries = servers
+        .iter()
+        .map(|server| post(&http, server, TERMINAL, "/v1/purchases", &retry));
+    let answers = futures::future::join_all(retries).await;
+    // Then every attempt is answered as success, and the purchase is recorded once
+    for a in &answers {
+        assert!(a.status.is_success(), "{:?}", a.body);
+    }
+    assert_eq!(count_events(&store, "racer", "PurchaseRecorded").await, 2);
+
+    // Given the scheduler running every second on whichever server holds its lease
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            let mut running = 0;
+            for s in &servers {
+                running += usize::from(metric(&http, s, "loyalty_scheduled_runs").await > 0);
+            }
+            running == 1
+        })
+        .await,
+        "no single server runs the scheduler"
+    );
+    // When a member's lot is already past its expiry (history recorded 70 days back)
+    let then = now - chrono::Duration::days(BACKDATED_DAYS);
+    enroll(&http, &servers[0], "early", then).await;
+    let old = post(
+        &http,
+        &servers[0],
+        TERMINAL,
+        "/v1/purchases",
+        &purchase_body("early", "E-1", "40.00", then),
+    )
+    .await;
+    assert!(old.status.is_success(), "{:?}", old.body);
+    // Then it expires, once
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            count_events(&store, "early", "PointsExpired").await >= 1
+        })
+        .await,
+        "the due lot never expired"
+    );
+    let mut holder = None;
+    for (i, s) in servers.iter().enumerate() {
+        if metric(&http, s, "loyalty_scheduled_runs").await > 0 {
+            assert!(holder.is_none(), "two servers ran the scheduler");
+            holder = Some(i);
+        }
+    }
+    let holder = holder.expect("a server ran the scheduler");
+
+    // When the lease holder is killed (no shutdown, no release) and another lot falls due
+    servers[holder].kill();
+    let survivors: Vec<&Server> = servers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != holder)
+        .map(|(_, s)| s)
+        .collect();
+    enroll(&http, survivors[0], "late", then).await;
+    let old = post(
+        &http,
+        survivors[1],
+        TERMINAL,
+        "/v1/purchases",
+        &purchase_body("late", "L-1", "25.00", then),
+    )
+    .await;
+    assert!(old.status.is_success(), "{:?}", old.body);
+    // Then another server takes the lease once it lapses, and the lot expires
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            count_events(&store, "late", "PointsExpired").await >= 1
+        })
+        .await,
+        "no server took over the scheduler"
+    );
+    // And one survivor runs the scheduler, while every lot expired exactly once
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut running = 0;
+    for s in &survivors {
+        running += usize::from(metric(&http, s, "loyalty_scheduled_runs").await > 0);
+    }
+    assert_eq!(running, 1, "the survivors share the scheduler");
+    assert_eq!(count_events(&store, "early", "PointsExpired").await, 1);
+    assert_eq!(count_events(&store, "late", "PointsExpired").await, 1);
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let profile = get(&http, survivors[0], Some(APP), "/v1/members/late").await;
+            profile.body["balance"]["available"] == 0
+        })
+        .await,
+        "the expired lot still shows in the balance"
+    );
+    drop(servers);
+}
