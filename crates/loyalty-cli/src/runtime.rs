@@ -77,6 +77,7 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
         snapshot_dir: settings.snapshot_dir(),
         snapshot_every_events: settings.snapshots.every_events.max(1),
         lease_ttl: settings.scheduler.lease_ttl(),
+        member_snapshot_every: settings.snapshots.member_every_events,
         ..EngineOptions::default()
     }
 }

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::command::RevocationReason;
 use crate::ids::{
@@ -40,7 +40,7 @@ pub enum Event {
 }
 
 /// When a lot's points expire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "at")]
 pub enum LotExpiry {
     At(DateTime<Utc>),
@@ -72,7 +72,7 @@ impl Credit {
 }
 
 /// Points taken from one lot (by a redemption, clawback, forfeit) or given back to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LotDraw {
     pub lot_id: LotId,
     pub points: Points,
@@ -96,7 +96,7 @@ impl Debit {
 
 /// A tier, by position in the program's list and by name (names are what people read; the
 /// index orders them without the program at hand).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TierRef {
     pub index: u32,
     pub name: String,

@@ -61,8 +61,10 @@ impl HotLimits {
 }
 
 /// What a compacted state adds: its limits and the digests of what it retired.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct HotPart {
+    /// Not kept in snapshots: whoever reads one compacts it again with its own limits.
+    #[serde(skip)]
     pub(crate) limits: Option<HotLimits>,
     pub(crate) retired: HashSet<u64>,
 }

@@ -153,7 +153,7 @@ id_type!(
 /// A sale, as the point of sale numbers it: transaction ids are unique per store, so two stores
 /// may both have a sale "1001". Written `store/transaction` (`/` is outside the id alphabet, so
 /// the text is unambiguous).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PurchaseKey {
     pub store: StoreId,
     pub transaction_id: TransactionId,

@@ -2,7 +2,7 @@
 //! (same client id, same content) rebuilds exactly the original answer from the log.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, LotDraw, LotExpiry, TierRef};
 use crate::ids::{
@@ -21,7 +21,7 @@ pub struct Decision {
 }
 
 /// The lot an award created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LotSummary {
     pub lot_id: LotId,
     pub points: Points,
@@ -29,7 +29,7 @@ pub struct LotSummary {
     pub expiry: LotExpiry,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Enrolled {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{LotExpiry, TierRef};
 use crate::ids::{
@@ -17,7 +17,7 @@ use crate::outcome::Outcome;
 use crate::points::{self, Points};
 use crate::program::{Program, QualifyingMetric};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemberStatus {
     #[default]
@@ -28,7 +28,7 @@ pub enum MemberStatus {
 }
 
 /// A lot: the points of one award, consumed by spends and given back by cancellations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lot {
     pub id: LotId,
     /// Points the lot received (the award minus any debt it repaid).
@@ -44,7 +44,7 @@ pub struct Lot {
 
 /// Lifetime totals. The ledger identity:
 /// `earned - redeemed - expired - clawed_back - forfeited + adjusted = available + pending - debt`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Lifetime {
     /// Awards: purchases, bonuses, goodwill, referrals (debt repayments included).
     pub earned: Points,
@@ -110,7 +110,7 @@ impl Balance {
 }
 
 /// What the aggregate keeps of a purchase, for refunds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PurchaseRecord {
     pub store: StoreId,
     pub transaction_id: TransactionId,
@@ -123,7 +123,7 @@ pub struct PurchaseRecord {
     pub lot_id: Option<LotId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineRecord {
     pub amount: Decimal,
     pub eligible_amount: Decimal,
@@ -165,7 +165,7 @@ impl PurchaseRecord {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedemptionRecord {
     pub redemption_id: RedemptionId,
     pub reward_id: Option<RewardId>,
@@ -177,7 +177,7 @@ pub struct RedemptionRecord {
 
 /// A contribution to the tier metric, dated by the purchase it belongs to (a refund lowers
 /// the value of its purchase's date, so a rolling window forgets both together).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QualifyingEntry {
     pub at: DateTime<Utc>,
     pub spend: Decimal,
@@ -186,7 +186,7 @@ pub struct QualifyingEntry {
 
 /// The newcomer's side of a referral that qualified: which purchase qualified it and what the
 /// newcomer was credited, so that a refund of that purchase can revoke it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferralRecord {
     pub referrer: MemberId,
     /// `None` for referrals recorded before stores scoped transaction ids.
@@ -207,7 +207,7 @@ impl ReferralRecord {
 }
 
 /// The referrer's side: the bonus credited for one newcomer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferralBonusRecord {
     pub points: Points,
     /// `None` when the referral was revoked before any bonus was credited.
@@ -216,13 +216,13 @@ pub struct ReferralBonusRecord {
 }
 
 /// A processed client id: its content fingerprint and the outcome to repeat on a retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Processed {
     pub fingerprint: String,
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MemberState {
     pub(crate) member_id: Option<MemberId>,
     pub(crate) status: MemberStatus,
@@ -247,7 +247,8 @@ pub struct MemberState {
     pub(crate) processed: BTreeMap<String, Processed>,
     pub(crate) inactivity_deadline: Option<DateTime<Utc>>,
     pub(crate) events_applied: u64,
-    /// Where each lot is in `lots`.
+    /// Where each lot is in `lots` (rebuilt after a snapshot is read: [`MemberState::restored`]).
+    #[serde(skip)]
     pub(crate) lot_index: HashMap<LotId, usize>,
     /// Insertion order of purchases, redemptions and the client ids a compaction may retire:
     /// the oldest leave the hot state first.
@@ -261,6 +262,18 @@ pub struct MemberState {
 }
 
 impl MemberState {
+    /// A state read back from a snapshot (serde): rebuilds what snapshots do not keep (the lot
+    /// index). Its hot part has no limits until the reader compacts it with its own.
+    pub fn restored(mut self) -> MemberState {
+        self.lot_index = self
+            .lots
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.id.clone(), i))
+            .collect();
+        self
+    }
+
     /// Rebuilds a state from its history.
     pub fn from_events<'a, I: IntoIterator<Item = &'a crate::Event>>(events: I) -> MemberState {
         let mut state = MemberState::default();

@@ -11,7 +11,8 @@
 //! - replaying the events rebuilds the same state, also through the stored schema;
 //! - sending any command a second time changes nothing;
 //! - a hot state compacted to tiny limits decides every command it does not send to the full
-//!   history exactly as the full state does, and equals the full state compacted;
+//!   history exactly as the full state does, and equals the full state compacted, also when
+//!   it was read back from a snapshot (MessagePack, as the engine stores them);
 //! - the clawbacks of a purchase never exceed its award, and equal it once fully refunded.
 
 mod support;
@@ -370,6 +371,15 @@ fn run(program: &Program, window: TimeWindow, steps: &[Step]) -> Result<(), Test
             hot.compact(&limits);
             prop_assert_eq!(&hot, &compacted, "compaction step by step differs");
         }
+        // The engine snapshots hot states and decides on what it reads back: from here on, the
+        // hot state is the one read back from its snapshot.
+        let bytes = rmp_serde::to_vec_named(&hot).expect("a state serialises");
+        let mut back = rmp_serde::from_slice::<MemberState>(&bytes)
+            .expect("a snapshot reads back")
+            .restored();
+        back.compact(&limits);
+        prop_assert_eq!(&back, &hot, "a snapshot read back differs");
+        hot = back;
         for e in &decision.events {
             evolve(&mut state, e);
             history.push(e.clone());

@@ -23,6 +23,7 @@ use crate::error::EngineError;
 use crate::health::{self, HEALTH_PREFIX, WriteHealth};
 use crate::lease::{self, LeaseHandle};
 use crate::locks::StripedLocks;
+use crate::member_snapshot;
 use crate::metadata::{CommandContext, EventMetadata};
 use crate::options::EngineOptions;
 use crate::progress::{ProgressTracker, WaitError};
@@ -44,6 +45,9 @@ pub(crate) struct CachedMember {
     /// `None`: the stream does not exist.
     pub(crate) revision: Option<u64>,
     pub(crate) position: Position,
+    /// The revision of the member's latest snapshot this server knows of (see
+    /// `member_snapshot`).
+    pub(crate) snapshot_revision: Option<u64>,
 }
 
 impl Weighed for CachedMember {
@@ -93,6 +97,9 @@ pub(crate) struct Inner {
     pub(crate) instance: String,
     /// Runs of the background scheduler on this server (it runs only under its lease).
     pub(crate) scheduled_runs: std::sync::atomic::AtomicU64,
+    /// Member snapshots read on a cache miss, and taken.
+    snapshot_loads: std::sync::atomic::AtomicU64,
+    snapshots_written: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Engine {
@@ -139,6 +146,8 @@ impl Engine {
                 health: Arc::new(WriteHealth::default()),
                 instance: uuid::Uuid::new_v4().to_string(),
                 scheduled_runs: std::sync::atomic::AtomicU64::new(0),
+                snapshot_loads: std::sync::atomic::AtomicU64::new(0),
+                snapshots_written: std::sync::atomic::AtomicU64::new(0),
                 hot_limits: options
                     .hot_limits
                     .unwrap_or_else(|| HotLimits::new(&program, options.time_window)),
@@ -322,11 +331,7 @@ impl Engine {
         let _guard = self.inner.locks.lock(&member).await;
         let (mut cached, fresh) = match self.inner.cache.take(&member) {
             Some(c) => (c, false),
-            None => {
-                let mut loaded = CachedMember::default();
-                self.catch_up(&member, &mut loaded).await?;
-                (loaded, true)
-            }
+            None => (self.load_hot(&member).await?, true),
         };
         let result = self
             .decide_and_append(&command, &context, &mut cached, fresh)
@@ -339,9 +344,66 @@ impl Engine {
                 | EngineError::Schema(_)
                 | EngineError::Corrupt(_),
             ) => {}
-            _ => self.inner.cache.put(member, cached),
+            _ => {
+                self.maybe_snapshot(&member, &mut cached);
+                self.inner.cache.put(member, cached)
+            }
         }
         result
+    }
+
+    /// A member's hot state after a cache miss: from its latest snapshot (when there is a
+    /// usable one) and the events after it, else from all its events.
+    async fn load_hot(&self, member: &MemberId) -> Result<CachedMember, EngineError> {
+        let mut loaded = CachedMember::default();
+        if self.inner.options.member_snapshot_every > 0 {
+            match member_snapshot::read(self.inner.store.as_ref(), member, &self.inner.hot_limits)
+                .await
+            {
+                Ok(Some(mut snapshot)) => {
+                    snapshot.state.compact(&self.inner.hot_limits);
+                    self.inner
+                        .snapshot_loads
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    loaded = snapshot;
+                }
+                Ok(None) => {}
+                // A snapshot is only a shortcut: without it, the events.
+                Err(e) => tracing::warn!(%member, error = %e, "member snapshot not read"),
+            }
+        }
+        self.catch_up(member, &mut loaded).await?;
+        Ok(loaded)
+    }
+
+    /// Stores a snapshot of the member's hot state (in the background, off the command's
+    /// path) once `member_snapshot_every` events have been appended since the last one.
+    fn maybe_snapshot(&self, member: &MemberId, cached: &mut CachedMember) {
+        let every = self.inner.options.member_snapshot_every;
+        let Some(revision) = cached.revision else {
+            return;
+        };
+        let since = revision.saturating_add(1) - cached.snapshot_revision.map_or(0, |r| r + 1);
+        if every == 0 || since < every {
+            return;
+        }
+        cached.snapshot_revision = Some(revision);
+        let store = self.inner.store.clone();
+        let limits = self.inner.hot_limits;
+        let member = member.clone();
+        let state = cached.state.clone();
+        let position = cached.position;
+        self.inner
+            .snapshots_written
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(async move {
+            if let Err(e) =
+                member_snapshot::write(store.as_ref(), &member, state, revision, position, &limits)
+                    .await
+            {
+                tracing::warn!(%member, error = %e, "member snapshot not stored");
+            }
+        });
     }
 
     async fn decide_and_append(
@@ -603,6 +665,16 @@ impl Engine {
         self.inner
             .scheduled_runs
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Member snapshots: how many a cache miss started from, and how many were taken (for
+    /// metrics and tests).
+    pub fn member_snapshots(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inner.snapshot_loads.load(Relaxed),
+            self.inner.snapshots_written.load(Relaxed),
+        )
     }
 
     /// This server's id among the servers sharing the store (named in the leases it holds).

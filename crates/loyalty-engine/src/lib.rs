@@ -15,6 +15,7 @@ mod error;
 mod health;
 mod lease;
 mod locks;
+mod member_snapshot;
 mod metadata;
 mod options;
 mod progress;
@@ -39,10 +40,12 @@ pub use views::{
 
 /// Stream names the engine writes: `member-<id>` (one per member), `txn-<id>` (transaction
 /// reservations), `checkpoint-<name>` (process manager checkpoints), `lease-<name>` (who runs
-/// the work that must run once), `health-<server>` (write probes while the store fails).
+/// the work that must run once), `health-<server>` (write probes while the store fails),
+/// `snapshot-<member>` (a long-lived member's hot state, a cache of its events).
 pub mod streams {
     pub use crate::checkpoint::CHECKPOINT_PREFIX;
     pub use crate::codec::{MEMBER_PREFIX, TXN_PREFIX};
     pub use crate::health::HEALTH_PREFIX;
     pub use crate::lease::LEASE_PREFIX;
+    pub use crate::member_snapshot::SNAPSHOT_PREFIX;
 }

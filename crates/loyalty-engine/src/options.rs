@@ -38,6 +38,10 @@ pub struct EngineOptions {
     /// is renewed every third of it, and another server takes over at most this long plus a
     /// third after its holder dies.
     pub lease_ttl: Duration,
+    /// A member's hot state is snapshotted in the store (`snapshot-<member>`) every this many
+    /// events appended to its stream, so that loading it reads the snapshot and the events
+    /// after it; 0: no member snapshots.
+    pub member_snapshot_every: u64,
 }
 
 impl Default for EngineOptions {
@@ -57,6 +61,7 @@ impl Default for EngineOptions {
             snapshot_dir: None,
             snapshot_every_events: 100_000,
             lease_ttl: Duration::from_secs(15),
+            member_snapshot_every: 500,
         }
     }
 }

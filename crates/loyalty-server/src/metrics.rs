@@ -48,6 +48,7 @@ struct Inner {
     full_history_loads: Gauge,
     unreadable_events: Gauge,
     scheduled_runs: Gauge,
+    member_snapshot_loads: Gauge,
 }
 
 /// What the engine reports, read right before rendering.
@@ -63,6 +64,7 @@ pub struct EngineGauges {
     pub full_history_loads: u64,
     pub unreadable_events: u64,
     pub scheduled_runs: u64,
+    pub member_snapshot_loads: u64,
 }
 
 fn gauge(value: impl TryInto<i64>) -> i64 {
@@ -141,6 +143,10 @@ impl Metrics {
             "scheduled_runs",
             "Background scheduler runs on this server (it runs only while this server holds the scheduler's lease)",
         );
+        let member_snapshot_loads = gauge_of(
+            "member_snapshot_loads",
+            "Member states loaded from their snapshot and the events after it (instead of all their events)",
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -156,6 +162,7 @@ impl Metrics {
                 full_history_loads,
                 unreadable_events,
                 scheduled_runs,
+                member_snapshot_loads,
             }),
         }
     }
@@ -183,6 +190,7 @@ impl Metrics {
         i.full_history_loads.set(gauge(g.full_history_loads));
         i.unreadable_events.set(gauge(g.unreadable_events));
         i.scheduled_runs.set(gauge(g.scheduled_runs));
+        i.member_snapshot_loads.set(gauge(g.member_snapshot_loads));
     }
 
     /// The Prometheus text exposition.

@@ -190,6 +190,9 @@ pub struct SnapshotSettings {
     pub dir: Option<PathBuf>,
     /// A snapshot every this many events applied (and one at shutdown); 0 turns them off.
     pub every_events: u64,
+    /// A member's state is snapshotted in the store every this many events of hers, so that
+    /// loading a long-lived member reads the snapshot and what followed; 0 turns them off.
+    pub member_every_events: u64,
 }
 
 impl Default for SnapshotSettings {
@@ -197,6 +200,7 @@ impl Default for SnapshotSettings {
         Self {
             dir: None,
             every_events: 100_000,
+            member_every_events: 500,
         }
     }
 }

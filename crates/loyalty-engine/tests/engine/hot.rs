@@ -3,6 +3,7 @@
 
 use loyalty_core::{DomainError, HotLimits, Outcome, Points, TimeWindow};
 use loyalty_engine::{EngineError, EngineOptions};
+use loyalty_store::EventStore;
 
 use crate::common::*;
 
@@ -128,4 +129,129 @@ async fn the_cache_of_member_states_is_bounded_in_bytes() {
     let (members, bytes) = h.engine.cache_usage();
     assert!(bytes <= 64 * 1024, "{bytes} bytes cached");
     assert!(members > 0 && members < 200, "{members} members cached");
+}
+
+/// Tiny hot limits and a member snapshot every 20 events.
+fn snapshotting() -> EngineOptions {
+    EngineOptions {
+        member_snapshot_every: 20,
+        ..tiny()
+    }
+}
+
+/// Alice with 50 purchases of 10 euros (welcome 10 + 500 points), on a server that
+/// snapshots her; returns once her latest snapshot is stored.
+async fn alice_with_a_snapshot(h: &Harness) -> loyalty_core::MemberId {
+    let alice = h.enroll("alice").await;
+    for i in 1..=50 {
+        h.run(purchase(&alice, &format!("T{i}"), 10, h.now())).await;
+    }
+    let store = h.store.clone();
+    assert!(
+        eventually(async || {
+            store
+                .read_stream(
+                    "snapshot-alice",
+                    loyalty_store::StreamFrom::End,
+                    loyalty_store::Direction::Backwards,
+                    1,
+                )
+                .await
+                .unwrap()
+                .first()
+                .is_some_and(|e| e.revision >= 1)
+        })
+        .await,
+        "no snapshot stored"
+    );
+    assert!(h.engine.member_snapshots().1 >= 2);
+    alice
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_a_long_history_loads_from_her_snapshot_and_decides_as_on_her_events() {
+    // Given alice's 51 events, snapshotted every 20
+    let h = Harness::with(program(), snapshotting()).await;
+    let alice = alice_with_a_snapshot(&h).await;
+    // And the snapshot stream keeps only the latest snapshot
+    let kept = h
+        .store
+        .read_stream(
+            "snapshot-alice",
+            loyalty_store::StreamFrom::Start,
+            loyalty_store::Direction::Forwards,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1);
+    // When another server, with nothing cached, takes a redemption of one point too many
+    let other = h.second_engine(snapshotting()).await;
+    let err = other
+        .execute(redeem(&alice, "R1", 511, h.now()))
+        .await
+        .unwrap_err();
+    // Then it started from the snapshot, and knows her balance to the point
+    assert_eq!(other.member_snapshots().0, 1);
+    assert!(
+        matches!(
+            err,
+            EngineError::Domain(DomainError::InsufficientPoints { available, .. })
+                if available == Points::new(510)
+        ),
+        "{err:?}"
+    );
+    // And a retry of her first purchase, which the snapshot keeps only as a digest, is
+    // still a replay
+    let loads = other.full_history_loads();
+    let retry = other
+        .execute(purchase(&alice, "T1", 10, h.now()))
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert_eq!(other.full_history_loads(), loads + 1);
+    // And what it decides next is what the events say
+    other
+        .execute(redeem(&alice, "R2", 510, h.now()))
+        .await
+        .unwrap();
+    let state = h.core_state(&alice).await;
+    assert_eq!(state.balance(h.now()).available, Points::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_of_another_format_is_ignored_and_the_member_loads_from_her_events() {
+    // Given alice's snapshot, followed by one of a format this build does not know
+    let h = Harness::with(program(), snapshotting()).await;
+    let alice = alice_with_a_snapshot(&h).await;
+    h.store
+        .append(
+            "snapshot-alice",
+            loyalty_store::ExpectedRevision::Any,
+            vec![loyalty_store::EventData {
+                id: uuid::Uuid::new_v4(),
+                event_type: "MemberSnapshotTaken".to_owned(),
+                schema_version: 99,
+                data: loyalty_store::Bytes::from_static(b"\x93\x01\x02\x03"),
+                metadata: loyalty_store::Bytes::from_static(b"{}"),
+            }],
+        )
+        .await
+        .unwrap();
+    // When another server loads her
+    let other = h.second_engine(snapshotting()).await;
+    let err = other
+        .execute(redeem(&alice, "R1", 511, h.now()))
+        .await
+        .unwrap_err();
+    // Then it ignored the snapshot and decided on her events
+    assert_eq!(other.member_snapshots().0, 0);
+    assert!(
+        matches!(
+            err,
+            EngineError::Domain(DomainError::InsufficientPoints { available, .. })
+                if available == Points::new(510)
+        ),
+        "{err:?}"
+    );
 }

@@ -71,6 +71,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             full_history_loads: engine.full_history_loads(),
             unreadable_events: engine.unreadable_events(),
             scheduled_runs: engine.scheduled_runs(),
+            member_snapshot_loads: engine.member_snapshots().0,
         });
     (
         StatusCode::OK,
