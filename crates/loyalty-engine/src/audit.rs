@@ -11,7 +11,7 @@ use loyalty_store::{Direction, Position, ReadAhead, RecordedEvent, StreamFrom};
 use crate::codec::{self, member_stream};
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::readmodel::{MemberRow, ReadModel, TotalsAcc};
+use crate::readmodel::{MemberRow, ReadModel, TotalsAcc, snapshot};
 use crate::views::{
     HistoryCursor, HistoryPage, LiabilityReport, LogEntry, LogPage, MemberSnapshot, ReplayReport,
     StatementLine, VerifyReport,
@@ -138,6 +138,11 @@ fn statement(event: &Event) -> (Points, String) {
 }
 
 /// A model rebuilt from the log (not shared with the live one).
+/// How far apart the time an event was recorded at and the moment it was appended may be:
+/// a command's duration plus the clock skew between servers sharing the store, with room to
+/// spare. As-of replays rely on it to start from a snapshot and to stop early.
+const RECORDED_ORDER_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
 pub(crate) struct Rebuilt {
     pub(crate) rows: HashMap<Box<str>, MemberRow>,
     pub(crate) events: u64,
@@ -328,7 +333,8 @@ impl Engine {
                 totals,
             });
         }
-        let rebuilt = self.rebuild(head, Some(as_of), &|_| {}).await?;
+        let start = self.archived_before(as_of).await;
+        let rebuilt = self.rebuild_from(start, head, Some(as_of), &|_| {}).await?;
         let mut acc = TotalsAcc::default();
         for row in rebuilt.rows.values() {
             acc.add(row, as_of);
@@ -340,6 +346,29 @@ impl Engine {
         })
     }
 
+    /// The newest archived read-model snapshot that holds only events recorded well before
+    /// `as_of` (its taken-at plus [`RECORDED_ORDER_MARGIN`]), read back: where an as-of replay
+    /// starts instead of the beginning of the log. `None` when there is none to use.
+    async fn archived_before(&self, as_of: DateTime<Utc>) -> Option<snapshot::Loaded> {
+        let dir = self.inner.options.snapshot_dir.clone()?;
+        let path = snapshot::archives(&dir)
+            .into_iter()
+            .rev()
+            .find(|(taken_at, _)| *taken_at + RECORDED_ORDER_MARGIN <= as_of)
+            .map(|(_, path)| path)?;
+        match tokio::task::spawn_blocking(move || snapshot::read(&path)).await {
+            Ok(Ok(loaded)) => Some(loaded),
+            Ok(Err(why)) => {
+                tracing::warn!(%why, "archived read-model snapshot not usable: replaying the log");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading an archived read-model snapshot failed");
+                None
+            }
+        }
+    }
+
     /// Folds `$all` up to `until` into fresh rows.
     pub(crate) async fn rebuild(
         &self,
@@ -347,18 +376,35 @@ impl Engine {
         recorded_until: Option<DateTime<Utc>>,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Rebuilt, EngineError> {
+        self.rebuild_from(None, until, recorded_until, progress)
+            .await
+    }
+
+    /// Folds `$all` up to `until` into the rows of `start` (a snapshot; fresh rows from the
+    /// beginning of the log when `None`). With `recorded_until`, only the events recorded by
+    /// then are folded, and the replay stops at the first member event recorded
+    /// [`RECORDED_ORDER_MARGIN`] after it: the log is in append order, and an event is appended
+    /// within that margin of the time it was recorded at.
+    pub(crate) async fn rebuild_from(
+        &self,
+        start: Option<snapshot::Loaded>,
+        until: Position,
+        recorded_until: Option<DateTime<Utc>>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<Rebuilt, EngineError> {
+        let (rows, from) = match start {
+            Some(loaded) => (loaded.rows.into_iter().collect(), loaded.position),
+            None => (HashMap::new(), Position::START),
+        };
         let mut rebuilt = Rebuilt {
-            rows: HashMap::new(),
+            rows,
             events: 0,
             unreadable: Vec::new(),
-            position: Position::START,
+            position: from,
         };
+        let stop_after = recorded_until.map(|t| t + RECORDED_ORDER_MARGIN);
         // The store reads the next page while this one is decoded.
-        let mut pages = ReadAhead::new(
-            Arc::clone(&self.inner.store),
-            Position::START,
-            self.inner.page_size,
-        );
+        let mut pages = ReadAhead::new(Arc::clone(&self.inner.store), from, self.inner.page_size);
         'pages: while let Some(page) = pages.next_page().await? {
             for recorded in &page {
                 if recorded.position > until {
@@ -368,10 +414,18 @@ impl Engine {
                 if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
                     match codec::decode(recorded) {
                         Ok(event) => {
-                            if recorded_until.is_some_and(|t| recorded_at(recorded, &event) > t) {
+                            let at = recorded_at(recorded, &event);
+                            if stop_after.is_some_and(|stop| at > stop) {
+                                break 'pages;
+                            }
+                            if recorded_until.is_some_and(|t| at > t) {
                                 continue;
                             }
                             let row = rebuilt.rows.entry(member.into()).or_default();
+                            // A snapshot's row may hold a few events past its position.
+                            if row.holds(recorded.revision) {
+                                continue;
+                            }
                             row.apply(&event);
                             row.revision = recorded.revision;
                             row.last_position = recorded.position;

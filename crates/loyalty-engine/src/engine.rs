@@ -274,15 +274,32 @@ impl Engine {
         }
     }
 
+    /// Writes a snapshot of the read models now, when the engine keeps them (for operators and
+    /// tests; snapshots are otherwise taken every `snapshot_every_events` and at shutdown).
+    pub async fn snapshot_read_models(&self) {
+        if let Some(dir) = self.inner.options.snapshot_dir.clone() {
+            self.write_snapshot(&dir).await;
+        }
+    }
+
     /// Writes a snapshot of the read models now (off the async threads); failures are logged,
     /// the next one tries again.
     async fn write_snapshot(&self, dir: &std::path::Path) {
         let path = snapshot::latest(dir);
         let model = self.inner.model.clone();
         let taken_at = self.inner.clock.now();
-        match tokio::task::spawn_blocking(move || snapshot::write(&path, &model, taken_at)).await {
-            Ok(Ok(written)) => tracing::info!(position = %written.position,
-                members = written.members, bytes = written.bytes, "read-model snapshot written"),
+        let archive_in = dir.to_path_buf();
+        let written = tokio::task::spawn_blocking(move || {
+            let written = snapshot::write(&path, &model, taken_at)?;
+            // One a day is also kept, for as-of queries about past instants.
+            let archived = snapshot::archive(&archive_in, taken_at)?;
+            Ok::<_, std::io::Error>((written, archived))
+        })
+        .await;
+        match written {
+            Ok(Ok((written, archived))) => tracing::info!(position = %written.position,
+                members = written.members, bytes = written.bytes, archived,
+                "read-model snapshot written"),
             Ok(Err(e)) => tracing::warn!(error = %e, "read-model snapshot not written"),
             Err(e) => tracing::warn!(error = %e, "read-model snapshot task failed"),
         }

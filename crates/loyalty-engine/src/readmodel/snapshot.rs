@@ -194,3 +194,57 @@ fn take<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<(T, &'a [u8]), String
 pub(crate) fn latest(dir: &Path) -> PathBuf {
     dir.join(LATEST)
 }
+
+/// Archived snapshots (for as-of queries about past instants) live in this subdirectory, one
+/// a day at most, the newest [`ARCHIVE_KEEP`] of them: two months of days, bounded on disk.
+const ARCHIVE_DIR: &str = "archive";
+pub(crate) const ARCHIVE_KEEP: usize = 62;
+const ARCHIVE_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Keeps the latest snapshot (just written, taken at `taken_at`) as an archive too, unless the
+/// newest archive is less than a day older; drops the oldest beyond [`ARCHIVE_KEEP`]. The
+/// archive is a hard link (the latest file is later replaced by a rename, which leaves the
+/// link's content alone), or a copy where links are not supported.
+pub(crate) fn archive(dir: &Path, taken_at: DateTime<Utc>) -> std::io::Result<bool> {
+    let mut archived = archives(dir);
+    if archived
+        .last()
+        .is_some_and(|(newest, _)| taken_at - *newest < ARCHIVE_EVERY)
+    {
+        return Ok(false);
+    }
+    let archive_dir = dir.join(ARCHIVE_DIR);
+    std::fs::create_dir_all(&archive_dir)?;
+    let name = archive_dir.join(format!("readmodel-{:020}.snap", super::nanos(taken_at)));
+    if std::fs::hard_link(latest(dir), &name).is_err() {
+        std::fs::copy(latest(dir), &name)?;
+    }
+    File::open(&archive_dir)?.sync_all()?;
+    archived.push((taken_at, name));
+    while archived.len() > ARCHIVE_KEEP {
+        let (_, oldest) = archived.remove(0);
+        std::fs::remove_file(oldest)?;
+    }
+    Ok(true)
+}
+
+/// The archived snapshots in `dir`, oldest first, with the instant each was taken at.
+pub(crate) fn archives(dir: &Path) -> Vec<(DateTime<Utc>, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir.join(ARCHIVE_DIR)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(DateTime<Utc>, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let nanos = name
+                .strip_prefix("readmodel-")?
+                .strip_suffix(".snap")?
+                .parse::<i64>()
+                .ok()?;
+            Some((DateTime::from_timestamp_nanos(nanos), e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}

@@ -322,3 +322,49 @@ async fn a_snapshot_that_does_not_read_back_is_ignored_and_the_log_replayed() {
     assert_eq!(restarted.balance(&m).unwrap().available, Points::new(10));
     restarted.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_liability_as_of_a_past_day_starts_from_that_days_archived_snapshot() {
+    // Given a server that keeps snapshots, with business over five days and a snapshot at the
+    // end of each (one a day is archived)
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::with(program(), with_snapshots(dir.path())).await;
+    let mut instants = Vec::new();
+    for day in 0..5 {
+        for i in 0..4 {
+            let m = h.enroll(&format!("d{day}m{i}")).await;
+            h.run(purchase(&m, &format!("T{day}-{i}"), 20 + i, h.now()))
+                .await;
+        }
+        h.settle().await;
+        h.engine.snapshot_read_models().await;
+        instants.push(h.now() + chrono::Duration::hours(12));
+        h.clock.advance(days(1));
+    }
+    let archived = std::fs::read_dir(dir.path().join("archive"))
+        .unwrap()
+        .count();
+    assert_eq!(archived, 5);
+    // When an auditor asks for the liability as of the middle of each day
+    let replaying = h.second_engine(options()).await;
+    let head = loyalty_store::EventStore::head_position(h.store.as_ref())
+        .await
+        .unwrap();
+    replaying.wait_for(head).await.unwrap();
+    for (day, at) in instants.iter().enumerate() {
+        let from_snapshot = h.engine.liability_as_of(*at).await.unwrap();
+        let from_the_start = replaying.liability_as_of(*at).await.unwrap();
+        // Then the answer is the one a replay of the whole log gives, and from the second day
+        // on it replays only the events after the previous day's snapshot
+        assert_eq!(from_snapshot.totals, from_the_start.totals, "day {day}");
+        assert_eq!(from_snapshot.totals.members, 4 * (day as u64 + 1));
+        if day > 0 {
+            assert!(
+                from_snapshot.events_replayed < from_the_start.events_replayed,
+                "day {day}: {} events replayed from the snapshot, {} from the start",
+                from_snapshot.events_replayed,
+                from_the_start.events_replayed
+            );
+        }
+    }
+}
