@@ -1,16 +1,20 @@
-//! Several servers on one store, for real: three `loyalty serve` processes on one
-//! EventStoreDB (the wire-compatible test server, hosted by this test), driven over HTTP the
-//! way a load balancer spreads requests.
+//! Several servers on one store, for real: three `loyalty serve` processes on one shared
+//! store, driven over HTTP the way a load balancer spreads requests. The same scenario runs on
+//! EventStoreDB (the wire-compatible test server, hosted by this test) and on PostgreSQL (when
+//! `LOYALTY_TEST_POSTGRES_URL` is set; CI sets it):
 //!
 //! - concurrent redemptions for one member, spread over the three, never overdraw: exactly
 //!   floor(B / C) succeed;
 //! - concurrent retries of one purchase through different servers record it once;
+//! - a write through one server is read through another with `min_position`;
+//! - a server killed with SIGKILL in the middle of a load loses nothing it acknowledged;
 //! - the scheduler runs on the server holding its lease only; when that process is killed
-//!   (SIGKILL, no release), another takes the lease once it lapses, and expiry still
-//!   happens exactly once per lot;
-//! - an event another application wrote to the shared cluster (another stream, or even a
-//!   member stream) never stalls the read models: every server turns ready, and the one in a
-//!   member stream is counted as unreadable.
+//!   (no release), another takes the lease once it lapses, and expiry still happens exactly
+//!   once per lot;
+//! - `loyalty verify` is clean on the store afterwards;
+//! - on EventStoreDB, an event another application wrote to the shared cluster (another
+//!   stream, or even a member stream) never stalls the read models: every server turns
+//!   ready, and the one in a member stream is counted as unreadable.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,13 +23,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use loyalty_esdb_testserver::TestServer;
-use loyalty_store::{Direction, EventStore, StreamFrom};
-use loyalty_store_eventstoredb::{EventStoreDbOptions, EventStoreDbStore};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const TERMINAL: &str = "demo-terminal-key";
 const APP: &str = "demo-app-key";
+const AUDITOR: &str = "demo-auditor-key";
 const STORE: &str = "paris-opera";
 /// Leases lapse after 3 s without renewal; the scheduler runs every second.
 const LEASE_TTL_SECS: u64 = 3;
@@ -76,6 +79,44 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The shared store the servers run on.
+enum Backend {
+    EventStoreDb(String),
+    Postgres { url: String, schema: String },
+}
+
+impl Backend {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Backend::EventStoreDb(url) => vec![
+                ("LOYALTY_STORE__KIND", "eventstoredb".to_owned()),
+                ("LOYALTY_STORE__URL", url.clone()),
+            ],
+            Backend::Postgres { url, schema } => vec![
+                ("LOYALTY_STORE__KIND", "postgres".to_owned()),
+                ("LOYALTY_STORE__URL", url.clone()),
+                ("LOYALTY_STORE__SCHEMA", schema.clone()),
+            ],
+        }
+    }
+}
+
+/// The `loyalty` binary set up for `store`, the test's program, and `dir` as its directory.
+fn loyalty(store: &Backend, program: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loyalty"));
+    command
+        .arg("--config")
+        .arg(repo_root().join("config/loyalty.toml"))
+        .current_dir(dir)
+        .env("LOYALTY_PROGRAM", program)
+        .env("LOYALTY_SNAPSHOTS__EVERY_EVENTS", "0")
+        .env("RUST_LOG", "warn");
+    for (key, value) in store.env() {
+        command.env(key, value);
+    }
+    command
+}
+
 /// A `loyalty serve` process; killed (SIGKILL) when dropped.
 struct Server {
     child: Child,
@@ -83,15 +124,9 @@ struct Server {
 }
 
 impl Server {
-    fn start(esdb: &str, program: &Path, dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_loyalty"))
-            .arg("--config")
-            .arg(repo_root().join("config/loyalty.toml"))
+    fn start(store: &Backend, program: &Path, dir: &Path) -> Server {
+        let mut child = loyalty(store, program, dir)
             .arg("serve")
-            .current_dir(dir)
-            .env("LOYALTY_PROGRAM", program)
-            .env("LOYALTY_STORE__KIND", "eventstoredb")
-            .env("LOYALTY_STORE__URL", esdb)
             .env("LOYALTY_SERVER__LISTEN", "127.0.0.1:0")
             .env("LOYALTY_SCHEDULER__INTERVAL_SECS", "1")
             .env(
@@ -102,8 +137,6 @@ impl Server {
                 "LOYALTY_TIME__MAX_BEHIND_SECS",
                 ((BACKDATED_DAYS + 20) * 86_400).to_string(),
             )
-            .env("LOYALTY_SNAPSHOTS__EVERY_EVENTS", "0")
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -199,18 +232,26 @@ fn purchase_body(member: &str, transaction: &str, amount: &str, at: DateTime<Utc
     })
 }
 
-async fn count_events(store: &EventStoreDbStore, member: &str, event_type: &str) -> usize {
-    store
-        .read_stream(
-            &format!("member-{member}"),
-            StreamFrom::Start,
-            Direction::Forwards,
-            1_000,
-        )
-        .await
-        .expect("read the member's stream")
+/// How many events of `event_type` the member's stream holds, as an auditor reads it.
+async fn count_events(
+    http: &reqwest::Client,
+    server: &Server,
+    member: &str,
+    event_type: &str,
+) -> usize {
+    let page = get(
+        http,
+        server,
+        Some(AUDITOR),
+        &format!("/v1/members/{member}/events?limit=500"),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    page.body["entries"]
+        .as_array()
+        .expect("entries")
         .iter()
-        .filter(|e| e.event_type == event_type)
+        .filter(|e| e["event_type"] == event_type)
         .count()
 }
 
@@ -246,11 +287,22 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
     let esdb = esdb_server.url();
     write_foreign(&esdb, "invoices-7").await;
     write_foreign(&esdb, "member-zed").await;
-    let store = EventStoreDbStore::connect(&esdb, EventStoreDbOptions::default()).expect("store");
-    store
-        .wait_ready(Duration::from_secs(30))
-        .await
-        .expect("ready");
+    scenario(Backend::EventStoreDb(esdb), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_servers_on_one_postgresql_database_share_the_work_and_never_overdraw() {
+    let Ok(url) = std::env::var("LOYALTY_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: LOYALTY_TEST_POSTGRES_URL is not set (CI sets it)");
+        return;
+    };
+    let schema = format!("replicas_{}", uuid::Uuid::new_v4().simple());
+    scenario(Backend::Postgres { url, schema }, 0).await;
+}
+
+/// The scenario, on `store`, where `unreadable` events of member streams were written by
+/// another application before the servers started.
+async fn scenario(store: Backend, unreadable: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let program = dir.path().join("program.toml");
     std::fs::write(&program, PROGRAM).expect("write the program");
@@ -260,13 +312,13 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
         .map(|i| {
             let own = dir.path().join(format!("server-{i}"));
             std::fs::create_dir_all(&own).expect("dir");
-            Server::start(&esdb, &program, &own)
+            Server::start(&store, &program, &own)
         })
         .collect();
     let http = reqwest::Client::new();
 
-    // Then each one turns ready despite the foreign events, and counts the one it cannot read
-    // in a member stream
+    // Then each one turns ready (foreign events notwithstanding), and counts the events it
+    // cannot read in member streams
     for server in &servers {
         assert!(
             eventually(Duration::from_secs(30), async || {
@@ -276,10 +328,14 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
             "{} never turned ready",
             server.url
         );
-        assert_eq!(metric(&http, server, "loyalty_unreadable_events").await, 1);
+        assert_eq!(
+            metric(&http, server, "loyalty_unreadable_events").await,
+            unreadable
+        );
     }
 
-    // Given a member with a balance of B points
+    // Given a member with a balance of B points, bought through one server and read through
+    // another with the position of the write
     let now = Utc::now();
     enroll(&http, &servers[0], "racer", now).await;
     let bought = post(
@@ -308,7 +364,50 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
         .expect("points");
     assert!(balance >= 1_000, "balance {balance}");
 
-    // When 48 redemptions of C = 70 points race, spread over the three servers
+    redemptions_race(&http, &servers, balance).await;
+
+    // When a till retries one purchase through all three servers at once
+    let retry = purchase_body("racer", "R-2", "12.00", Utc::now());
+    let retries = servers
+        .iter()
+        .map(|server| post(&http, server, TERMINAL, "/v1/purchases", &retry));
+    let answers = futures::future::join_all(retries).await;
+    // Then every attempt is answered as success, and the purchase is recorded once
+    for a in &answers {
+        assert!(a.status.is_success(), "{:?}", a.body);
+    }
+    assert_eq!(
+        count_events(&http, &servers[0], "racer", "PurchaseRecorded").await,
+        2
+    );
+
+    let holder = scheduler_moves_when_its_holder_is_killed(&http, &mut servers, now).await;
+    nothing_acknowledged_is_lost_when_a_server_is_killed(&http, &mut servers, holder).await;
+
+    // And `verify` finds the read models rebuilt from the log equal to the live ones; the only
+    // differences it lists are the foreign events it could not read
+    drop(servers);
+    let verified = loyalty(&store, &program, dir.path())
+        .arg("verify")
+        .output()
+        .expect("run loyalty verify");
+    let report: Value = serde_json::from_slice(&verified.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no report ({e}): {}",
+            String::from_utf8_lossy(&verified.stderr)
+        )
+    });
+    assert_eq!(report["unreadable_events"], unreadable, "{report}");
+    assert_eq!(verified.status.success(), unreadable == 0, "{report}");
+    for difference in report["differences"].as_array().expect("differences") {
+        let text = difference.as_str().expect("text");
+        assert!(text.contains("member-zed"), "verify: {text}");
+    }
+}
+
+/// 48 redemptions of C = 70 points race, spread over the three servers: exactly floor(B / C)
+/// succeed, the others are refused for want of points.
+async fn redemptions_race(http: &reqwest::Client, servers: &[Server], balance: i64) {
     let cost = 70;
     let attempts = 48;
     let redemptions = (0..attempts).map(|i| {
@@ -332,8 +431,6 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
         }
     });
     let answers = futures::future::join_all(redemptions).await;
-
-    // Then exactly floor(B / C) succeed, the others are refused for want of points
     let succeeded = answers.iter().filter(|a| a.status.is_success()).count() as i64;
     for refused in answers.iter().filter(|a| !a.status.is_success()) {
         assert_eq!(refused.status, StatusCode::CONFLICT, "{:?}", refused.body);
@@ -345,28 +442,24 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
     }
     assert_eq!(succeeded, balance / cost);
     assert_eq!(
-        count_events(&store, "racer", "PointsRedeemed").await,
+        count_events(http, &servers[0], "racer", "PointsRedeemed").await,
         usize::try_from(succeeded).expect("count")
     );
+}
 
-    // When a till retries one purchase through all three servers at once
-    let retry = purchase_body("racer", "R-2", "12.00", Utc::now());
-    let retries = servers
-        .iter()
-        .map(|server| post(&http, server, TERMINAL, "/v1/purchases", &retry));
-    let answers = futures::future::join_all(retries).await;
-    // Then every attempt is answered as success, and the purchase is recorded once
-    for a in &answers {
-        assert!(a.status.is_success(), "{:?}", a.body);
-    }
-    assert_eq!(count_events(&store, "racer", "PurchaseRecorded").await, 2);
-
+/// The scheduler runs on one server; when that one is killed, another takes over and every
+/// due lot expires exactly once. Returns the index of the killed server.
+async fn scheduler_moves_when_its_holder_is_killed(
+    http: &reqwest::Client,
+    servers: &mut [Server],
+    now: DateTime<Utc>,
+) -> usize {
     // Given the scheduler running every second on whichever server holds its lease
     assert!(
         eventually(Duration::from_secs(30), async || {
             let mut running = 0;
-            for s in &servers {
-                running += usize::from(metric(&http, s, "loyalty_scheduled_runs").await > 0);
+            for s in servers.iter() {
+                running += usize::from(metric(http, s, "loyalty_scheduled_runs").await > 0);
             }
             running == 1
         })
@@ -375,9 +468,9 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
     );
     // When a member's lot is already past its expiry (history recorded 70 days back)
     let then = now - chrono::Duration::days(BACKDATED_DAYS);
-    enroll(&http, &servers[0], "early", then).await;
+    enroll(http, &servers[0], "early", then).await;
     let old = post(
-        &http,
+        http,
         &servers[0],
         TERMINAL,
         "/v1/purchases",
@@ -388,14 +481,14 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
     // Then it expires, once
     assert!(
         eventually(Duration::from_secs(30), async || {
-            count_events(&store, "early", "PointsExpired").await >= 1
+            count_events(http, &servers[1], "early", "PointsExpired").await >= 1
         })
         .await,
         "the due lot never expired"
     );
     let mut holder = None;
     for (i, s) in servers.iter().enumerate() {
-        if metric(&http, s, "loyalty_scheduled_runs").await > 0 {
+        if metric(http, s, "loyalty_scheduled_runs").await > 0 {
             assert!(holder.is_none(), "two servers ran the scheduler");
             holder = Some(i);
         }
@@ -410,9 +503,9 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
         .filter(|(i, _)| *i != holder)
         .map(|(_, s)| s)
         .collect();
-    enroll(&http, survivors[0], "late", then).await;
+    enroll(http, survivors[0], "late", then).await;
     let old = post(
-        &http,
+        http,
         survivors[1],
         TERMINAL,
         "/v1/purchases",
@@ -423,7 +516,7 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
     // Then another server takes the lease once it lapses, and the lot expires
     assert!(
         eventually(Duration::from_secs(30), async || {
-            count_events(&store, "late", "PointsExpired").await >= 1
+            count_events(http, survivors[0], "late", "PointsExpired").await >= 1
         })
         .await,
         "no server took over the scheduler"
@@ -432,18 +525,96 @@ async fn three_servers_on_one_eventstoredb_share_the_work_and_never_overdraw() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut running = 0;
     for s in &survivors {
-        running += usize::from(metric(&http, s, "loyalty_scheduled_runs").await > 0);
+        running += usize::from(metric(http, s, "loyalty_scheduled_runs").await > 0);
     }
     assert_eq!(running, 1, "the survivors share the scheduler");
-    assert_eq!(count_events(&store, "early", "PointsExpired").await, 1);
-    assert_eq!(count_events(&store, "late", "PointsExpired").await, 1);
+    assert_eq!(
+        count_events(http, survivors[0], "early", "PointsExpired").await,
+        1
+    );
+    assert_eq!(
+        count_events(http, survivors[0], "late", "PointsExpired").await,
+        1
+    );
     assert!(
         eventually(Duration::from_secs(10), async || {
-            let profile = get(&http, survivors[0], Some(APP), "/v1/members/late").await;
+            let profile = get(http, survivors[0], Some(APP), "/v1/members/late").await;
             profile.body["balance"]["available"] == 0
         })
         .await,
         "the expired lot still shows in the balance"
     );
-    drop(servers);
+    holder
+}
+
+/// Purchases stream through the two survivors while one of them is killed mid-load: every
+/// purchase a server acknowledged is in the log afterwards.
+async fn nothing_acknowledged_is_lost_when_a_server_is_killed(
+    http: &reqwest::Client,
+    servers: &mut [Server],
+    already_killed: usize,
+) {
+    let live: Vec<usize> = (0..servers.len())
+        .filter(|i| *i != already_killed)
+        .collect();
+    enroll(http, &servers[live[0]], "loader", Utc::now()).await;
+    let victim = live[0];
+    let targets: Vec<String> = live.iter().map(|i| servers[*i].url.clone()).collect();
+    let load = (0..8).map(|terminal| {
+        let http = http.clone();
+        let targets = targets.clone();
+        async move {
+            let mut acknowledged = Vec::new();
+            for n in 0..40 {
+                let url = &targets[(terminal + n) % targets.len()];
+                let txn = format!("K-{terminal}-{n}");
+                let body = purchase_body("loader", &txn, "3.00", Utc::now());
+                let sent = http
+                    .post(format!("{url}/v1/purchases"))
+                    .bearer_auth(TERMINAL)
+                    .json(&body)
+                    .send()
+                    .await;
+                // A killed server answers nothing: that purchase was not acknowledged.
+                if let Ok(response) = sent
+                    && response.status().is_success()
+                {
+                    acknowledged.push(txn);
+                }
+            }
+            acknowledged
+        }
+    });
+    let load = tokio::spawn(futures::future::join_all(load));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    servers[victim].kill();
+    let acknowledged: Vec<String> = load.await.expect("load").into_iter().flatten().collect();
+    assert!(!acknowledged.is_empty(), "nothing was acknowledged");
+    let standing = servers
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != victim && *i != already_killed)
+        .map(|(_, s)| s)
+        .expect("a server still up");
+    let page = get(
+        http,
+        standing,
+        Some(AUDITOR),
+        "/v1/members/loader/events?limit=500",
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    let recorded: std::collections::HashSet<String> = page.body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["event_type"] == "PurchaseRecorded")
+        .filter_map(|e| e["data"]["transaction_id"].as_str().map(str::to_owned))
+        .collect();
+    for txn in &acknowledged {
+        assert!(
+            recorded.contains(txn),
+            "acknowledged purchase {txn} is lost"
+        );
+    }
 }
