@@ -11,6 +11,7 @@ mod ingest;
 mod latency;
 mod memory;
 mod parallel;
+mod plateau;
 mod replay;
 mod report;
 mod workload;
@@ -21,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use loyalty_core::Program;
+use loyalty_engine::streams::SNAPSHOT_PREFIX;
 use loyalty_engine::{Engine, EngineOptions, RandomIds};
-use loyalty_store::EventStore;
+use loyalty_store::{Direction, EventStore, StreamFrom};
 use loyalty_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::report::Report;
@@ -54,6 +56,16 @@ struct Args {
     /// Internal: measure resident memory of an engine over this store and exit.
     #[arg(long, hide = true)]
     memory_child: Option<PathBuf>,
+    /// Internal: run mixed traffic on an engine over this (fresh) store, print its resident
+    /// memory every second and exit.
+    #[arg(long, hide = true)]
+    plateau_child: Option<PathBuf>,
+    /// Internal: how long the plateau child runs its traffic.
+    #[arg(long, hide = true, default_value_t = 6)]
+    plateau_seconds: u64,
+    /// Internal: members the plateau child seeds.
+    #[arg(long, hide = true, default_value_t = 1_000)]
+    plateau_members: u64,
 }
 
 /// The parts of a run, each measuring some of the figures.
@@ -64,6 +76,7 @@ enum Part {
     Http,
     Replay,
     History,
+    Plateau,
 }
 
 /// The sizes of one run.
@@ -78,6 +91,10 @@ struct Sizes {
     fsync_for: Duration,
     /// Prior purchases of the long-history member.
     history_purchases: u64,
+    /// How long the memory plateau's mixed traffic runs, in seconds.
+    plateau_seconds: u64,
+    /// Members the memory plateau's traffic is spread over.
+    plateau_members: u64,
 }
 
 impl Sizes {
@@ -89,6 +106,8 @@ impl Sizes {
                 dataset_members: 5_000,
                 fsync_for: Duration::from_millis(300),
                 history_purchases: 500,
+                plateau_seconds: 6,
+                plateau_members: 1_000,
             }
         } else {
             Sizes {
@@ -97,6 +116,8 @@ impl Sizes {
                 dataset_members: 1_000_000,
                 fsync_for: Duration::from_secs(3),
                 history_purchases: 10_000,
+                plateau_seconds: 120,
+                plateau_members: 10_000,
             }
         }
     }
@@ -121,6 +142,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(db) = &args.memory_child {
         return memory::child(db).await;
+    }
+    if let Some(db) = &args.plateau_child {
+        return plateau::child(db, args.plateau_seconds, args.plateau_members).await;
     }
     std::fs::create_dir_all(&args.dir)?;
     let work = tempfile::tempdir_in(&args.dir)?;
@@ -157,6 +181,9 @@ async fn main() -> anyhow::Result<()> {
     if runs(Part::History) {
         history_figures(&mut report, work.path(), sizes).await?;
     }
+    if runs(Part::Plateau) {
+        plateau_figures(&mut report, work.path(), sizes).await?;
+    }
 
     report.parameter("elapsed_seconds", started.elapsed().as_secs_f64());
     report.print_table();
@@ -188,18 +215,32 @@ async fn start_engine_with(
     store: Arc<dyn EventStore>,
     snapshots: Option<PathBuf>,
 ) -> anyhow::Result<Engine> {
+    start_engine_options(store, engine_options(snapshots)).await
+}
+
+/// The bench's engine options: the workload's time window, and read-model snapshots in
+/// `snapshots` (none when `None`).
+fn engine_options(snapshots: Option<PathBuf>) -> EngineOptions {
+    EngineOptions {
+        time_window: workload::time_window(),
+        snapshot_dir: snapshots,
+        // Only the one at shutdown: the restart figure reads what the last run left.
+        snapshot_every_events: u64::MAX,
+        ..EngineOptions::default()
+    }
+}
+
+/// An engine with these options, on the workload's clock.
+async fn start_engine_options(
+    store: Arc<dyn EventStore>,
+    options: EngineOptions,
+) -> anyhow::Result<Engine> {
     Ok(Engine::start(
         store,
         Arc::new(program::demo()?),
         workload::clock(),
         Arc::new(RandomIds),
-        EngineOptions {
-            time_window: workload::time_window(),
-            snapshot_dir: snapshots,
-            // Only the one at shutdown: the restart figure reads what the last run left.
-            snapshot_every_events: u64::MAX,
-            ..EngineOptions::default()
-        },
+        options,
     )
     .await?)
 }
@@ -536,6 +577,20 @@ async fn history_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyho
             latencies.record(sent.elapsed());
         }
     }
+    // An engine's shutdown does not wait for the member snapshots it is still writing.
+    let snapshot = latest_snapshot(store.as_ref(), long).await?;
+    // All taken are the long member's (the new member's 200 purchases call for none); one
+    // larger than the store's largest append is not stored, and loads start from an older one.
+    // The stream keeps only its last snapshot, at the revision that counts all stored before.
+    let (_, taken) = engine.member_snapshots();
+    println!(
+        "  {} of the {taken} member snapshots taken were stored, the last {} bytes",
+        snapshot.revision + 1,
+        snapshot.data.len()
+    );
+    report.parameter("member_snapshots_taken", taken);
+    report.parameter("member_snapshots_stored", snapshot.revision + 1);
+    report.parameter("member_snapshot_bytes", snapshot.data.len());
     engine.shutdown().await;
     report.parameter("history_purchases", sizes.history_purchases);
     let (long_p50, new_p50) = (long_latency.quantile_ms(0.5), new_latency.quantile_ms(0.5));
@@ -557,5 +612,159 @@ async fn history_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyho
         long_p50 / new_p50,
         "ratio",
     );
+    cold_load_figures(report, store, long, &mut rng, at).await
+}
+
+/// The long-history member's first command on a fresh engine (its member cache empty, as after
+/// a restart or an eviction): once loading the member from its snapshot and the events after
+/// it, once from all its events.
+async fn cold_load_figures(
+    report: &mut Report,
+    store: Arc<dyn EventStore>,
+    long: u64,
+    rng: &mut fastrand::Rng,
+    at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let snapshots = start_engine_options(store.clone(), engine_options(None)).await?;
+    let (from_snapshot, loads) = first_command(&snapshots, long, "cold-snapshot", rng, at).await?;
+    anyhow::ensure!(
+        loads == 1,
+        "the engine with member snapshots loaded {loads} members from a snapshot, not 1"
+    );
+    let events = EngineOptions {
+        member_snapshot_every: 0,
+        ..engine_options(None)
+    };
+    let events = start_engine_options(store, events).await?;
+    let (from_events, loads) = first_command(&events, long, "cold-events", rng, at).await?;
+    anyhow::ensure!(
+        loads == 0,
+        "the engine without member snapshots loaded {loads} members from a snapshot"
+    );
+    let (snapshot_ms, events_ms) = (millis(from_snapshot), millis(from_events));
+    println!(
+        "cold load, long-history member: {snapshot_ms:.2} ms from its snapshot, \
+         {events_ms:.2} ms from all its events"
+    );
+    report.figure(
+        "cold_load_snapshot_ms",
+        "first command, long-history member, from its snapshot",
+        snapshot_ms,
+        "ms",
+    );
+    report.figure(
+        "cold_load_events_ms",
+        "first command, long-history member, from all its events",
+        events_ms,
+        "ms",
+    );
     Ok(())
+}
+
+/// Times a fresh engine's first command, a purchase of `member`, then shuts the engine down;
+/// also returns how many members it loaded from a snapshot.
+async fn first_command(
+    engine: &Engine,
+    member: u64,
+    txn: &str,
+    rng: &mut fastrand::Rng,
+    at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(Duration, u64)> {
+    // The projections replay the log at start: only once they are done is the command alone.
+    caught_up_to(engine, engine.store().head_position().await?).await;
+    while !engine.is_caught_up() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let command = workload::purchase(rng, member, txn, at);
+    let sent = Instant::now();
+    engine.execute(command).await?;
+    let elapsed = sent.elapsed();
+    let (loads, _) = engine.member_snapshots();
+    engine.shutdown().await;
+    Ok((elapsed, loads))
+}
+
+/// Waits (at most 10 s) until the store holds a snapshot of `member`, and returns the latest:
+/// snapshots are written in the background, after the command that called for one.
+async fn latest_snapshot(
+    store: &dyn EventStore,
+    member: u64,
+) -> anyhow::Result<loyalty_store::RecordedEvent> {
+    let stream = format!("{SNAPSHOT_PREFIX}{}", workload::member_id(member));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let last = store
+            .read_stream(&stream, StreamFrom::End, Direction::Backwards, 1)
+            .await?;
+        if let Some(snapshot) = last.into_iter().next() {
+            return Ok(snapshot);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no snapshot in {stream} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn millis(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1000.0
+}
+
+/// Resident memory of an engine under sustained mixed traffic, half-way and at the end of the
+/// run: with its caches bounded, it should level off rather than grow with the events.
+async fn plateau_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::Result<()> {
+    let (seconds, members) = (sizes.plateau_seconds, sizes.plateau_members);
+    println!(
+        "plateau: {seconds} s of mixed traffic over {members} members, {} clients",
+        plateau::TASKS
+    );
+    let db = dir.join("plateau.db");
+    let run = tokio::task::spawn_blocking(move || plateau::run(&db, seconds, members)).await??;
+    let (mid, end) = (megabytes(run.mid()), megabytes(run.end()));
+    // Growth can be nil or negative, and figures must be positive: it is a parameter.
+    let growth = (end - mid) / mid * 100.0;
+    println!(
+        "  RSS {:.1} MB seeded, {mid:.1} MB half-way, {end:.1} MB at the end ({growth:+.1}% \
+         over the second half); {:.0} ops/s, {} redemptions refused",
+        megabytes(run.seeded),
+        run.ops_per_second(),
+        run.refused
+    );
+    report.parameter("plateau_seconds", seconds);
+    report.parameter("plateau_members", members);
+    report.parameter("plateau_clients", plateau::TASKS);
+    report.parameter("plateau_rss_seeded_mb", megabytes(run.seeded));
+    report.parameter(
+        "plateau_rss_samples_mb",
+        run.samples
+            .iter()
+            .map(|&(_, bytes)| megabytes(bytes))
+            .collect::<Vec<_>>(),
+    );
+    report.parameter("plateau_growth_second_half_pct", growth);
+    report.parameter("plateau_refused", run.refused);
+    report.figure(
+        "plateau_rss_mid_mb",
+        "resident memory, mixed traffic, half-way",
+        mid,
+        "MB",
+    );
+    report.figure(
+        "plateau_rss_end_mb",
+        "resident memory, mixed traffic, at the end",
+        end,
+        "MB",
+    );
+    report.figure(
+        "plateau_ops_per_s",
+        "engine mixed 70/20/10, 32 clients",
+        run.ops_per_second(),
+        "/s",
+    );
+    Ok(())
+}
+
+fn megabytes(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
 }

@@ -11,7 +11,7 @@ use loyalty_store_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::program;
 
-fn resident_bytes() -> anyhow::Result<u64> {
+pub fn resident_bytes() -> anyhow::Result<u64> {
     let stats = memory_stats::memory_stats().ok_or_else(|| anyhow::anyhow!("no memory stats"))?;
     Ok(stats.physical_mem as u64)
 }
