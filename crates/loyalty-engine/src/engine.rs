@@ -33,6 +33,9 @@ use crate::views::{
 };
 use crate::{referral, reservation, runner};
 
+/// Member snapshots written at the same time, at most.
+const MAX_SNAPSHOT_WRITES: usize = 8;
+
 /// Stripes of the per-member command lock (fixed memory, whatever the number of members).
 const LOCK_STRIPES: usize = 4_096;
 
@@ -100,6 +103,8 @@ pub(crate) struct Inner {
     /// Member snapshots read on a cache miss, and taken.
     snapshot_loads: std::sync::atomic::AtomicU64,
     snapshots_written: std::sync::atomic::AtomicU64,
+    /// Member snapshots being written at once (see `maybe_snapshot`).
+    snapshot_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for Engine {
@@ -148,6 +153,7 @@ impl Engine {
                 scheduled_runs: std::sync::atomic::AtomicU64::new(0),
                 snapshot_loads: std::sync::atomic::AtomicU64::new(0),
                 snapshots_written: std::sync::atomic::AtomicU64::new(0),
+                snapshot_permits: Arc::new(tokio::sync::Semaphore::new(MAX_SNAPSHOT_WRITES)),
                 hot_limits: options
                     .hot_limits
                     .unwrap_or_else(|| HotLimits::new(&program, options.time_window)),
@@ -404,6 +410,11 @@ impl Engine {
         if every == 0 || since < every {
             return;
         }
+        // At most a few snapshots are written at once, each holding a copy of a state: when
+        // all permits are taken, this one waits for the member's next command.
+        let Ok(permit) = self.inner.snapshot_permits.clone().try_acquire_owned() else {
+            return;
+        };
         cached.snapshot_revision = Some(revision);
         let store = self.inner.store.clone();
         let limits = self.inner.hot_limits;
@@ -420,6 +431,7 @@ impl Engine {
             {
                 tracing::warn!(%member, error = %e, "member snapshot not stored");
             }
+            drop(permit);
         });
     }
 

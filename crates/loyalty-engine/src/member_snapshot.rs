@@ -111,8 +111,10 @@ pub(crate) async fn write(
     };
     let data = rmp_serde::to_vec_named(&stored)
         .map_err(|e| EngineError::Corrupt(format!("member snapshot not serialisable: {e}")))?;
+    // A member holding thousands of unspent lots outgrows one append: her loads then start
+    // from her last snapshot that fitted (or from her events).
     if data.len() > store.limits().max_append_bytes {
-        tracing::debug!(%member, bytes = data.len(), "member snapshot too large to store");
+        tracing::info!(%member, bytes = data.len(), "member snapshot too large to store");
         return Ok(());
     }
     let event = EventData {
