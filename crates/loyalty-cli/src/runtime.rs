@@ -9,6 +9,7 @@ use loyalty_engine::{Clock, Engine, EngineOptions, RandomIds, SystemClock};
 use loyalty_server::{AppState, KeyRing, Settings, StoreKind};
 use loyalty_store::{EventStore, InMemoryStore};
 use loyalty_store_eventstoredb::{EventStoreDbOptions, EventStoreDbStore};
+use loyalty_store_postgres::{PostgresOptions, PostgresStore};
 use loyalty_store_sqlite::{SqliteOptions, SqliteStore};
 
 /// How long start-up waits for a remote store to answer before giving up.
@@ -56,6 +57,22 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStor
                 .wait_ready(STORE_READY_WITHIN)
                 .await
                 .with_context(|| format!("connecting to EventStoreDB at {url}"))?;
+            Arc::new(store)
+        }
+        StoreKind::Postgres => {
+            let url = settings.store.url.as_deref().unwrap_or_default();
+            let options = PostgresOptions {
+                schema: settings.store.schema.clone(),
+                pool_size: settings.store.pool_size,
+                ..PostgresOptions::default()
+            };
+            let store = PostgresStore::connect(url, options)
+                .await
+                .context("connecting to PostgreSQL (store.url)")?;
+            store
+                .wait_ready(STORE_READY_WITHIN)
+                .await
+                .context("waiting for PostgreSQL")?;
             Arc::new(store)
         }
         StoreKind::Memory => Arc::new(InMemoryStore::new()),
@@ -186,6 +203,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let store = match settings.store.kind {
         StoreKind::Sqlite => format!("sqlite {}", settings.store.path.display()),
         StoreKind::Eventstoredb => "eventstoredb".to_owned(),
+        StoreKind::Postgres => format!("postgres (schema {})", settings.store.schema),
         StoreKind::Memory => "memory (nothing kept)".to_owned(),
     };
     let server =

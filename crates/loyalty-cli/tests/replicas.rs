@@ -297,7 +297,17 @@ async fn three_servers_on_one_postgresql_database_share_the_work_and_never_overd
         return;
     };
     let schema = format!("replicas_{}", uuid::Uuid::new_v4().simple());
-    scenario(Backend::Postgres { url, schema }, 0).await;
+    scenario(
+        Backend::Postgres {
+            url: url.clone(),
+            schema: schema.clone(),
+        },
+        0,
+    )
+    .await;
+    loyalty_store_postgres::drop_schema(&url, &schema, Duration::from_secs(10))
+        .await
+        .expect("drop the test's schema");
 }
 
 /// The scenario, on `store`, where `unreadable` events of member streams were written by

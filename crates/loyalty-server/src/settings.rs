@@ -79,6 +79,8 @@ pub enum StoreKind {
     Sqlite,
     /// An EventStoreDB (KurrentDB) cluster at `store.url`.
     Eventstoredb,
+    /// A PostgreSQL database at `store.url`, in the schema `store.schema`.
+    Postgres,
     /// Nothing kept across restarts: demos and tests only.
     Memory,
 }
@@ -89,8 +91,13 @@ pub struct StoreSettings {
     pub kind: StoreKind,
     /// The SQLite file (kind = "sqlite").
     pub path: PathBuf,
-    /// The connection string (kind = "eventstoredb"), e.g. `esdb://localhost:2113?tls=false`.
+    /// The connection string (kind = "eventstoredb" or "postgres"), e.g.
+    /// `esdb://localhost:2113?tls=false` or `postgres://loyalty@localhost:5432/loyalty`.
     pub url: Option<String>,
+    /// PostgreSQL: the schema holding the store's tables (created if missing).
+    pub schema: String,
+    /// PostgreSQL: most connections the store opens (plus one that listens for appends).
+    pub pool_size: usize,
     /// SQLite: the write-ahead log file is cut back to this many bytes once it has grown past
     /// it (it may overshoot by a batch while readers hold old snapshots).
     pub wal_max_bytes: u64,
@@ -102,6 +109,8 @@ impl Default for StoreSettings {
             kind: StoreKind::Sqlite,
             path: PathBuf::from("data/loyalty.sqlite"),
             url: None,
+            schema: "loyalty".to_owned(),
+            pool_size: 16,
             wal_max_bytes: 64 * 1024 * 1024,
         }
     }
@@ -220,7 +229,7 @@ impl Settings {
                 name.push(".snapshots");
                 Some(PathBuf::from(name))
             }
-            StoreKind::Eventstoredb => Some(PathBuf::from("data/snapshots")),
+            StoreKind::Eventstoredb | StoreKind::Postgres => Some(PathBuf::from("data/snapshots")),
             StoreKind::Memory => None,
         }
     }
@@ -292,6 +301,15 @@ pub struct ApiKeySettings {
     pub stores: Vec<String>,
 }
 
+/// The `LOYALTY_` environment variables that are settings: all but `LOYALTY_TEST_...`, which
+/// configure the project's own tests (`LOYALTY_TEST_POSTGRES_URL`) and reach the servers those
+/// tests start.
+fn settings_env() -> Env {
+    Env::prefixed("LOYALTY_")
+        .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+        .split("__")
+}
+
 impl Settings {
     /// Reads `file` (which must exist), then the `LOYALTY_` environment, and validates.
     pub fn load(file: &Path) -> Result<Settings, ServerError> {
@@ -301,11 +319,8 @@ impl Settings {
                 file.display()
             )));
         }
-        let settings = Self::from_figment(
-            Figment::new()
-                .merge(Toml::file(file))
-                .merge(Env::prefixed("LOYALTY_").split("__")),
-        )?;
+        let settings =
+            Self::from_figment(Figment::new().merge(Toml::file(file)).merge(settings_env()))?;
         settings.check_files()?;
         Ok(settings)
     }
@@ -348,6 +363,19 @@ impl Settings {
             }
             StoreKind::Eventstoredb if self.store.url.as_deref().unwrap_or("").is_empty() => {
                 return bad("store.url is required when store.kind = \"eventstoredb\"".into());
+            }
+            StoreKind::Postgres if self.store.url.as_deref().unwrap_or("").is_empty() => {
+                return bad("store.url is required when store.kind = \"postgres\"".into());
+            }
+            StoreKind::Postgres
+                if self.store.schema.is_empty()
+                    || self.store.pool_size == 0
+                    || self.store.pool_size > 1024 =>
+            {
+                return bad(format!(
+                    "store.schema must be set and store.pool_size = {} between 1 and 1024",
+                    self.store.pool_size
+                ));
             }
             _ => {}
         }
@@ -525,6 +553,17 @@ mod tests {
             .figment()
             .merge(("time.max_behind_secs", 400 * 24 * 3600));
         assert!(Settings::from_figment(figment).is_err());
+    }
+
+    #[test]
+    fn postgres_without_a_url_or_with_an_empty_pool_is_rejected() {
+        let mut s = sample();
+        s.store.kind = StoreKind::Postgres;
+        assert!(s.validate().is_err());
+        s.store.url = Some("postgres://postgres@127.0.0.1:5432/test".into());
+        assert!(s.validate().is_ok());
+        s.store.pool_size = 0;
+        assert!(s.validate().is_err());
     }
 
     #[test]
