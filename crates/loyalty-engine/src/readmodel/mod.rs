@@ -122,9 +122,24 @@ impl ReadModel {
         for shard in &self.shards {
             shard.write().clear();
         }
-        for (member, row) in loaded.rows {
-            self.shard(&member).write().insert(member, Box::new(row));
+        // On every core: at millions of members the inserts are a good part of a restart.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = loaded.rows.len().div_ceil(threads).max(1);
+        let mut rows = loaded.rows;
+        let mut parts = Vec::with_capacity(threads);
+        while rows.len() > chunk {
+            parts.push(rows.split_off(rows.len() - chunk));
         }
+        parts.push(rows);
+        std::thread::scope(|scope| {
+            for part in parts {
+                scope.spawn(move || {
+                    for (member, row) in part {
+                        self.shard(&member).write().insert(member, Box::new(row));
+                    }
+                });
+            }
+        });
         let mut state = self.state.write();
         state.position = loaded.position;
         state.events = loaded.events;
