@@ -237,12 +237,7 @@ impl MemberState {
             }
         }
         self.lots = kept;
-        self.lot_index = self
-            .lots
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.id.clone(), i))
-            .collect();
+        self.rebuild_lot_index();
     }
 
     /// A rough size in bytes, for caches bounded in bytes: counts of what the state holds times

@@ -265,13 +265,18 @@ impl MemberState {
     /// A state read back from a snapshot (serde): rebuilds what snapshots do not keep (the lot
     /// index). Its hot part has no limits until the reader compacts it with its own.
     pub fn restored(mut self) -> MemberState {
+        self.rebuild_lot_index();
+        self
+    }
+
+    /// Where each lot is, after `lots` was read back or had lots taken out.
+    pub(crate) fn rebuild_lot_index(&mut self) {
         self.lot_index = self
             .lots
             .iter()
             .enumerate()
             .map(|(i, l)| (l.id.clone(), i))
             .collect();
-        self
     }
 
     /// Rebuilds a state from its history.

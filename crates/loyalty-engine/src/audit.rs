@@ -393,14 +393,27 @@ impl Engine {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<Rebuilt, EngineError> {
         let (rows, from) = match start {
-            Some(loaded) => (loaded.rows.into_iter().collect(), loaded.position),
+            Some(loaded) => (
+                loaded.rows.into_iter().collect::<HashMap<_, _>>(),
+                loaded.position,
+            ),
             None => (HashMap::new(), Position::START),
+        };
+        // The position reached: with `recorded_until`, the last member event folded in (a
+        // snapshot's own position may be that of a lease or checkpoint event after it).
+        let position = match recorded_until {
+            Some(_) => rows
+                .values()
+                .map(|r| r.last_position)
+                .max()
+                .unwrap_or(Position::START),
+            None => from,
         };
         let mut rebuilt = Rebuilt {
             rows,
             events: 0,
             unreadable: Vec::new(),
-            position: from,
+            position,
         };
         let stop_after = recorded_until.map(|t| t + RECORDED_ORDER_MARGIN);
         // The store reads the next page while this one is decoded.

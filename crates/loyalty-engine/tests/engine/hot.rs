@@ -131,6 +131,18 @@ async fn the_cache_of_member_states_is_bounded_in_bytes() {
     assert!(members > 0 && members < 200, "{members} members cached");
 }
 
+/// The redemption was refused for want of points, with `points` available.
+fn assert_available(err: &EngineError, points: i64) {
+    assert!(
+        matches!(
+            err,
+            EngineError::Domain(DomainError::InsufficientPoints { available, .. })
+                if *available == Points::new(points)
+        ),
+        "{err:?}"
+    );
+}
+
 /// Tiny hot limits and a member snapshot every 20 events.
 fn snapshotting() -> EngineOptions {
     EngineOptions {
@@ -193,14 +205,7 @@ async fn a_member_with_a_long_history_loads_from_her_snapshot_and_decides_as_on_
         .unwrap_err();
     // Then it started from the snapshot, and knows her balance to the point
     assert_eq!(other.member_snapshots().0, 1);
-    assert!(
-        matches!(
-            err,
-            EngineError::Domain(DomainError::InsufficientPoints { available, .. })
-                if available == Points::new(510)
-        ),
-        "{err:?}"
-    );
+    assert_available(&err, 510);
     // And a retry of her first purchase, which the snapshot keeps only as a digest, is
     // still a replay
     let loads = other.full_history_loads();
@@ -246,12 +251,5 @@ async fn a_snapshot_of_another_format_is_ignored_and_the_member_loads_from_her_e
         .unwrap_err();
     // Then it ignored the snapshot and decided on her events
     assert_eq!(other.member_snapshots().0, 0);
-    assert!(
-        matches!(
-            err,
-            EngineError::Domain(DomainError::InsufficientPoints { available, .. })
-                if available == Points::new(510)
-        ),
-        "{err:?}"
-    );
+    assert_available(&err, 510);
 }
