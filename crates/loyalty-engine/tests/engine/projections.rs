@@ -298,7 +298,12 @@ async fn a_restart_reads_the_read_models_back_from_their_snapshot_and_replays_on
     restarted.wait_for(head).await.unwrap();
     // Then its read models came from the snapshot, the redemption after it was applied once,
     // and they equal a replay of the log
-    assert_eq!(restarted.restored_snapshot(), Some(at_stop));
+    // (at or a little past the business: the lease released at shutdown may be in it)
+    assert!(
+        restarted.restored_snapshot().is_some_and(|p| p >= at_stop),
+        "{:?}",
+        restarted.restored_snapshot()
+    );
     let balance = restarted.balance(&members[3]).unwrap();
     assert_eq!(balance.redeemed, Points::new(5));
     assert_eq!(balance.available, Points::new(10 + 13 - 5));

@@ -117,7 +117,9 @@ async fn on_sqlite_another_members_transaction_id_is_refused_and_nothing_is_stor
         .execute(purchase(&alice, "T1", 40, t0()))
         .await
         .unwrap();
-    let head = store.head_position().await.unwrap();
+    let bobs = store.stream_revision("member-bob").await.unwrap();
+    let reservations = store.stream_revision("txn-store-1/T1").await.unwrap();
+    assert_ne!(reservations, loyalty_store::CurrentRevision::NoStream);
     // When bob's purchase names T1
     let err = engine
         .execute(purchase(&bob, "T1", 40, t0()))
@@ -128,7 +130,12 @@ async fn on_sqlite_another_members_transaction_id_is_refused_and_nothing_is_stor
         matches!(err, loyalty_engine::EngineError::TransactionOfAnotherMember { ref owner, .. } if owner == &alice),
         "{err:?}"
     );
-    assert_eq!(store.head_position().await.unwrap(), head);
+    // (neither bob's stream nor the sale's reservation: leases may be renewed meanwhile)
+    assert_eq!(store.stream_revision("member-bob").await.unwrap(), bobs);
+    assert_eq!(
+        store.stream_revision("txn-store-1/T1").await.unwrap(),
+        reservations
+    );
     assert_eq!(
         count_events(store.as_ref(), &bob, "PurchaseRecorded").await,
         0
