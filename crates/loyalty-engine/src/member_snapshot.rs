@@ -9,7 +9,9 @@
 //! decisions that need what a hot state retired still read the full history.
 //!
 //! The state is MessagePack with field names (`rmp-serde`): self-describing, so a field added
-//! with a default still reads, and compact. The stream keeps only its last snapshot.
+//! with a default still reads; then LZ4-compressed (the names and the lots' near-equal values
+//! repeat), so that a member with thousands of unspent lots still fits in one append. The
+//! stream keeps only its last snapshot.
 
 use loyalty_core::{HotLimits, MemberId, MemberState};
 use loyalty_store::{
@@ -26,7 +28,11 @@ const SNAPSHOT_EVENT: &str = "MemberSnapshotTaken";
 /// The format of snapshots this build writes and reads. Bump it when `MemberState` changes
 /// meaning (a field reinterpreted, or added without a default): older snapshots are then
 /// ignored and rebuilt from the events.
-pub(crate) const SNAPSHOT_VERSION: u32 = 1;
+pub(crate) const SNAPSHOT_VERSION: u32 = 2;
+
+/// The most bytes a snapshot may claim to decompress to: more is not a snapshot we wrote (the
+/// cache of member states is bounded far below it).
+const MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
 
 pub(crate) fn stream_name(member: &MemberId) -> String {
     format!("{SNAPSHOT_PREFIX}{member}")
@@ -44,6 +50,18 @@ struct Stored {
     /// limits may lack what these keep, so it is not used.
     limits: String,
     state: MemberState,
+}
+
+/// The snapshot's MessagePack bytes, after checking the size it claims.
+fn decompress(data: &[u8]) -> Result<Vec<u8>, String> {
+    let claimed = data
+        .first_chunk::<4>()
+        .map(|b| u32::from_le_bytes(*b) as usize)
+        .ok_or("too short for a snapshot")?;
+    if claimed > MAX_DECOMPRESSED_BYTES {
+        return Err(format!("claims {claimed} bytes decompressed"));
+    }
+    lz4_flex::decompress_size_prepended(data).map_err(|e| e.to_string())
 }
 
 fn limits_text(limits: &HotLimits) -> String {
@@ -72,7 +90,9 @@ pub(crate) async fn read(
         tracing::debug!(%member, version = event.schema_version, "member snapshot of another format ignored");
         return Ok(None);
     }
-    let stored: Stored = match rmp_serde::from_slice(&event.data) {
+    let stored: Stored = match decompress(&event.data)
+        .and_then(|bytes| rmp_serde::from_slice(&bytes).map_err(|e| e.to_string()))
+    {
         Ok(stored) => stored,
         Err(e) => {
             tracing::warn!(%member, revision = event.revision, error = %e,
@@ -109,8 +129,9 @@ pub(crate) async fn write(
         limits: limits_text(limits),
         state,
     };
-    let data = rmp_serde::to_vec_named(&stored)
+    let encoded = rmp_serde::to_vec_named(&stored)
         .map_err(|e| EngineError::Corrupt(format!("member snapshot not serialisable: {e}")))?;
+    let data = lz4_flex::compress_prepend_size(&encoded);
     // A member holding thousands of unspent lots outgrows one append: her loads then start
     // from her last snapshot that fitted (or from her events).
     if data.len() > store.limits().max_append_bytes {

@@ -253,3 +253,44 @@ async fn a_snapshot_of_another_format_is_ignored_and_the_member_loads_from_her_e
     assert_eq!(other.member_snapshots().0, 0);
     assert_available(&err, 510);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_thousands_of_unspent_lots_still_gets_her_snapshot_stored() {
+    // Given alice's 3,000 purchases, none spent (3,000 lots holding points), and a snapshot
+    // due at her 3,001st event
+    let opts = EngineOptions {
+        member_snapshot_every: 3_001,
+        ..options()
+    };
+    let h = Harness::with(program(), opts).await;
+    let alice = h.enroll("alice").await;
+    for i in 1..=3_000 {
+        h.run(purchase(&alice, &format!("T{i}"), 10, h.now())).await;
+    }
+    // Then the snapshot was stored, compressed within one append
+    let store = h.store.clone();
+    assert!(
+        eventually(async || {
+            !store
+                .read_stream(
+                    "snapshot-alice",
+                    loyalty_store::StreamFrom::Start,
+                    loyalty_store::Direction::Forwards,
+                    10,
+                )
+                .await
+                .unwrap()
+                .is_empty()
+        })
+        .await,
+        "the snapshot was not stored"
+    );
+    // And another server loads her from it, to the point
+    let other = h.second_engine(options()).await;
+    let err = other
+        .execute(redeem(&alice, "R1", 30_011, h.now()))
+        .await
+        .unwrap_err();
+    assert_eq!(other.member_snapshots().0, 1);
+    assert_available(&err, 30_010);
+}
