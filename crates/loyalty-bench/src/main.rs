@@ -12,10 +12,12 @@ mod latency;
 mod memory;
 mod parallel;
 mod plateau;
+mod postgres;
 mod replay;
 mod report;
 mod workload;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +37,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
-    about = "Measure the loyalty engine on this machine (embedded SQLite store, durable writes)"
+    about = "Measure the loyalty engine on this machine (embedded SQLite store, durable writes; \
+             PostgreSQL too when LOYALTY_BENCH_POSTGRES_URL or LOYALTY_TEST_POSTGRES_URL names a \
+             server)"
 )]
 struct Args {
     /// Smaller sizes: a smoke run that checks every figure is produced, in well under 2 minutes.
@@ -77,6 +81,9 @@ enum Part {
     Replay,
     History,
     Plateau,
+    /// Ingest and replay on PostgreSQL; skipped unless `LOYALTY_BENCH_POSTGRES_URL` (or CI's
+    /// `LOYALTY_TEST_POSTGRES_URL`) names a server.
+    Postgres,
 }
 
 /// The sizes of one run.
@@ -95,6 +102,9 @@ struct Sizes {
     plateau_seconds: u64,
     /// Members the memory plateau's traffic is spread over.
     plateau_members: u64,
+    /// Members in the PostgreSQL replay data set: fewer than on SQLite, since writing it goes
+    /// through one commit at a time on the server (the replay rate needs no more to settle).
+    pg_dataset_members: u64,
 }
 
 impl Sizes {
@@ -108,6 +118,7 @@ impl Sizes {
                 history_purchases: 500,
                 plateau_seconds: 6,
                 plateau_members: 1_000,
+                pg_dataset_members: 2_000,
             }
         } else {
             Sizes {
@@ -118,6 +129,7 @@ impl Sizes {
                 history_purchases: 10_000,
                 plateau_seconds: 120,
                 plateau_members: 10_000,
+                pg_dataset_members: 100_000,
             }
         }
     }
@@ -170,7 +182,12 @@ async fn main() -> anyhow::Result<()> {
         report.figure("fsync_per_s", "fsync, this disk (the floor)", fsyncs, "/s");
     }
     if runs(Part::Ingest) {
-        ingest_figures(&mut report, work.path(), sizes).await?;
+        let dir = work.path();
+        ingest_figures(&mut report, sizes, &SQLITE_INGEST, |name| {
+            let db = dir.join(format!("{name}.db"));
+            async move { open(&db).await }
+        })
+        .await?;
     }
     if runs(Part::Http) {
         http_figures(&mut report, work.path(), sizes).await?;
@@ -183,6 +200,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Part::Plateau) {
         plateau_figures(&mut report, work.path(), sizes).await?;
+    }
+    if runs(Part::Postgres) {
+        postgres::figures(&mut report, sizes).await?;
     }
 
     report.parameter("elapsed_seconds", started.elapsed().as_secs_f64());
@@ -245,15 +265,72 @@ async fn start_engine_options(
     .await?)
 }
 
-/// Figure 1, for each terminal count: engine purchases per second, then the same appends
-/// straight into a fresh store.
-async fn ingest_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::Result<()> {
+/// The report's keys and labels for one store's ingest figures: the same measurement on
+/// each store, told apart by a prefix.
+struct IngestKeys {
+    /// Heads the printed lines.
+    title: &'static str,
+    engine_per_s: &'static str,
+    engine_label: &'static str,
+    raw_per_s: &'static str,
+    raw_label: &'static str,
+    engine_p99_ms: &'static str,
+    p99_label: &'static str,
+    engine_vs_raw: &'static str,
+    vs_raw_label: &'static str,
+    engine_1_terminal: &'static str,
+    engine_16_terminals: &'static str,
+    raw_1_appender: &'static str,
+    raw_16_appenders: &'static str,
+}
+
+/// The keys of a store's ingest figures: `$key` prefixes the keys, `$label` the labels (keys
+/// and labels are `&'static str`, so the prefixes are joined at compile time).
+macro_rules! ingest_keys {
+    ($title:literal, $key:literal, $label:literal) => {
+        IngestKeys {
+            title: $title,
+            engine_per_s: concat!($key, "ingest_engine_per_s"),
+            engine_label: concat!($label, "engine purchases, 64 terminals"),
+            raw_per_s: concat!($key, "ingest_raw_store_per_s"),
+            raw_label: concat!($label, "raw store, same appends, 64 appenders"),
+            engine_p99_ms: concat!($key, "ingest_engine_p99_ms"),
+            p99_label: concat!($label, "engine purchase p99, 64 terminals"),
+            engine_vs_raw: concat!($key, "ingest_engine_vs_raw"),
+            vs_raw_label: concat!($label, "engine / raw store"),
+            engine_1_terminal: concat!($key, "ingest_engine_1_terminal_per_s"),
+            engine_16_terminals: concat!($key, "ingest_engine_16_terminals_per_s"),
+            raw_1_appender: concat!($key, "ingest_raw_store_1_appender_per_s"),
+            raw_16_appenders: concat!($key, "ingest_raw_store_16_appenders_per_s"),
+        }
+    };
+}
+
+/// The embedded SQLite store's ingest figures: the README's, unprefixed.
+const SQLITE_INGEST: IngestKeys = ingest_keys!("ingest", "", "");
+/// The PostgreSQL store's.
+const PG_INGEST: IngestKeys = ingest_keys!("PostgreSQL ingest", "pg_", "PostgreSQL ");
+
+/// Figure 1, for each terminal count: engine purchases per second on a fresh store, then the
+/// same appends straight into another fresh store. `open(name)` opens a fresh store (`name`
+/// tells the stores of one run apart, for a store that keeps them side by side).
+async fn ingest_figures<Open, Opening>(
+    report: &mut Report,
+    sizes: Sizes,
+    keys: &IngestKeys,
+    mut open: Open,
+) -> anyhow::Result<()>
+where
+    Open: FnMut(String) -> Opening,
+    Opening: Future<Output = anyhow::Result<Arc<dyn EventStore>>>,
+{
     println!(
-        "ingest: {} s per measurement",
+        "{}: {} s per measurement",
+        keys.title,
         sizes.ingest_for.as_secs_f64()
     );
     for terminals in TERMINALS {
-        let store = open(&dir.join(format!("ingest-{terminals}.db"))).await?;
+        let store = open(format!("ingest-{terminals}")).await?;
         let engine = start_engine(store.clone()).await?;
         enroll_all(&engine, sizes.ingest_members).await?;
         let before = store.head_position().await?;
@@ -267,7 +344,7 @@ async fn ingest_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow
         .await?;
         let appends = ingest::appends_between(store.as_ref(), before, run.until).await?;
         engine.shutdown().await;
-        let raw_store = open(&dir.join(format!("raw-{terminals}.db"))).await?;
+        let raw_store = open(format!("raw-{terminals}")).await?;
         let raw = ingest::raw_ingest(raw_store, appends, run.purchases, terminals as usize).await?;
         println!(
             "  {terminals:>2} terminals: engine {:.0}/s (p50 {:.2} ms, p99 {:.2} ms), raw store \
@@ -279,44 +356,34 @@ async fn ingest_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow
             run.purchases
         );
         if terminals == 64 {
+            report.figure(keys.engine_per_s, keys.engine_label, run.rate, "/s");
+            report.figure(keys.raw_per_s, keys.raw_label, raw, "/s");
             report.figure(
-                "ingest_engine_per_s",
-                "engine purchases, 64 terminals",
-                run.rate,
-                "/s",
-            );
-            report.figure(
-                "ingest_raw_store_per_s",
-                "raw store, same appends, 64 appenders",
-                raw,
-                "/s",
-            );
-            report.figure(
-                "ingest_engine_p99_ms",
-                "engine purchase p99, 64 terminals",
+                keys.engine_p99_ms,
+                keys.p99_label,
                 run.latencies.quantile_ms(0.99),
                 "ms",
             );
             report.figure(
-                "ingest_engine_vs_raw",
-                "engine / raw store",
+                keys.engine_vs_raw,
+                keys.vs_raw_label,
                 run.rate / raw,
                 "ratio",
             );
         } else {
             report.parameter(
                 if terminals == 1 {
-                    "ingest_engine_1_terminal_per_s"
+                    keys.engine_1_terminal
                 } else {
-                    "ingest_engine_16_terminals_per_s"
+                    keys.engine_16_terminals
                 },
                 run.rate,
             );
             report.parameter(
                 if terminals == 1 {
-                    "ingest_raw_store_1_appender_per_s"
+                    keys.raw_1_appender
                 } else {
-                    "ingest_raw_store_16_appenders_per_s"
+                    keys.raw_16_appenders
                 },
                 raw,
             );
