@@ -83,7 +83,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::types::Type;
 use tokio_postgres::{IsolationLevel, NoTls, Row};
@@ -247,12 +247,29 @@ pub struct PostgresStore {
     limits: Limits,
     head: Arc<watch::Sender<Position>>,
     listener: JoinHandle<()>,
+    /// Appends go to the writer task, which commits those waiting together (group commit).
+    appends: mpsc::Sender<WriteRequest>,
+    writer: JoinHandle<()>,
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+        self.writer.abort();
     }
+}
+
+/// Most appends the writer commits in one transaction.
+const MAX_BATCH: usize = 128;
+/// Most bytes of events the writer commits in one transaction (one append may exceed it alone).
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Appends waiting for the writer, at most (then callers wait to hand theirs over).
+const QUEUE_DEPTH: usize = 1_024;
+
+/// One append (of one part or several) waiting for the writer.
+struct WriteRequest {
+    parts: Vec<StreamAppend>,
+    reply: oneshot::Sender<Result<Vec<AppendResult>, StoreError>>,
 }
 
 impl PostgresStore {
@@ -304,12 +321,22 @@ impl PostgresStore {
             poll_interval: options.head_poll_interval.max(Duration::from_millis(10)),
         }
         .spawn();
+        let names = Arc::new(names);
+        let (appends, requests) = mpsc::channel(QUEUE_DEPTH);
+        let writer = tokio::spawn(run_writer(
+            pool.clone(),
+            Arc::clone(&names),
+            Arc::clone(&head),
+            requests,
+        ));
         Ok(Self {
             pool,
-            names: Arc::new(names),
+            names,
             limits: options.limits,
             head,
             listener,
+            appends,
+            writer,
         })
     }
 
@@ -350,48 +377,150 @@ impl PostgresStore {
     pub async fn close(mut self) {
         self.pool.close();
         self.listener.abort();
+        self.writer.abort();
         let _ = (&mut self.listener).await;
+        let _ = (&mut self.writer).await;
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.sql()
     }
 
-    /// Appends every part in one transaction under the log lock; see the crate documentation.
-    async fn write(&self, parts: &[StreamAppend]) -> Result<Vec<AppendResult>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
+    /// Hands an append to the writer and waits for its outcome (once committed).
+    async fn write(&self, parts: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.appends
+            .send(WriteRequest { parts, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        outcome.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The writer task: takes the appends waiting (up to [`MAX_BATCH`]) and commits them in one
+/// transaction under the log lock, each in a savepoint of its own so that one refused append
+/// (a conflict, a partial retry) fails alone. One lock and one commit (one WAL flush) for the
+/// whole batch: concurrent appends of this process share them, which is what lets the rate
+/// grow with the number of callers although commits to the store are serialised.
+async fn run_writer(
+    pool: Pool,
+    names: Arc<Names>,
+    head: Arc<watch::Sender<Position>>,
+    mut requests: mpsc::Receiver<WriteRequest>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let size = |r: &WriteRequest| -> usize {
+        r.parts
+            .iter()
+            .flat_map(|p| p.events.iter().map(EventData::size))
+            .sum()
+    };
+    while let Some(first) = requests.recv().await {
+        let mut bytes = size(&first);
+        batch.push(first);
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match requests.try_recv() {
+                Ok(next) => {
+                    bytes += size(&next);
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        match write_batch(&pool, &names, &batch).await {
+            Ok((results, new_head)) => {
+                if let Some(new_head) = new_head {
+                    publish(&head, new_head);
+                }
+                for (request, result) in batch.drain(..).zip(results) {
+                    let _ = request.reply.send(result);
+                }
+            }
+            // Nothing of the batch was committed (or, if the connection broke during the
+            // commit, its fate is unknown, as for any store: a retry with the same event ids
+            // is recognised).
+            Err(e) => {
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Per append of the batch its outcome, and the new head if anything was written.
+type BatchOutcome = (Vec<Result<Vec<AppendResult>, StoreError>>, Option<Position>);
+
+/// Commits the batch in one transaction under the log lock; see the crate documentation.
+async fn write_batch(
+    pool: &Pool,
+    names: &Names,
+    batch: &[WriteRequest],
+) -> Result<BatchOutcome, StoreError> {
+    let mut client = pool.get().await.sql()?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .sql()?;
+    take_log_lock(&tx, names.log_lock).await?;
+    // A batch of one needs no savepoint: its failure rolls the transaction back.
+    let single = batch.len() == 1;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut new_head = None;
+    for request in batch {
+        if !single {
+            tx.batch_execute("SAVEPOINT append").await.sql()?;
+        }
+        match append_parts(&tx, &request.parts).await {
+            Ok((results, wrote)) => {
+                if !single {
+                    tx.batch_execute("RELEASE SAVEPOINT append").await.sql()?;
+                }
+                new_head = wrote.or(new_head);
+                outcomes.push(Ok(results));
+            }
+            Err(e) if single => return Err(e),
+            Err(e) => {
+                // Undoes this append's rows and counter update, and clears an aborted
+                // transaction state; the appends before it stand.
+                tx.batch_execute("ROLLBACK TO SAVEPOINT append")
+                    .await
+                    .sql()?;
+                outcomes.push(Err(e));
+            }
+        }
+    }
+    if let Some(head) = new_head {
+        // Delivered to the listeners at commit, never before.
+        let notify = tx
+            .prepare_typed_cached("SELECT pg_notify($1, $2)", &[Type::TEXT, Type::TEXT])
             .await
             .sql()?;
-        take_log_lock(&tx, self.names.log_lock).await?;
-        let mut results = Vec::with_capacity(parts.len());
-        let mut new_head = None;
-        for part in parts {
-            let (result, wrote) = append_part(&tx, part).await?;
-            if wrote {
-                new_head = Some(result.position);
-            }
-            results.push(result);
-        }
-        if let Some(head) = new_head {
-            // Delivered to the listeners at commit, never before.
-            let notify = tx
-                .prepare_typed_cached("SELECT pg_notify($1, $2)", &[Type::TEXT, Type::TEXT])
-                .await
-                .sql()?;
-            tx.execute(&notify, &[&self.names.channel, &head.commit.to_string()])
-                .await
-                .sql()?;
-        }
-        tx.commit().await.sql()?;
-        if let Some(head) = new_head {
-            publish(&self.head, head);
-        }
-        Ok(results)
+        tx.execute(&notify, &[&names.channel, &head.commit.to_string()])
+            .await
+            .sql()?;
     }
+    tx.commit().await.sql()?;
+    Ok((outcomes, new_head))
+}
+
+/// One append's parts, in order; the position of the last event written, if any.
+async fn append_parts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    parts: &[StreamAppend],
+) -> Result<(Vec<AppendResult>, Option<Position>), StoreError> {
+    let mut results = Vec::with_capacity(parts.len());
+    let mut wrote_up_to = None;
+    for part in parts {
+        let (result, wrote) = append_part(tx, part).await?;
+        if wrote {
+            wrote_up_to = Some(result.position);
+        }
+        results.push(result);
+    }
+    Ok((results, wrote_up_to))
 }
 
 /// Settings every session of the store starts with, sent in the startup packet so that
@@ -697,7 +826,7 @@ impl EventStore for PostgresStore {
             expected,
             events,
         };
-        let mut results = self.write(std::slice::from_ref(&part)).await?;
+        let mut results = self.write(vec![part]).await?;
         results
             .pop()
             .ok_or_else(|| StoreError::Backend("an append returned no result".into()))
@@ -708,7 +837,7 @@ impl EventStore for PostgresStore {
         appends: Vec<StreamAppend>,
     ) -> Result<Vec<AppendResult>, StoreError> {
         self.limits.check_append_many(&appends)?;
-        self.write(&appends).await
+        self.write(appends).await
     }
 
     fn atomic_append_many(&self) -> bool {
