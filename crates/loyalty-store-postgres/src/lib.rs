@@ -35,9 +35,11 @@
 //! positions are consecutive, and `Position::new(p, p)` grows strictly. Writers also keep
 //! their revision checks under the lock (transactions run at READ COMMITTED: each statement
 //! after the lock sees the previous writer's commit), so the optimistic concurrency check needs
-//! no other lock, and writers cannot deadlock one another. The price: appends to one store schema are serialised,
-//! one commit (one WAL flush) at a time, which bounds throughput by the server's commit
-//! latency; `append_many` puts several streams in one commit, and readers never wait.
+//! no other lock, and writers cannot deadlock one another. The price: appends to one store
+//! schema commit one transaction at a time. Each store therefore commits the appends waiting
+//! in its process together (**group commit**: a writer task, up to 128 appends per
+//! transaction, each in a savepoint so that a refused one fails alone), so one lock and one WAL
+//! flush serve them all; readers never wait.
 //!
 //! **Live subscriptions.** Subscriptions are [`loyalty_store::spawn_catch_up`] fed by a head
 //! watch. An append publishes its new head itself, and `NOTIFY`s it (`pg_notify`, delivered at

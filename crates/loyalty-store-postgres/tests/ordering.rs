@@ -13,8 +13,9 @@ use common::{Schemas, connect, options};
 use loyalty_store::conformance::sample_event;
 use loyalty_store::{
     AppendResult, EventStore, ExpectedRevision, Position, RecordedEvent, StreamAppend,
-    StreamFilter, SubscriptionMessage, Uuid,
+    StreamFilter, Subscription, SubscriptionMessage, Uuid,
 };
+use loyalty_store_postgres::PostgresStore;
 use tokio::sync::watch;
 
 const APPENDERS: usize = 8;
@@ -226,13 +227,11 @@ async fn admin(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// Another store's append reaches a subscriber through `LISTEN`/`NOTIFY`, without waiting for
-/// the head poll (set to an hour here).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_stores_append_wakes_a_subscriber_through_a_notification() {
-    let Some(factory) = Schemas::from_env() else {
-        return;
-    };
+/// A store whose head poll waits an hour (only notifications wake its subscribers), a writer
+/// store on the same schema, and a subscription of the first that has caught up.
+async fn caught_up_subscriber(
+    factory: &Schemas,
+) -> (String, PostgresStore, PostgresStore, Subscription) {
     let schema = factory.schema();
     let mut listening = options(&schema);
     listening.head_poll_interval = Duration::from_secs(3_600);
@@ -247,6 +246,17 @@ async fn another_stores_append_wakes_a_subscriber_through_a_notification() {
         matches!(first, Some(Ok(SubscriptionMessage::CaughtUp { .. }))),
         "{first:?}"
     );
+    (schema, subscriber, writer, sub)
+}
+
+/// Another store's append reaches a subscriber through `LISTEN`/`NOTIFY`, without waiting for
+/// the head poll (set to an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_stores_append_wakes_a_subscriber_through_a_notification() {
+    let Some(factory) = Schemas::from_env() else {
+        return;
+    };
+    let (schema, subscriber, writer, mut sub) = caught_up_subscriber(&factory).await;
     wait_listening(&admin(&factory.url).await, &schema, None).await;
 
     let event = sample_event(1);
@@ -328,20 +338,7 @@ async fn the_listener_reconnects_after_its_connection_is_killed() {
     let Some(factory) = Schemas::from_env() else {
         return;
     };
-    let schema = factory.schema();
-    let mut listening = options(&schema);
-    listening.head_poll_interval = Duration::from_secs(3_600);
-    let subscriber = connect(&url_named(&factory.url, &schema), listening).await;
-    let writer = connect(&factory.url, options(&schema)).await;
-    let mut sub = subscriber
-        .subscribe_all(Position::START, StreamFilter::all())
-        .await
-        .unwrap();
-    let first = tokio::time::timeout(LIVENESS, sub.next()).await.unwrap();
-    assert!(
-        matches!(first, Some(Ok(SubscriptionMessage::CaughtUp { .. }))),
-        "{first:?}"
-    );
+    let (schema, subscriber, writer, mut sub) = caught_up_subscriber(&factory).await;
 
     let admin = admin(&factory.url).await;
     let pid = wait_listening(&admin, &schema, None).await;
