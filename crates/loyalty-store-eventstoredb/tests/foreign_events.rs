@@ -75,16 +75,12 @@ fn assert_raw_foreign(event: &RecordedEvent, stream: &str) {
     assert_eq!(event.metadata.as_ref(), FOREIGN_METADATA);
 }
 
-fn streams(events: &[RecordedEvent]) -> Vec<&str> {
-    events.iter().map(|e| e.stream.as_str()).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_and_an_unfiltered_subscription_deliver_a_foreign_event_raw_and_go_past_it() {
+/// A test server with `member-1` (revisions 0 and 1) and, between them, another
+/// application's `billing-1`.
+async fn ours_theirs_ours() -> (TestServer, EventStoreDbStore, Client) {
     let server = TestServer::start().await.unwrap();
     let store = store_for(&server).await;
     let client = Client::new(server.url().parse().unwrap()).unwrap();
-    // Given one of our events, another application's event, and one of ours again...
     store
         .append(
             "member-1",
@@ -102,6 +98,30 @@ async fn reads_and_an_unfiltered_subscription_deliver_a_foreign_event_raw_and_go
         )
         .await
         .unwrap();
+    (server, store, client)
+}
+
+/// Another application's `billing-2`, then our `member-2`.
+async fn theirs_then_ours(store: &EventStoreDbStore, client: &Client) {
+    write_foreign(client, "billing-2").await;
+    store
+        .append(
+            "member-2",
+            ExpectedRevision::NoStream,
+            vec![sample_event(2)],
+        )
+        .await
+        .unwrap();
+}
+
+fn streams(events: &[RecordedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.stream.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_an_unfiltered_subscription_deliver_a_foreign_event_raw_and_go_past_it() {
+    // Given one of our events, another application's event, and one of ours again...
+    let (_server, store, client) = ours_theirs_ours().await;
 
     // ...`$all` reads deliver all three, the foreign one raw, in order...
     let all = store
@@ -129,15 +149,7 @@ async fn reads_and_an_unfiltered_subscription_deliver_a_foreign_event_raw_and_go
         .unwrap();
     let delivered = history(&mut sub).await;
     assert_eq!(delivered, all);
-    write_foreign(&client, "billing-2").await;
-    store
-        .append(
-            "member-2",
-            ExpectedRevision::NoStream,
-            vec![sample_event(2)],
-        )
-        .await
-        .unwrap();
+    theirs_then_ours(&store, &client).await;
     assert_raw_foreign(&next_event(&mut sub).await, "billing-2");
     let ours = next_event(&mut sub).await;
     assert_eq!(ours.stream, "member-2");
@@ -146,26 +158,7 @@ async fn reads_and_an_unfiltered_subscription_deliver_a_foreign_event_raw_and_go
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_with_stream_prefixes_never_receives_a_foreign_event() {
-    let server = TestServer::start().await.unwrap();
-    let store = store_for(&server).await;
-    let client = Client::new(server.url().parse().unwrap()).unwrap();
-    store
-        .append(
-            "member-1",
-            ExpectedRevision::NoStream,
-            vec![sample_event(0)],
-        )
-        .await
-        .unwrap();
-    write_foreign(&client, "billing-1").await;
-    store
-        .append(
-            "member-1",
-            ExpectedRevision::Exact(0),
-            vec![sample_event(1)],
-        )
-        .await
-        .unwrap();
+    let (server, store, client) = ours_theirs_ours().await;
 
     let mut sub = store
         .subscribe_all(Position::START, StreamFilter::prefixes(["member-"]))
@@ -174,15 +167,7 @@ async fn a_subscription_with_stream_prefixes_never_receives_a_foreign_event() {
     let delivered = history(&mut sub).await;
     assert_eq!(streams(&delivered), ["member-1", "member-1"]);
     // Live: a foreign event between two of ours is skipped, the subscription goes on.
-    write_foreign(&client, "billing-2").await;
-    store
-        .append(
-            "member-2",
-            ExpectedRevision::NoStream,
-            vec![sample_event(2)],
-        )
-        .await
-        .unwrap();
+    theirs_then_ours(&store, &client).await;
     let live = next_event(&mut sub).await;
     assert_eq!(live.stream, "member-2");
     assert_eq!(live.schema_version, 1);
