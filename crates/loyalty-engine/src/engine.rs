@@ -61,8 +61,10 @@ impl Weighed for CachedMember {
 
 /// How a read of a member's stream ended.
 enum Caught {
-    /// This many events were folded in.
+    /// This many events were folded in: the whole stream.
     Applied(usize),
+    /// The page limit was reached with more of the stream left to read.
+    MoreLeft,
     /// An event touches what the hot state retired: only the full history can take it.
     Unclean,
 }
@@ -377,20 +379,29 @@ impl Engine {
 
     /// A member's hot state after a cache miss: from its latest snapshot (when there is a
     /// usable one) and the events after it, else from all its events.
+    /// A member whose events fit in one page loads in one read, as if there were no
+    /// snapshots: only a longer stream is worth the snapshot's read (most cache misses are of
+    /// short streams, and on a networked store every read is a round trip).
     async fn load_hot(&self, member: &MemberId) -> Result<CachedMember, EngineError> {
         let mut loaded = CachedMember::default();
-        if self.inner.options.member_snapshot_every > 0 {
+        if self.inner.options.member_snapshot_every > 0
+            && matches!(
+                self.read_stream_into(member, &mut loaded, true, Some(1))
+                    .await?,
+                Caught::MoreLeft
+            )
+        {
             match member_snapshot::read(self.inner.store.as_ref(), member, &self.inner.hot_limits)
                 .await
             {
-                Ok(Some(mut snapshot)) => {
+                Ok(Some(mut snapshot)) if snapshot.revision > loaded.revision => {
                     snapshot.state.compact(&self.inner.hot_limits);
                     self.inner
                         .snapshot_loads
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     loaded = snapshot;
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 // A snapshot is only a shortcut: without it, the events.
                 Err(e) => tracing::warn!(%member, error = %e, "member snapshot not read"),
             }
@@ -618,8 +629,9 @@ impl Engine {
         member: &MemberId,
         cached: &mut CachedMember,
     ) -> Result<usize, EngineError> {
-        match self.read_stream_into(member, cached, true).await? {
+        match self.read_stream_into(member, cached, true, None).await? {
             Caught::Applied(n) => Ok(n),
+            Caught::MoreLeft => unreachable!("no page limit was given"),
             Caught::Unclean => {
                 *cached = self.load_full(member).await?;
                 cached.state.compact(&self.inner.hot_limits);
@@ -636,21 +648,29 @@ impl Engine {
             .full_loads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut full = CachedMember::default();
-        self.read_stream_into(member, &mut full, false).await?;
+        self.read_stream_into(member, &mut full, false, None)
+            .await?;
         Ok(full)
     }
 
     /// Folds the member's events after `cached.revision` into it, compacting page by page
-    /// when `hot` (and stopping at an event the hot state cannot take).
+    /// when `hot` (and stopping at an event the hot state cannot take), reading at most
+    /// `max_pages` pages.
     async fn read_stream_into(
         &self,
         member: &MemberId,
         cached: &mut CachedMember,
         hot: bool,
+        max_pages: Option<usize>,
     ) -> Result<Caught, EngineError> {
         let stream = member_stream(member);
         let mut applied = 0;
+        let mut pages = 0;
         loop {
+            if max_pages.is_some_and(|max| pages == max) {
+                return Ok(Caught::MoreLeft);
+            }
+            pages += 1;
             let from = match cached.revision {
                 None => StreamFrom::Start,
                 Some(r) => StreamFrom::Revision(r.saturating_add(1)),
