@@ -49,8 +49,8 @@ pub async fn start(db: &Path) -> anyhow::Result<RunningServer> {
 
 /// Enrolls members `0..members` and gives each a first purchase (through the engine, not
 /// measured), so that balance reads and redemptions meet real members with points.
-pub async fn seed(server: &RunningServer, members: u64) -> anyhow::Result<()> {
-    let engine = server.engine.clone();
+pub async fn seed(engine: &loyalty_engine::Engine, members: u64) -> anyhow::Result<()> {
+    let engine = engine.clone();
     crate::parallel::for_each_range(members, 64, 1, move |member, _| {
         let engine = engine.clone();
         async move {

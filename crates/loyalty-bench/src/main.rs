@@ -418,7 +418,7 @@ async fn enroll_all(engine: &Engine, members: u64) -> anyhow::Result<()> {
 /// Figures 2 and 4: purchases, mixed traffic and balance queries over HTTP, 64 terminals.
 async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::Result<()> {
     let server = http::start(&dir.join("http.db")).await?;
-    http::seed(&server, sizes.ingest_members).await?;
+    http::seed(&server.engine, sizes.ingest_members).await?;
     // Each traffic from 64 terminals for the run's ingest time; `round` seeds their choices.
     let run = |traffic, round| {
         http::load(
@@ -512,19 +512,29 @@ async fn http_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::
     Ok(())
 }
 
-/// Figures 3 and 5: replay and decode over one data set, then memory per member over it.
-async fn replay_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::Result<()> {
-    let db = dir.join("history.db");
-    let store = open(&db).await?;
+/// Writes the replay data set of `members` into `store` (not measured, but its time printed).
+pub async fn write_dataset(
+    store: Arc<dyn EventStore>,
+    members: u64,
+    label: &str,
+) -> anyhow::Result<dataset::Written> {
     let program = Arc::new(program::demo()?);
     let started = Instant::now();
-    let written = dataset::write(store.clone(), program, sizes.dataset_members, 4, SEED).await?;
+    let written = dataset::write(store, program, members, 4, SEED).await?;
     println!(
-        "data set: {} members, {} events written in {:.1} s",
+        "{label}: {} members, {} events written in {:.1} s",
         written.members,
         written.events,
         started.elapsed().as_secs_f64()
     );
+    Ok(written)
+}
+
+/// Figures 3 and 5: replay and decode over one data set, then memory per member over it.
+async fn replay_figures(report: &mut Report, dir: &Path, sizes: Sizes) -> anyhow::Result<()> {
+    let db = dir.join("history.db");
+    let store = open(&db).await?;
+    let written = write_dataset(store.clone(), sizes.dataset_members, "data set").await?;
     report.parameter("dataset_events", written.events);
     let snapshots = dir.join("snapshots");
     let caught_up = Instant::now();

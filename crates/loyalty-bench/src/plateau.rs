@@ -70,7 +70,7 @@ pub async fn child(db: &Path, seconds: u64, members: u64) -> anyhow::Result<()> 
         ..EngineOptions::default()
     };
     let engine = crate::start_engine_options(store.clone(), options).await?;
-    seed(&engine, members).await?;
+    crate::http::seed(&engine, members).await?;
     // Balance reads go to the read models: they have to know every member first.
     crate::caught_up_to(&engine, store.head_position().await?).await;
     println!("seeded {}", resident_bytes()?);
@@ -95,24 +95,6 @@ pub async fn child(db: &Path, seconds: u64, members: u64) -> anyhow::Result<()> 
     println!("ops {} {} {elapsed:.3}", done.ops, done.refused);
     engine.shutdown().await;
     Ok(())
-}
-
-/// Enrolls members `0..members` and gives each a first purchase, spendable by the clock's day
-/// (not measured).
-async fn seed(engine: &Engine, members: u64) -> anyhow::Result<()> {
-    let engine = engine.clone();
-    crate::parallel::for_each_range(members, 64, 1, move |member, _| {
-        let engine = engine.clone();
-        async move {
-            let mut rng = fastrand::Rng::with_seed(member);
-            let at = workload::epoch();
-            engine.execute(workload::enroll(member, at)).await?;
-            let first = workload::purchase(&mut rng, member, &format!("s{member}"), at);
-            engine.execute(first).await?;
-            Ok(())
-        }
-    })
-    .await
 }
 
 /// One client until `until`: 70% balance reads, 20% purchases, 10% redemptions of 5 points.

@@ -12,7 +12,7 @@ use loyalty_store::{EventStore, Uuid};
 use loyalty_store_postgres::{PostgresOptions, PostgresStore, drop_schema};
 
 use crate::report::Report;
-use crate::{PG_INGEST, SEED, Sizes, dataset, fsync, program, replay};
+use crate::{PG_INGEST, Sizes, fsync, replay};
 
 /// The variables that may name the server, the first set one winning: the bench's own, then
 /// the one CI sets for the tests (so `make test`'s smoke run covers this section too).
@@ -145,15 +145,12 @@ async fn replay_figures(
     sizes: Sizes,
 ) -> anyhow::Result<()> {
     let store = schemas.open().await?;
-    let program = Arc::new(program::demo()?);
-    let started = Instant::now();
-    let written = dataset::write(store.clone(), program, sizes.pg_dataset_members, 4, SEED).await?;
-    println!(
-        "PostgreSQL data set: {} members, {} events written in {:.1} s",
-        written.members,
-        written.events,
-        started.elapsed().as_secs_f64()
-    );
+    let written = crate::write_dataset(
+        store.clone(),
+        sizes.pg_dataset_members,
+        "PostgreSQL data set",
+    )
+    .await?;
     report.parameter("pg_dataset_events", written.events);
     // The engine's start replays the log into its live projections; the replay measured below
     // is a second one, into fresh read models, as on SQLite.

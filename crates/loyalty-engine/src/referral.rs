@@ -17,6 +17,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::lease::LeaseHandle;
 use crate::metadata::CommandContext;
+use crate::runner;
 
 pub(crate) const CHECKPOINT_NAME: &str = "referrals";
 /// The lease under which one server runs the process manager.
@@ -85,12 +86,10 @@ pub(crate) fn spawn(engine: Engine) -> JoinHandle<()> {
     })
 }
 
-/// Sleeps for the backoff (then doubles it); true if shutdown was asked meanwhile.
+/// Sleeps for the backoff (then doubles it, up to [`MAX_BACKOFF`]); true if shutdown was asked
+/// meanwhile.
 async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, backoff: &mut Duration) -> bool {
-    let stop = tokio::select! {
-        () = tokio::time::sleep(*backoff) => *shutdown.borrow(),
-        _ = shutdown.changed() => true,
-    };
+    let stop = runner::pause(shutdown, *backoff).await;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
     stop
 }

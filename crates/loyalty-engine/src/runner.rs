@@ -116,7 +116,7 @@ pub(crate) fn spawn<P: Projection>(
 }
 
 /// Sleeps, or returns true early if shutdown was asked.
-async fn pause(shutdown: &mut watch::Receiver<bool>, how_long: Duration) -> bool {
+pub(crate) async fn pause(shutdown: &mut watch::Receiver<bool>, how_long: Duration) -> bool {
     tokio::select! {
         () = tokio::time::sleep(how_long) => *shutdown.borrow(),
         _ = shutdown.changed() => true,
