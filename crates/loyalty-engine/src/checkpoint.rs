@@ -70,12 +70,12 @@ pub(crate) async fn store(
     let written = store
         .append(&stream, ExpectedRevision::Any, vec![event])
         .await?;
-    let revision = written.next_expected_revision;
-    if revision > 0 && revision % TRUNCATE_EVERY == 0 {
-        // Best effort: the checkpoint is stored; the next truncation catches up.
-        if let Err(e) = store.truncate_before(&stream, revision).await {
-            tracing::debug!(checkpoint = name, error = %e, "checkpoint stream not truncated");
-        }
-    }
+    crate::bounded::keep_last(
+        store,
+        &stream,
+        written.next_expected_revision,
+        TRUNCATE_EVERY,
+    )
+    .await;
     Ok(())
 }

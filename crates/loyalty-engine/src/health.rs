@@ -84,12 +84,13 @@ pub(crate) fn spawn_probe(
                     tracing::info!("the store takes writes again");
                     health.note(&Ok(()));
                     // Only the last probe matters: keep the stream to it.
-                    if let Err(e) = store
-                        .truncate_before(&stream, written.next_expected_revision)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "probe stream not truncated");
-                    }
+                    crate::bounded::keep_last(
+                        store.as_ref(),
+                        &stream,
+                        written.next_expected_revision,
+                        1,
+                    )
+                    .await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the store still refuses writes");

@@ -194,9 +194,8 @@ impl Keeper {
         let until = now.checked_add_signed(ttl).unwrap_or(now);
         match self.write(&stream, expected, until).await {
             Ok(revision) => {
-                if revision > 0 && revision % TRUNCATE_EVERY == 0 {
-                    self.truncate(&stream, revision).await;
-                }
+                crate::bounded::keep_last(self.store.as_ref(), &stream, revision, TRUNCATE_EVERY)
+                    .await;
                 Ok((Attempt::Held(sent + self.ttl), revision))
             }
             // Another server took or renewed it between our read and our append.
@@ -227,13 +226,6 @@ impl Keeper {
         };
         let written = self.store.append(stream, expected, vec![event]).await?;
         Ok(written.next_expected_revision)
-    }
-
-    /// Keeps the lease stream bounded; a failure is only logged (the next one tries again).
-    async fn truncate(&self, stream: &str, last: u64) {
-        if let Err(e) = self.store.truncate_before(stream, last).await {
-            tracing::debug!(lease = %self.name, error = %e, "lease stream not truncated");
-        }
     }
 
     /// Hands the lease back at shutdown (until = now), so another server takes it at once.

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod bounded;
 mod cache;
 mod checkpoint;
 mod clock;

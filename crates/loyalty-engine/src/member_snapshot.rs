@@ -149,8 +149,6 @@ pub(crate) async fn write(
     let written = store
         .append(&stream, ExpectedRevision::Any, vec![event])
         .await?;
-    store
-        .truncate_before(&stream, written.next_expected_revision)
-        .await?;
+    crate::bounded::keep_last(store, &stream, written.next_expected_revision, 1).await;
     Ok(())
 }
