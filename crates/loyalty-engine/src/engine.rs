@@ -726,11 +726,6 @@ impl Engine {
         )
     }
 
-    /// This server's id among the servers sharing the store (named in the leases it holds).
-    pub fn instance_id(&self) -> &str {
-        &self.inner.instance
-    }
-
     /// Cached aggregate states: how many, and their weight in bytes (for metrics).
     pub fn cache_usage(&self) -> (usize, usize) {
         self.inner.cache.usage()
