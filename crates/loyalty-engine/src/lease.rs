@@ -113,8 +113,8 @@ pub(crate) struct Keeper {
 /// What an attempt found.
 #[derive(Debug, PartialEq, Eq)]
 enum Attempt {
-    /// Taken or renewed: held until this monotonic instant.
-    Held(Instant),
+    /// Taken or renewed with the event at `revision`: held until this monotonic instant.
+    Held { until: Instant, revision: u64 },
     /// Another server holds it (or won the race for it).
     Elsewhere,
 }
@@ -135,11 +135,14 @@ impl Keeper {
                     break;
                 }
                 match self.attempt().await {
-                    Ok((Attempt::Held(until), at)) => {
+                    Ok(Attempt::Held {
+                        until,
+                        revision: at,
+                    }) => {
                         revision = Some(at);
                         tx.send_replace(Some(until));
                     }
-                    Ok((Attempt::Elsewhere, _)) => {
+                    Ok(Attempt::Elsewhere) => {
                         revision = None;
                         tx.send_replace(None);
                     }
@@ -159,11 +162,11 @@ impl Keeper {
                 self.release(revision).await;
             }
         });
-        (task, LeaseHandle { held_until: rx })
+    /// One try at taking or renewing the lease.
     }
 
     /// One try at taking or renewing the lease. Answers with the revision written when held.
-    async fn attempt(&self) -> Result<(Attempt, u64), EngineError> {
+    async fn attempt(&self) -> Result<Attempt, EngineError> {
         let stream = stream_name(&self.name);
         let sent = Instant::now();
         let now = self.clock.now();
@@ -180,7 +183,7 @@ impl Keeper {
                     ))
                 })?;
                 if current.holder != self.holder && now < current.until {
-                    return Ok((Attempt::Elsewhere, event.revision));
+                    return Ok(Attempt::Elsewhere);
                 }
                 ExpectedRevision::Exact(event.revision)
             }
@@ -196,10 +199,13 @@ impl Keeper {
             Ok(revision) => {
                 crate::bounded::keep_last(self.store.as_ref(), &stream, revision, TRUNCATE_EVERY)
                     .await;
-                Ok((Attempt::Held(sent + self.ttl), revision))
+                Ok(Attempt::Held {
+                    until: sent + self.ttl,
+                    revision,
+                })
             }
             // Another server took or renewed it between our read and our append.
-            Err(StoreError::WrongExpectedRevision { .. }) => Ok((Attempt::Elsewhere, 0)),
+            Err(StoreError::WrongExpectedRevision { .. }) => Ok(Attempt::Elsewhere),
             Err(e) => Err(e.into()),
         }
     }
@@ -278,16 +284,13 @@ mod tests {
         let (a, b) = (keeper(&store, &clock, "a"), keeper(&store, &clock, "b"));
         assert!(matches!(
             a.attempt().await.expect("a"),
-            (Attempt::Held(_), 0)
+            Attempt::Held { revision: 0, .. }
         ));
-        assert!(matches!(
-            b.attempt().await.expect("b"),
-            (Attempt::Elsewhere, _)
-        ));
+        assert!(matches!(b.attempt().await.expect("b"), Attempt::Elsewhere));
         // The holder renews its own lease.
         assert!(matches!(
             a.attempt().await.expect("a"),
-            (Attempt::Held(_), 1)
+            Attempt::Held { revision: 1, .. }
         ));
     }
 
@@ -298,20 +301,14 @@ mod tests {
         let (a, b) = (keeper(&store, &clock, "a"), keeper(&store, &clock, "b"));
         a.attempt().await.expect("a");
         clock.advance(chrono::Duration::seconds(29));
-        assert!(matches!(
-            b.attempt().await.expect("b"),
-            (Attempt::Elsewhere, _)
-        ));
+        assert!(matches!(b.attempt().await.expect("b"), Attempt::Elsewhere));
         clock.advance(chrono::Duration::seconds(2));
         assert!(matches!(
             b.attempt().await.expect("b"),
-            (Attempt::Held(_), 1)
+            Attempt::Held { revision: 1, .. }
         ));
         // And the one that died and came back finds it taken.
-        assert!(matches!(
-            a.attempt().await.expect("a"),
-            (Attempt::Elsewhere, _)
-        ));
+        assert!(matches!(a.attempt().await.expect("a"), Attempt::Elsewhere));
     }
 
     #[tokio::test]
@@ -328,7 +325,7 @@ mod tests {
             let attempts = futures::future::join_all(keepers.iter().map(Keeper::attempt)).await;
             let won = attempts
                 .into_iter()
-                .filter(|a| matches!(a, Ok((Attempt::Held(_), _))))
+                .filter(|a| matches!(a, Ok(Attempt::Held { .. })))
                 .count();
             assert_eq!(won, 1, "round {round}");
         }
@@ -369,17 +366,14 @@ mod tests {
         let (task, mut handle) = keeper(&store, &clock, "a").spawn(rx);
         assert!(handle.wait_held().await);
         let b = keeper(&store, &clock, "b");
-        assert!(matches!(
-            b.attempt().await.expect("b"),
-            (Attempt::Elsewhere, _)
-        ));
+        assert!(matches!(b.attempt().await.expect("b"), Attempt::Elsewhere));
         shutdown.send_replace(true);
         task.await.expect("keeper");
         assert!(!handle.is_held());
         // No time has passed on the clock: the release is what lets b in.
         assert!(matches!(
             b.attempt().await.expect("b"),
-            (Attempt::Held(_), _)
+            Attempt::Held { .. }
         ));
     }
 
@@ -393,14 +387,11 @@ mod tests {
         task.abort(); // as a SIGKILL would: no release
         let _ = task.await;
         let b = keeper(&store, &clock, "b");
-        assert!(matches!(
-            b.attempt().await.expect("b"),
-            (Attempt::Elsewhere, _)
-        ));
+        assert!(matches!(b.attempt().await.expect("b"), Attempt::Elsewhere));
         clock.advance(chrono::Duration::from_std(TTL).expect("ttl") + chrono::Duration::seconds(1));
         assert!(matches!(
             b.attempt().await.expect("b"),
-            (Attempt::Held(_), _)
+            Attempt::Held { .. }
         ));
     }
 }
