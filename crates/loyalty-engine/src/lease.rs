@@ -162,10 +162,10 @@ impl Keeper {
                 self.release(revision).await;
             }
         });
-    /// One try at taking or renewing the lease.
+        (task, LeaseHandle { held_until: rx })
     }
 
-    /// One try at taking or renewing the lease. Answers with the revision written when held.
+    /// One try at taking or renewing the lease.
     async fn attempt(&self) -> Result<Attempt, EngineError> {
         let stream = stream_name(&self.name);
         let sent = Instant::now();
