@@ -379,14 +379,18 @@ impl Engine {
 
     /// A member's hot state after a cache miss: from its latest snapshot (when there is a
     /// usable one) and the events after it, else from all its events.
-    /// A member whose events fit in one page loads in one read, as if there were no
-    /// snapshots: only a longer stream is worth the snapshot's read (most cache misses are of
-    /// short streams, and on a networked store every read is a round trip).
+    /// A stream shorter than the snapshot interval has no snapshot: its first page, of that
+    /// many events, is read first, and only a longer stream is worth the snapshot's read (most
+    /// cache misses are of short streams, and on a networked store every read is a round trip).
     async fn load_hot(&self, member: &MemberId) -> Result<CachedMember, EngineError> {
         let mut loaded = CachedMember::default();
-        if self.inner.options.member_snapshot_every > 0
+        let every = self.inner.options.member_snapshot_every;
+        let first_page = usize::try_from(every)
+            .unwrap_or(usize::MAX)
+            .min(self.inner.page_size);
+        if every > 0
             && matches!(
-                self.read_stream_into(member, &mut loaded, true, Some(1))
+                self.read_stream_into(member, &mut loaded, true, first_page, Some(1))
                     .await?,
                 Caught::MoreLeft
             )
@@ -629,7 +633,10 @@ impl Engine {
         member: &MemberId,
         cached: &mut CachedMember,
     ) -> Result<usize, EngineError> {
-        match self.read_stream_into(member, cached, true, None).await? {
+        match self
+            .read_stream_into(member, cached, true, self.inner.page_size, None)
+            .await?
+        {
             Caught::Applied(n) => Ok(n),
             Caught::MoreLeft => unreachable!("no page limit was given"),
             Caught::Unclean => {
@@ -648,19 +655,20 @@ impl Engine {
             .full_loads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut full = CachedMember::default();
-        self.read_stream_into(member, &mut full, false, None)
+        self.read_stream_into(member, &mut full, false, self.inner.page_size, None)
             .await?;
         Ok(full)
     }
 
     /// Folds the member's events after `cached.revision` into it, compacting page by page
     /// when `hot` (and stopping at an event the hot state cannot take), reading at most
-    /// `max_pages` pages.
+    /// `max_pages` pages of `page_size` events.
     async fn read_stream_into(
         &self,
         member: &MemberId,
         cached: &mut CachedMember,
         hot: bool,
+        page_size: usize,
         max_pages: Option<usize>,
     ) -> Result<Caught, EngineError> {
         let stream = member_stream(member);
@@ -678,9 +686,9 @@ impl Engine {
             let page = self
                 .inner
                 .store
-                .read_stream(&stream, from, Direction::Forwards, self.inner.page_size)
+                .read_stream(&stream, from, Direction::Forwards, page_size)
                 .await?;
-            let short = page.len() < self.inner.page_size;
+            let short = page.len() < page_size;
             for recorded in &page {
                 let event = codec::decode(recorded)?;
                 if hot && !cached.state.applies_cleanly(&event) {

@@ -143,12 +143,10 @@ fn assert_available(err: &EngineError, points: i64) {
     );
 }
 
-/// Tiny hot limits, a member snapshot every 20 events, and pages of 10 events (a snapshot is
-/// read only for a stream longer than one page).
+/// Tiny hot limits and a member snapshot every 20 events.
 fn snapshotting() -> EngineOptions {
     EngineOptions {
         member_snapshot_every: 20,
-        read_page_size: 10,
         ..tiny()
     }
 }
@@ -295,24 +293,4 @@ async fn a_member_with_thousands_of_unspent_lots_still_gets_her_snapshot_stored(
         .unwrap_err();
     assert_eq!(other.member_snapshots().0, 1);
     assert_available(&err, 30_010);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_whose_events_fit_in_one_page_loads_without_reading_her_snapshot() {
-    // Given alice's 51 events, snapshotted every 20, and pages of 1,000 events
-    let opts = EngineOptions {
-        read_page_size: 1_000,
-        ..snapshotting()
-    };
-    let h = Harness::with(program(), opts.clone()).await;
-    let alice = alice_with_a_snapshot(&h).await;
-    // When another server loads her
-    let other = h.second_engine(opts).await;
-    let err = other
-        .execute(redeem(&alice, "R1", 511, h.now()))
-        .await
-        .unwrap_err();
-    // Then one read of her stream was enough: the snapshot was not read
-    assert_eq!(other.member_snapshots().0, 0);
-    assert_available(&err, 510);
 }
