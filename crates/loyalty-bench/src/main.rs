@@ -115,7 +115,9 @@ impl Sizes {
                 ingest_members: 500,
                 dataset_members: 5_000,
                 fsync_for: Duration::from_millis(300),
-                history_purchases: 500,
+                // Past two snapshot intervals (500 events): a cold load reads the first
+                // interval, then starts from the later snapshot.
+                history_purchases: 1_200,
                 plateau_seconds: 6,
                 plateau_members: 1_000,
                 pg_dataset_members: 2_000,
