@@ -1,8 +1,6 @@
 //! What the analytics know of one member: when they enrolled, the days they bought on, and
 //! what they spent net of refunds.
 
-use std::collections::BTreeMap;
-
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -16,9 +14,10 @@ pub struct MemberSummary {
     pub purchase_days: Vec<NaiveDate>,
     /// Spend net of refunds, in the program's currency.
     pub net_spend: Decimal,
-    /// The same, by calendar month (keyed by the month's first day): what a period's spend is
-    /// summed from. A member's months are bounded by their tenure.
-    pub monthly_spend: BTreeMap<NaiveDate, Decimal>,
+    /// The same by day, sorted, one entry per day with a purchase or a refund (refunds are
+    /// dated by the day they were taken): what a period's spend and a model's average spend
+    /// per purchase day are summed from.
+    pub daily_spend: Vec<(NaiveDate, Decimal)>,
 }
 
 impl MemberSummary {
@@ -28,14 +27,17 @@ impl MemberSummary {
             enrolled_on,
             purchase_days: Vec::new(),
             net_spend: Decimal::ZERO,
-            monthly_spend: BTreeMap::new(),
+            daily_spend: Vec::new(),
         }
     }
 
     /// Records a purchase (or, with a negative amount, a refund) on `day`.
     pub fn record(&mut self, day: NaiveDate, amount: Decimal) {
         self.net_spend += amount;
-        *self.monthly_spend.entry(month_of(day)).or_default() += amount;
+        match self.daily_spend.binary_search_by_key(&day, |(d, _)| *d) {
+            Ok(at) => self.daily_spend[at].1 += amount,
+            Err(at) => self.daily_spend.insert(at, (day, amount)),
+        }
         if amount > Decimal::ZERO
             && let Err(at) = self.purchase_days.binary_search(&day)
         {
@@ -55,9 +57,14 @@ impl MemberSummary {
         self.purchase_days.get(start).is_some_and(|d| *d < until)
     }
 
-    /// Net spend in the months that start in `[from, until)` (month-aligned bounds).
+    /// Net spend on the days in `[from, until)`.
     pub fn spend_between(&self, from: NaiveDate, until: NaiveDate) -> Decimal {
-        self.monthly_spend.range(from..until).map(|(_, v)| *v).sum()
+        let start = self.daily_spend.partition_point(|(d, _)| *d < from);
+        self.daily_spend[start..]
+            .iter()
+            .take_while(|(d, _)| *d < until)
+            .map(|(_, v)| *v)
+            .sum()
     }
 
     /// Days with a purchase up to and including `day`.
