@@ -1,7 +1,7 @@
 //! The command line.
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -45,6 +45,111 @@ pub enum Commands {
     },
     /// Enroll members and post purchases, refunds and redemptions to a running server.
     Demo(DemoArgs),
+    /// Retention analytics from the read models, as tables (or JSON with --json).
+    Analytics(AnalyticsArgs),
+    /// Import a legacy program's history (members, purchases, refunds, opening balances) from
+    /// CSV or NDJSON: all rows or none; running it again imports nothing twice.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The file (`.csv`, or `.ndjson`/`.jsonl`).
+    pub file: PathBuf,
+    /// The file's format (by default from its extension).
+    #[arg(long, value_enum)]
+    pub format: Option<ImportFormat>,
+    /// How historical purchases earn: by today's rules, nothing (history for the analytics and
+    /// tier qualification; balances come as `balance` rows), or the `points` column.
+    #[arg(long, value_enum)]
+    pub points: PointsMode,
+    /// Names the batch in the imported events' metadata (default: the file's name).
+    #[arg(long)]
+    pub batch_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFormat {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PointsMode {
+    Rules,
+    None,
+    Explicit,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyticsArgs {
+    /// Print the report as JSON (the HTTP API's shape) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub report: AnalyticsReport,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PeriodArgs {
+    /// month, quarter or year.
+    #[arg(long, default_value = "month", value_parser = parse_period)]
+    pub period: loyalty_analytics::PeriodKind,
+    /// A day of the first period (default: a year before --to).
+    #[arg(long)]
+    pub from: Option<NaiveDate>,
+    /// A day of the last period (default: today in the program's timezone).
+    #[arg(long)]
+    pub to: Option<NaiveDate>,
+}
+
+fn parse_period(s: &str) -> Result<loyalty_analytics::PeriodKind, String> {
+    match s {
+        "month" => Ok(loyalty_analytics::PeriodKind::Month),
+        "quarter" => Ok(loyalty_analytics::PeriodKind::Quarter),
+        "year" => Ok(loyalty_analytics::PeriodKind::Year),
+        _ => Err(format!("{s:?} is not month, quarter or year")),
+    }
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AnalyticsReport {
+    /// Retention, churn and revenue at risk per period.
+    Retention(PeriodArgs),
+    /// Enrollment cohorts and the share of each that bought in every later period.
+    Cohorts(PeriodArgs),
+    /// The share of net spend from the top 1, 5, 10, 20 and 50% of members.
+    Concentration,
+    /// RFM quintile scores per member.
+    Rfm {
+        /// Members shown (by id).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Members after this id.
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// The BG/NBD and Gamma-Gamma models fitted on the purchase history.
+    Model {
+        /// The last day of history fitted on (default: yesterday).
+        #[arg(long)]
+        calibration_end: Option<NaiveDate>,
+    },
+    /// Fit up to a date, predict the purchases after it, compare with what happened.
+    Backtest {
+        #[arg(long)]
+        calibration_end: NaiveDate,
+        /// The holdout's last day (default: today).
+        #[arg(long)]
+        holdout_end: Option<NaiveDate>,
+    },
+    /// Members probably gone, by value at risk.
+    AtRisk {
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+    },
+    /// One member's P(alive), expected purchases and lifetime value.
+    Member { member: String },
 }
 
 #[derive(Debug, Clone, Args)]

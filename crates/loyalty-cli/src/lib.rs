@@ -3,11 +3,15 @@
 //! - [`runtime`]: open the configured store, start the engine, start the HTTP server
 //!   ([`runtime::start_server`] returns a handle with the bound address, for tests on port 0);
 //! - [`offline`]: `replay`, `verify`, `statement`, `liability` against the store directly;
+//! - [`analytics`]: `loyalty analytics ...`, the retention reports as tables;
+//! - [`import`]: `loyalty import FILE`, a legacy program's history;
 //! - [`demo`]: a realistic stream of traffic against a running server over HTTP.
 #![forbid(unsafe_code)]
 
+pub mod analytics;
 pub mod cli;
 pub mod demo;
+pub mod import;
 pub mod offline;
 pub mod runtime;
 pub mod telemetry;
@@ -43,6 +47,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Commands::Liability { as_of } => {
             offline::liability(&settings()?, *as_of).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Commands::Analytics(args) => {
+            analytics::run(&settings()?, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Import(args) => {
+            let imported = import::run(&settings()?, args).await?;
+            Ok(if imported {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Commands::Demo(args) => {
             demo::run(args).await?;

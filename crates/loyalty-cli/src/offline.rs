@@ -14,7 +14,7 @@ use loyalty_server::Settings;
 use crate::runtime::start_engine;
 
 /// Starts an engine and waits until its read models reached the head of the log.
-async fn caught_up_engine(settings: &Settings) -> anyhow::Result<Engine> {
+pub(crate) async fn caught_up_engine(settings: &Settings) -> anyhow::Result<Engine> {
     let engine = start_engine(settings, Arc::new(SystemClock)).await?;
     let head = engine
         .store()
@@ -33,7 +33,7 @@ async fn caught_up_engine(settings: &Settings) -> anyhow::Result<Engine> {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

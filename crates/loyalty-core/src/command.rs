@@ -30,6 +30,37 @@ pub enum Command {
     Close(Close),
     CreditReferralBonus(CreditReferralBonus),
     RevokeReferralBonus(RevokeReferralBonus),
+    WinBack(WinBack),
+    OpenBalance(OpenBalance),
+}
+
+/// A balance carried over from a legacy program (an import): `points` as of `occurred_at`,
+/// expiring at `expires_at` (by this program's policy when absent). Once per `balance_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenBalance {
+    pub member_id: MemberId,
+    pub balance_id: AdjustmentId,
+    pub points: Points,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Sent by the engine's scheduler to a member the program's win-back rule selects: it carries
+/// the measurements that selected them (recorded in the event, so replay never recomputes
+/// them). The core checks them against the rule and the member's last win-back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinBack {
+    pub member_id: MemberId,
+    pub occurred_at: DateTime<Utc>,
+    /// The purchase model's probability that the member is still buying, when a model was
+    /// fitted (4 decimals).
+    pub p_alive: Option<rust_decimal::Decimal>,
+    /// Days since the member's last purchase day.
+    pub inactive_days: u32,
+    /// Days with a purchase so far.
+    pub purchase_days: u32,
+    /// The fitted model's version (calibration date and parameters' hash), with `p_alive`.
+    pub model_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -252,6 +283,8 @@ impl Command {
             Command::Close(c) => &c.member_id,
             Command::CreditReferralBonus(c) => &c.member_id,
             Command::RevokeReferralBonus(c) => &c.member_id,
+            Command::WinBack(c) => &c.member_id,
+            Command::OpenBalance(c) => &c.member_id,
         }
     }
 
@@ -273,6 +306,8 @@ impl Command {
             Command::Close(_) => "Close",
             Command::CreditReferralBonus(_) => "CreditReferralBonus",
             Command::RevokeReferralBonus(_) => "RevokeReferralBonus",
+            Command::WinBack(_) => "WinBack",
+            Command::OpenBalance(_) => "OpenBalance",
         }
     }
 
@@ -294,6 +329,8 @@ impl Command {
             Command::Close(c) => c.occurred_at,
             Command::CreditReferralBonus(c) => c.occurred_at,
             Command::RevokeReferralBonus(c) => c.occurred_at,
+            Command::WinBack(c) => c.occurred_at,
+            Command::OpenBalance(c) => c.occurred_at,
         }
     }
 
@@ -312,6 +349,9 @@ impl Command {
             Command::Goodwill(c) => Some(format!("goodwill:{}", c.complaint_id)),
             Command::CreditReferralBonus(c) => Some(format!("referral:{}", c.newcomer)),
             Command::RevokeReferralBonus(c) => Some(format!("referral-revoke:{}", c.newcomer)),
+            // One a day at most: a second run of the same day replays the first's outcome.
+            Command::WinBack(c) => Some(win_back_client_id(c.occurred_at)),
+            Command::OpenBalance(c) => Some(format!("balance:{}", c.balance_id)),
             Command::Expire(_)
             | Command::ReviewTier(_)
             | Command::Suspend(_)
@@ -408,6 +448,17 @@ impl Command {
             Command::RevokeReferralBonus(c) => Fingerprint::new("referral-revoke")
                 .field(&c.newcomer)
                 .finish(),
+            // The day alone: a second run that day (with fresher measurements) is the same
+            // decision, not a conflicting one.
+            Command::WinBack(c) => Fingerprint::new("win-back")
+                .field(c.occurred_at.date_naive().to_string())
+                .finish(),
+            Command::OpenBalance(c) => Fingerprint::new("balance")
+                .field(&c.balance_id)
+                .field(c.points.to_string())
+                .field(c.expires_at.map(at).unwrap_or_default())
+                .field(at(c.occurred_at))
+                .finish(),
             Command::Expire(_)
             | Command::ReviewTier(_)
             | Command::Suspend(_)
@@ -442,8 +493,15 @@ from_command!(
     Reinstate,
     Close,
     CreditReferralBonus,
-    RevokeReferralBonus
+    RevokeReferralBonus,
+    WinBack,
+    OpenBalance
 );
+
+/// The idempotency key of a win-back: its (UTC) day.
+pub(crate) fn win_back_client_id(at: DateTime<Utc>) -> String {
+    format!("win-back:{}", at.date_naive())
+}
 
 /// The idempotency key of a purchase: scoped by store, like its transaction id.
 pub(crate) fn purchase_client_id(key: &PurchaseKey) -> String {

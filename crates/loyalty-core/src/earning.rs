@@ -28,6 +28,29 @@ pub(crate) struct Award {
     pub campaigns_applied: Vec<CampaignId>,
 }
 
+impl Award {
+    /// The award an import sets: the lines keep their amounts and eligible amounts (the
+    /// history and the tier's qualifying spend), the rules' points give way to `points`, one
+    /// transaction-level rule `imported` (none for zero).
+    pub(crate) fn imported(mut self, points: Points) -> Award {
+        for line in &mut self.lines {
+            line.points = Points::ZERO;
+            line.rules.clear();
+        }
+        self.campaigns_applied.clear();
+        self.transaction_rules = if points.is_positive() {
+            vec![RuleAward {
+                rule: "imported".to_owned(),
+                points,
+            }]
+        } else {
+            Vec::new()
+        };
+        self.points = points;
+        self
+    }
+}
+
 fn overflow() -> DomainError {
     DomainError::ArithmeticOverflow
 }

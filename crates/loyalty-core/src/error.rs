@@ -89,6 +89,20 @@ pub enum DomainError {
     SelfReferral,
     #[error("the program has no referral rule")]
     ReferralNotConfigured,
+    #[error("the program has no win-back rule")]
+    WinBackNotConfigured,
+    #[error("the member had a win-back bonus at {last}: the next may come at {next}")]
+    WinBackTooSoon {
+        last: DateTime<Utc>,
+        next: DateTime<Utc>,
+    },
+    #[error("the member does not meet the win-back rule")]
+    WinBackNotDue,
+    #[error("an opening balance at {occurred_at} cannot expire at {expires_at}")]
+    ExpiryBeforeOpening {
+        occurred_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
     #[error("{field} is longer than {max} characters")]
     TextTooLong { field: &'static str, max: u32 },
     #[error("the numbers are out of range")]
@@ -154,6 +168,10 @@ impl DomainError {
             DomainError::UnknownActivity { .. } => "unknown_activity",
             DomainError::SelfReferral => "self_referral",
             DomainError::ReferralNotConfigured => "referral_not_configured",
+            DomainError::WinBackNotConfigured => "win_back_not_configured",
+            DomainError::WinBackTooSoon { .. } => "win_back_too_soon",
+            DomainError::WinBackNotDue => "win_back_not_due",
+            DomainError::ExpiryBeforeOpening { .. } => "expiry_before_opening",
             DomainError::TextTooLong { .. } => "text_too_long",
             DomainError::ArithmeticOverflow => "arithmetic_overflow",
             DomainError::OccurredAtOutsideWindow { .. } => "occurred_at_outside_window",
@@ -189,6 +207,7 @@ impl DomainError {
                 | DomainError::BeforeEnrollment { .. }
                 | DomainError::RefundBeforePurchase { .. }
                 | DomainError::TimeOutOfRange
+                | DomainError::ExpiryBeforeOpening { .. }
         )
     }
 }

@@ -37,6 +37,31 @@ pub enum Event {
     MemberSuspended(MemberSuspended),
     MemberReinstated(MemberReinstated),
     AccountClosed(AccountClosed),
+    WinBackAwarded(WinBackAwarded),
+    BalanceOpened(BalanceOpened),
+}
+
+/// A balance carried over from a legacy program (an import).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BalanceOpened {
+    pub balance_id: AdjustmentId,
+    pub occurred_at: DateTime<Utc>,
+    pub credit: Credit,
+    pub fingerprint: String,
+}
+
+/// The program's win-back rule selected the member (the measurements that did, as the engine
+/// made them then) and credited its bonus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinBackAwarded {
+    pub occurred_at: DateTime<Utc>,
+    pub p_alive: Option<Decimal>,
+    pub inactive_days: u32,
+    pub purchase_days: u32,
+    pub model_version: Option<String>,
+    pub credit: Credit,
+    pub rules_version: String,
+    pub fingerprint: String,
 }
 
 /// When a lot's points expire.
@@ -397,6 +422,8 @@ impl Event {
             Event::MemberSuspended(_) => "MemberSuspended",
             Event::MemberReinstated(_) => "MemberReinstated",
             Event::AccountClosed(_) => "AccountClosed",
+            Event::WinBackAwarded(_) => "WinBackAwarded",
+            Event::BalanceOpened(_) => "BalanceOpened",
         }
     }
 
@@ -421,6 +448,8 @@ impl Event {
             Event::MemberSuspended(e) => e.occurred_at,
             Event::MemberReinstated(e) => e.occurred_at,
             Event::AccountClosed(e) => e.occurred_at,
+            Event::WinBackAwarded(e) => e.occurred_at,
+            Event::BalanceOpened(e) => e.occurred_at,
         }
     }
 }

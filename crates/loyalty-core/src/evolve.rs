@@ -121,6 +121,7 @@ pub fn evolve(state: &mut MemberState, event: &Event) {
                 .or_insert(0);
             *count = count.saturating_add(1);
         }
+        Event::WinBackAwarded(e) => state.last_win_back_at = Some(e.occurred_at),
         Event::ReferralBonusCredited(e) => {
             state.referral_bonuses.insert(
                 e.newcomer.clone(),

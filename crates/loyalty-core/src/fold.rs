@@ -145,6 +145,8 @@ pub fn fold<L: Ledger + ?Sized>(ledger: &mut L, event: &Event) {
             }
         }
         Event::GoodwillGranted(e) => credit(ledger, &e.credit, Kind::Earned),
+        Event::WinBackAwarded(e) => credit(ledger, &e.credit, Kind::Earned),
+        Event::BalanceOpened(e) => credit(ledger, &e.credit, Kind::Earned),
         Event::ReferralBonusCredited(e) => credit(ledger, &e.credit, Kind::Earned),
         Event::ReferralRevoked(e) => claw_back(ledger, &e.debit),
         Event::ReferralBonusRevoked(e) => claw_back(ledger, &e.debit),

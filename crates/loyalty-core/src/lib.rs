@@ -50,7 +50,7 @@ pub mod tiers;
 pub mod time;
 
 pub use command::*;
-pub use decide::decide;
+pub use decide::{ImportedAward, decide, decide_imported};
 pub use error::{DomainError, ProgramError, SchemaError};
 pub use event::*;
 pub use evolve::evolve;

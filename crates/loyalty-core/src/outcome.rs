@@ -91,6 +91,13 @@ pub enum Outcome {
         newcomer: MemberId,
         points: Points,
     },
+    WinBackAwarded {
+        points: Points,
+    },
+    BalanceOpened {
+        balance_id: AdjustmentId,
+        points: Points,
+    },
     ReferralBonusRevoked {
         newcomer: MemberId,
         points_clawed_back: Points,
@@ -213,6 +220,21 @@ pub(crate) fn from_event(event: &Event) -> Option<(String, String, Outcome)> {
             e.fingerprint.clone(),
             Outcome::GoodwillGranted {
                 complaint_id: e.complaint_id.clone(),
+                points: e.credit.points,
+            },
+        ),
+        Event::BalanceOpened(e) => (
+            format!("balance:{}", e.balance_id),
+            e.fingerprint.clone(),
+            Outcome::BalanceOpened {
+                balance_id: e.balance_id.clone(),
+                points: e.credit.points,
+            },
+        ),
+        Event::WinBackAwarded(e) => (
+            crate::command::win_back_client_id(e.occurred_at),
+            e.fingerprint.clone(),
+            Outcome::WinBackAwarded {
                 points: e.credit.points,
             },
         ),

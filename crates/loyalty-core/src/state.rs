@@ -246,6 +246,9 @@ pub struct MemberState {
     pub(crate) qualifying: Vec<QualifyingEntry>,
     pub(crate) processed: BTreeMap<String, Processed>,
     pub(crate) inactivity_deadline: Option<DateTime<Utc>>,
+    /// The last win-back bonus (the rule grants one per configured period).
+    #[serde(default)]
+    pub(crate) last_win_back_at: Option<DateTime<Utc>>,
     pub(crate) events_applied: u64,
     /// Where each lot is in `lots` (rebuilt after a snapshot is read: [`MemberState::restored`]).
     #[serde(skip)]

@@ -104,7 +104,7 @@ enum Accepts {
 
 fn accepts(command: &Command) -> Accepts {
     match command {
-        Command::Expire(_) | Command::ReviewTier(_) => Accepts::NotAhead,
+        Command::Expire(_) | Command::ReviewTier(_) | Command::WinBack(_) => Accepts::NotAhead,
         Command::CreditReferralBonus(_) | Command::RevokeReferralBonus(_) => Accepts::Recorded,
         Command::Enroll(_)
         | Command::RecordPurchase(_)
@@ -114,6 +114,7 @@ fn accepts(command: &Command) -> Accepts {
         | Command::RecordActivity(_)
         | Command::Adjust(_)
         | Command::Goodwill(_)
+        | Command::OpenBalance(_)
         | Command::Suspend(_)
         | Command::Reinstate(_)
         | Command::Close(_) => Accepts::Window,

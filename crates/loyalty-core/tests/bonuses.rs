@@ -1,4 +1,4 @@
-//! Activity bonuses within their limits, manual adjustments and goodwill.
+//! Activity bonuses within their limits, manual adjustments, goodwill and win-back bonuses.
 
 mod support;
 
@@ -199,4 +199,98 @@ fn goodwill_must_be_positive() {
     given([enroll()])
         .when(goodwill("C1", "2026-01-10T10:00:00Z", -5))
         .then_err(DomainError::PointsNotPositive);
+}
+
+// ---- win-back ----
+
+const WIN_BACK_RULE: &str = r#"[win_back]
+below_p_alive = "0.3"
+inactive_days = 120
+points = 250
+once_every_days = 365
+"#;
+
+#[test]
+fn a_member_the_model_gives_up_on_gets_the_win_back_bonus_with_the_measurements_recorded() {
+    let (decision, state) = given([enroll()])
+        .when(win_back("2026-06-01T03:00:00Z", Some("0.2"), 30))
+        .then_ok();
+    let awarded = only!(decision.events, WinBackAwarded);
+    assert_eq!(awarded.credit.points, p(250));
+    assert_eq!(awarded.p_alive, Some(d("0.2")));
+    assert_eq!(awarded.inactive_days, 30);
+    assert_eq!(awarded.model_version.as_deref(), Some("m1"));
+    assert_eq!(awarded.rules_version, program().rules_version());
+    assert_eq!(state.lifetime().earned, p(300));
+}
+
+#[test]
+fn a_long_inactive_member_is_won_back_without_a_model() {
+    given([enroll()])
+        .when(win_back("2026-06-01T03:00:00Z", None, 120))
+        .then_ok();
+}
+
+#[test]
+fn a_member_still_buying_is_not_won_back() {
+    given([enroll()])
+        .when(win_back("2026-06-01T03:00:00Z", Some("0.3"), 119))
+        .then_err(DomainError::WinBackNotDue);
+    given([enroll()])
+        .when(win_back("2026-06-01T03:00:00Z", None, 30))
+        .then_err(DomainError::WinBackNotDue);
+}
+
+#[test]
+fn a_new_member_with_a_single_purchase_day_is_not_won_back() {
+    let mut command = win_back("2026-06-01T03:00:00Z", Some("0.01"), 200);
+    if let Command::WinBack(c) = &mut command {
+        c.purchase_days = 1;
+    }
+    given([enroll()])
+        .when(command)
+        .then_err(DomainError::WinBackNotDue);
+}
+
+#[test]
+fn the_win_back_bonus_comes_at_most_once_per_period() {
+    let first = win_back("2026-06-01T03:00:00Z", Some("0.2"), 30);
+    given([enroll(), first.clone()])
+        .when(win_back("2027-05-31T03:00:00Z", Some("0.1"), 400))
+        .then_err(DomainError::WinBackTooSoon {
+            last: t("2026-06-01T03:00:00Z"),
+            next: t("2027-06-01T03:00:00Z"),
+        });
+    given([enroll(), first])
+        .when(win_back("2027-06-01T03:00:00Z", Some("0.1"), 400))
+        .then_ok();
+}
+
+#[test]
+fn a_second_run_on_the_same_day_replays_the_first_outcome() {
+    given([enroll(), win_back("2026-06-01T03:00:00Z", Some("0.2"), 30)])
+        .when(win_back("2026-06-01T09:00:00Z", Some("0.19"), 30))
+        .then_replayed();
+}
+
+#[test]
+fn without_a_win_back_rule_nobody_is_won_back() {
+    given_with(program_with(WIN_BACK_RULE, ""), [enroll()])
+        .when(win_back("2026-06-01T03:00:00Z", Some("0.2"), 300))
+        .then_err(DomainError::WinBackNotConfigured);
+}
+
+#[test]
+fn a_suspended_member_is_not_won_back() {
+    given([enroll(), suspend("2026-05-01T10:00:00Z")])
+        .when(win_back("2026-06-01T03:00:00Z", Some("0.2"), 300))
+        .then_err(DomainError::MemberSuspended);
+}
+
+#[test]
+fn a_win_back_rule_needs_a_trigger() {
+    let text =
+        support::TEST_PROGRAM.replacen("below_p_alive = \"0.3\"\ninactive_days = 120\n", "", 1);
+    let err = Program::from_toml_str(&text).unwrap_err();
+    assert!(err.to_string().contains("win_back"), "{err}");
 }

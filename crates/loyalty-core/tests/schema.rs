@@ -21,11 +21,13 @@ fn full_history() -> Vec<Event> {
         adjust("J1", "2026-02-05T10:00:00Z", 40),
         adjust("J2", "2026-02-05T11:00:00Z", -30),
         goodwill("C1", "2026-02-06T10:00:00Z", 15),
+        win_back("2026-06-06T10:00:00Z", None, 120),
         credit_referral("N1", "2026-02-07T10:00:00Z"),
         revoke_referral("N1", "2026-02-07T11:00:00Z"),
         suspend("2026-02-08T10:00:00Z"),
         reinstate("2026-02-09T10:00:00Z"),
         expire("2027-03-01T00:00:00Z"),
+        open_balance("B1", 100, Some("2027-08-01T00:00:00Z")),
         review("2028-01-10T10:00:00Z"),
         close("2028-02-01T10:00:00Z"),
     ])

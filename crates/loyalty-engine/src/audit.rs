@@ -111,6 +111,17 @@ fn statement(event: &Event) -> (Points, String) {
             e.credit.points,
             format!("Referral bonus for {}", e.newcomer),
         ),
+        Event::BalanceOpened(e) => (
+            e.credit.points,
+            format!("Opening balance {} carried over", e.balance_id),
+        ),
+        Event::WinBackAwarded(e) => (
+            e.credit.points,
+            format!(
+                "Win-back bonus after {} days without a purchase",
+                e.inactive_days
+            ),
+        ),
         Event::ReferralRevoked(e) => (
             neg(e.debit.taken()),
             format!(
@@ -293,7 +304,7 @@ impl Engine {
                 next = recorded.revision.saturating_add(1);
                 let event = codec::decode(recorded)?;
                 if recorded_at(recorded, &event) <= as_of {
-                    row.apply(&event);
+                    row.apply(&event, self.inner.program.timezone());
                     row.revision = recorded.revision;
                     row.last_position = recorded.position;
                     applied += 1;
@@ -356,7 +367,8 @@ impl Engine {
             .rev()
             .find(|(taken_at, _)| *taken_at + RECORDED_ORDER_MARGIN <= as_of)
             .map(|(_, path)| path)?;
-        match tokio::task::spawn_blocking(move || snapshot::read(&path)).await {
+        let tz = self.inner.program.timezone();
+        match tokio::task::spawn_blocking(move || snapshot::read(&path, tz)).await {
             Ok(Ok(loaded)) => Some(loaded),
             Ok(Err(why)) => {
                 tracing::warn!(%why, "archived read-model snapshot not usable: replaying the log");
@@ -439,7 +451,7 @@ impl Engine {
                             if row.holds(recorded.revision) {
                                 continue;
                             }
-                            row.apply(&event);
+                            row.apply(&event, self.inner.program.timezone());
                             row.revision = recorded.revision;
                             row.last_position = recorded.position;
                             rebuilt.position = recorded.position;

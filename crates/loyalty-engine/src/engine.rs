@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     snapshots_written: std::sync::atomic::AtomicU64,
     /// Member snapshots being written at once (see `maybe_snapshot`).
     snapshot_permits: Arc<tokio::sync::Semaphore>,
+    /// The purchase models' latest fit (`analytics.rs`).
+    pub(crate) models: crate::analytics::ModelCache,
 }
 
 impl fmt::Debug for Engine {
@@ -156,11 +158,12 @@ impl Engine {
                 snapshot_loads: std::sync::atomic::AtomicU64::new(0),
                 snapshots_written: std::sync::atomic::AtomicU64::new(0),
                 snapshot_permits: Arc::new(tokio::sync::Semaphore::new(MAX_SNAPSHOT_WRITES)),
+                models: Default::default(),
                 hot_limits: options
                     .hot_limits
                     .unwrap_or_else(|| HotLimits::new(&program, options.time_window)),
                 locks: StripedLocks::new(LOCK_STRIPES),
-                model: Arc::new(ReadModel::new()),
+                model: Arc::new(ReadModel::new(program.timezone())),
                 progress: Arc::new(ProgressTracker::new()),
                 shutdown: watch::channel(false).0,
                 tasks: Mutex::new(Vec::new()),
@@ -262,7 +265,8 @@ impl Engine {
             return;
         }
         let started = std::time::Instant::now();
-        let read = tokio::task::spawn_blocking(move || snapshot::read(&path)).await;
+        let tz = self.inner.program.timezone();
+        let read = tokio::task::spawn_blocking(move || snapshot::read(&path, tz)).await;
         match read {
             Ok(Ok(loaded)) => {
                 let position = loaded.position;
@@ -650,7 +654,13 @@ impl Engine {
     }
 
     /// The member's whole history, not compacted: for the commands and events that need it.
-    async fn load_full(&self, member: &MemberId) -> Result<CachedMember, EngineError> {
+    /// Drops a member's cached state (after an import wrote to the stream directly): the next
+    /// command reads it again.
+    pub(crate) fn forget_cached(&self, member: &MemberId) {
+        drop(self.inner.cache.take(member));
+    }
+
+    pub(crate) async fn load_full(&self, member: &MemberId) -> Result<CachedMember, EngineError> {
         self.inner
             .full_loads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -40,6 +40,10 @@ pub enum EngineError {
         requested: usize,
         limit: usize,
     },
+    /// An analysis cannot be computed from this data (too few members, a period that ends
+    /// before it starts, a model fit that did not converge).
+    #[error(transparent)]
+    Analytics(#[from] loyalty_analytics::AnalyticsError),
     /// The event store failed (technical).
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -5,6 +5,7 @@
 //! See `/notes/engine-api.md` (the contract with the server) and ARCHITECTURE.md.
 #![forbid(unsafe_code)]
 
+mod analytics;
 mod audit;
 mod bounded;
 mod cache;
@@ -14,6 +15,7 @@ mod codec;
 mod engine;
 mod error;
 mod health;
+mod import;
 mod lease;
 mod locks;
 mod member_snapshot;
@@ -26,10 +28,16 @@ mod reservation;
 mod runner;
 mod scheduler;
 mod views;
+mod win_back;
 
+pub use analytics::{
+    AtRiskReport, BacktestReport, CohortReport, CohortRow, ConcentrationReport, FittedModels,
+    MAX_MEMBERS_PAGE, MAX_PERIODS, MemberValue, ModelReport, RetentionReport, RfmPage,
+};
 pub use clock::{Clock, IdGenerator, ManualClock, RandomIds, SequentialIds, SystemClock};
 pub use engine::Engine;
 pub use error::EngineError;
+pub use import::{ImportPhase, ImportReport, ImportRow, ImportRowError, MAX_IMPORT_ROWS};
 pub use metadata::{CommandContext, EventMetadata, MAX_CONTEXT_FIELD};
 pub use options::EngineOptions;
 pub use views::{

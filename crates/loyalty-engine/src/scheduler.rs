@@ -1,4 +1,5 @@
-//! Scheduled work: expire due lots and run due tier reviews, for every member that needs it.
+//! Scheduled work: expire due lots and run due tier reviews, for every member that needs it,
+//! and once a day the program's win-back rule (`win_back.rs`).
 //! Each piece of work is an ordinary command decided against the member's stream, so running it
 //! twice, or on two servers at once, finds nothing left to do the second time (or loses the
 //! append race, catches up and finds nothing to do).
@@ -97,6 +98,10 @@ impl Engine {
             }
         }
         report.points_expired = Points::new(points_expired);
+        let win_back = self.run_win_back(now).await?;
+        report.win_backs = win_back.awarded;
+        report.failures_total += win_back.failed;
+        report.deferred += win_back.deferred;
         Ok(report)
     }
 

@@ -283,6 +283,8 @@ pub struct ScheduledReport {
     pub failures_total: u64,
     /// Members left for the next run (over the batch limit).
     pub deferred: u64,
+    /// Win-back bonuses granted (the rule runs once a day).
+    pub win_backs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -29,6 +29,8 @@ pub enum Role {
     Support,
     /// Read-only access to the log, statements and liability.
     Auditor,
+    /// Read-only access to the retention analytics (aggregates and per-member scores).
+    Analyst,
     /// Everything, plus operations (scheduler on demand).
     Admin,
 }
@@ -40,6 +42,7 @@ impl fmt::Display for Role {
             Role::App => "app",
             Role::Support => "support",
             Role::Auditor => "auditor",
+            Role::Analyst => "analyst",
             Role::Admin => "admin",
         })
     }
@@ -211,6 +214,8 @@ roles! {
     Auditors => [Auditor];
     /// Auditors and customer support.
     AuditorsAndSupport => [Auditor, Support];
+    /// Analysts (the retention analytics).
+    Analysts => [Analyst];
     /// Operators only.
     Admins => [];
 }

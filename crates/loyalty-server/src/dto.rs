@@ -265,6 +265,51 @@ pub struct AsOfQuery {
     pub as_of: DateTime<Utc>,
 }
 
+/// `?period=month|quarter|year&from=DATE&to=DATE` (local dates of the program).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodsQuery {
+    #[serde(default)]
+    pub period: Option<loyalty_analytics::PeriodKind>,
+    #[serde(default)]
+    pub from: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    pub to: Option<chrono::NaiveDate>,
+}
+
+/// `?after=MEMBER&limit=N`: a page of members by id.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersPageQuery {
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `?calibration_end=DATE&holdout_end=DATE`: fit on the history up to the first, compare the
+/// predictions with what happened up to the second.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelQuery {
+    #[serde(default)]
+    pub calibration_end: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    pub holdout_end: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `POST /v1/admin/import`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRequest {
+    /// Names the batch in the imported events' metadata.
+    pub batch_id: String,
+    pub points: crate::import::PointsMode,
+    pub rows: Vec<crate::import::ImportRowDto>,
+}
+
 /// Picks a page size: the default when absent, an error when outside 1..=max.
 pub fn page_size(requested: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
     match requested {

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod import;
 pub mod metrics;
 pub mod openapi;
 mod problems;

@@ -96,7 +96,25 @@ fn min_position() -> Value {
 pub fn document() -> Value {
     let member = path_param("member_id");
     let as_of = json!({"name": "as_of", "in": "query", "required": true, "schema": {"type": "string", "format": "date-time"}});
-    json!({
+    let date = json!({"type": "string", "format": "date"});
+    let periods = vec![
+        query_param(
+            "period",
+            json!({"type": "string", "enum": ["month", "quarter", "year"]}),
+            "Period length (month by default)",
+        ),
+        query_param(
+            "from",
+            date.clone(),
+            "A day of the first period (by default a year before `to`)",
+        ),
+        query_param(
+            "to",
+            date.clone(),
+            "A day of the last period (today by default); at most 120 periods",
+        ),
+    ];
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "loyalty",
@@ -133,6 +151,25 @@ pub fn document() -> Value {
             ]))},
             "/v1/liability": {"get": read_op("Points liability as of an instant, replayed from the log", "auditor, admin", json!([as_of]))},
             "/v1/totals": {"get": read_op("Program totals from the read models: members, points outstanding, liability, breakage", "auditor, admin", json!([min_position()]))},
+            "/v1/analytics/retention": {"get": read_op("Retention, churn and revenue at risk per period: customers at the start (S) and end (E), new customers (N), retention (E - N) / S, churn, S x average yearly spend x churn", "analyst, admin", json!(periods.clone()))},
+            "/v1/analytics/cohorts": {"get": read_op("Enrollment cohorts and the share of each that bought in every period after it", "analyst, admin", json!(periods))},
+            "/v1/analytics/concentration": {"get": read_op("Share of net spend (refunds deducted) from the top 1, 5, 10, 20 and 50% of members", "analyst, admin", json!([]))},
+            "/v1/analytics/rfm": {"get": read_op("Recency, frequency and monetary quintile scores (1 to 5) per member, by member id", "analyst, admin", json!([
+                query_param("after", json!({"type": "string"}), "Members after this id (the next_after of the previous page)"),
+                query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Page size")
+            ]))},
+            "/v1/analytics/model": {"get": read_op("The BG/NBD and Gamma-Gamma models fitted by maximum likelihood on every member's purchase days up to calibration_end (yesterday by default), in the program's time unit", "analyst, admin", json!([
+                query_param("calibration_end", date.clone(), "The last day of history the models are fitted on")
+            ]))},
+            "/v1/analytics/backtest": {"get": read_op("Fit on the history up to calibration_end, predict each member's purchase days up to holdout_end (today by default), and compare with what happened, in total and by calibration frequency", "analyst, admin", json!([
+                {"name": "calibration_end", "in": "query", "required": true, "schema": date.clone()},
+                query_param("holdout_end", date.clone(), "The last day of the holdout period")
+            ]))},
+            "/v1/analytics/at-risk": {"get": read_op("Members whose probability of being alive is below the program's at_risk_below, ranked by value at risk ((1 - P(alive)) x their value over the horizon if alive)", "analyst, admin", json!([
+                query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000}), "Members listed")
+            ]))},
+            "/v1/analytics/members/{member_id}": {"get": read_op("One member's outlook: P(alive), expected purchase days and lifetime value over the program's horizon", "analyst, admin", json!([path_param("member_id")]))},
+            "/v1/admin/import": {"post": write_op("Import a batch of a legacy program's history (members, purchases, refunds, opening balances, with their real dates): all rows or none (422 import-refused lists each refused row), idempotent per row; at most 10,000 rows and limits.body_bytes", "admin", "ImportRequest", json!([]))},
             "/v1/admin/scheduler/run": {"post": write_op("Run expiry and tier reviews now (as of the server's clock, or an earlier `now`; a later one is 422 scheduled-time-ahead)", "admin", "SchedulerRunRequest", json!([]))},
             "/v1/openapi.json": {"get": public_op("This document", "application/json")},
             "/healthz": {"get": public_op("The process is up", "application/json")},
@@ -276,5 +313,47 @@ pub fn document() -> Value {
                 }
             }
         }
-    })
+    });
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        schemas.extend(import_schemas());
+    }
+    doc
+}
+
+/// The import's request schemas (kept out of the document's `json!`, whose macro recursion
+/// has a limit).
+fn import_schemas() -> serde_json::Map<String, Value> {
+    let schemas = json!({
+                "ImportRequest": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["batch_id", "points", "rows"],
+                    "properties": {
+                        "batch_id": {"$ref": "#/components/schemas/Id"},
+                        "points": {"type": "string", "enum": ["rules", "none", "explicit"]},
+                        "rows": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"$ref": "#/components/schemas/ImportRow"}}
+                    }
+                },
+                "ImportRow": {
+                    "type": "object", "additionalProperties": false,
+                    "required": ["type", "member_id", "occurred_at"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["member", "purchase", "refund", "balance"]},
+                        "member_id": {"$ref": "#/components/schemas/Id"},
+                        "occurred_at": {"type": "string", "description": "RFC 3339 instant, or a local date (members at 00:00, other rows at 12:00 in the program's timezone)"},
+                        "store": {"$ref": "#/components/schemas/Id"},
+                        "transaction_id": {"$ref": "#/components/schemas/Id"},
+                        "amount": {"$ref": "#/components/schemas/Money"},
+                        "category": {"$ref": "#/components/schemas/Id"},
+                        "sku": {"$ref": "#/components/schemas/Id"},
+                        "refund_id": {"$ref": "#/components/schemas/Id"},
+                        "points": {"type": "integer"},
+                        "balance_id": {"$ref": "#/components/schemas/Id"},
+                        "expires_at": {"type": "string", "description": "RFC 3339 instant, or a local date (the end of that day)"}
+                    }
+                }
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
 }

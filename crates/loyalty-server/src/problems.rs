@@ -1,6 +1,7 @@
 //! How the engine's and the domain's errors become problem documents: one stable `type` slug
 //! per error, a status, and the numbers a client needs to act (`available`, `remaining`...).
 use axum::http::StatusCode;
+use loyalty_analytics::AnalyticsError;
 use loyalty_core::DomainError;
 use loyalty_engine::EngineError;
 
@@ -141,6 +142,33 @@ impl From<DomainError> for ApiError {
                 "referral-not-configured",
                 "The program has no referrals",
             ),
+            DomainError::WinBackNotConfigured => p(
+                UNPROCESSABLE,
+                "win-back-not-configured",
+                "The program has no win-back rule",
+            ),
+            DomainError::WinBackTooSoon { last, next } => p(
+                CONFLICT,
+                "win-back-too-soon",
+                "Win-back bonus already granted",
+            )
+            .with("last", last.to_rfc3339())
+            .with("next", next.to_rfc3339()),
+            DomainError::WinBackNotDue => p(
+                CONFLICT,
+                "win-back-not-due",
+                "The member does not meet the win-back rule",
+            ),
+            DomainError::ExpiryBeforeOpening {
+                occurred_at,
+                expires_at,
+            } => p(
+                UNPROCESSABLE,
+                "expiry-before-opening",
+                "An opening balance cannot expire before it opens",
+            )
+            .with("occurred_at", occurred_at.to_rfc3339())
+            .with("expires_at", expires_at.to_rfc3339()),
             DomainError::TextTooLong { field, max } => {
                 p(UNPROCESSABLE, "text-too-long", "Text too long")
                     .with("field", *field)
@@ -251,6 +279,23 @@ impl From<EngineError> for ApiError {
             EngineError::ShutDown => {
                 ApiError::unavailable(detail).retry_after(STORE_RETRY_AFTER_SECS)
             }
+            EngineError::Analytics(e) => match e {
+                AnalyticsError::NotEnoughData(_) => ApiError::new(
+                    UNPROCESSABLE,
+                    "not-enough-data",
+                    "Not enough history for this analysis",
+                    detail,
+                ),
+                AnalyticsError::FitFailed(_) | AnalyticsError::NumericalFailure(_) => {
+                    ApiError::new(
+                        UNPROCESSABLE,
+                        "model-failed",
+                        "The model could not be fitted to this history",
+                        detail,
+                    )
+                }
+                _ => ApiError::invalid(detail),
+            },
             EngineError::Store(_) | EngineError::Schema(_) | EngineError::Corrupt(_) => {
                 ApiError::internal(detail)
             }

@@ -399,6 +399,26 @@ impl EventStore for SqliteStore {
             .await
     }
 
+    async fn stream_revisions(
+        &self,
+        streams: &[String],
+    ) -> Result<Vec<CurrentRevision>, StoreError> {
+        for stream in streams {
+            self.limits.check_stream_name(stream)?;
+        }
+        let streams = streams.to_vec();
+        let durable = self.durable_head();
+        // One hop to a reader for all of them: per stream, an indexed lookup.
+        self.readers
+            .with(move |conn| {
+                streams
+                    .iter()
+                    .map(|s| reader::stream_revision(conn, s, durable))
+                    .collect()
+            })
+            .await
+    }
+
     fn atomic_append_many(&self) -> bool {
         true
     }

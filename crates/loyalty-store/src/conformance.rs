@@ -582,6 +582,19 @@ pub async fn stream_revision_and_head_position_follow_appends<F: StoreFactory>(f
         store.stream_revision(&stream).await.unwrap(),
         CurrentRevision::Current(2)
     );
+    // Several at once: the same answers, in order, missing streams included.
+    let missing = format!("{}member-none", prefix());
+    assert_eq!(
+        store
+            .stream_revisions(&[missing.clone(), stream.clone(), missing])
+            .await
+            .unwrap(),
+        vec![
+            CurrentRevision::NoStream,
+            CurrentRevision::Current(2),
+            CurrentRevision::NoStream
+        ]
+    );
 }
 
 /// Receives the next message, failing the case if the subscription hangs or errs.

@@ -437,6 +437,20 @@ pub trait EventStore: Send + Sync + 'static {
         })
     }
 
+    /// The last revisions of several streams, in order (`NoStream` for those that do not
+    /// exist). The default asks for each in turn; a store that can answers in one round trip
+    /// (an import checks tens of thousands of streams).
+    async fn stream_revisions(
+        &self,
+        streams: &[String],
+    ) -> Result<Vec<CurrentRevision>, StoreError> {
+        let mut out = Vec::with_capacity(streams.len());
+        for stream in streams {
+            out.push(self.stream_revision(stream).await?);
+        }
+        Ok(out)
+    }
+
     /// The last position of `$all`, or [`Position::START`] if the store is empty.
     async fn head_position(&self) -> Result<Position, StoreError>;
 

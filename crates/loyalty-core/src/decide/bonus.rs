@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 use super::{Ctx, Hold};
 use crate::calendar;
 use crate::command::{
-    Adjust, CreditReferralBonus, Enroll, Goodwill, RecordActivity, RevokeReferralBonus,
+    Adjust, CreditReferralBonus, Enroll, Goodwill, OpenBalance, RecordActivity,
+    RevokeReferralBonus, WinBack,
 };
 use crate::error::DomainError;
 use crate::event::{
-    ActivityRefused, ActivityRewarded, Enrolled, Event, GoodwillGranted, PointsAdjusted,
-    ReferralBonusCredited, ReferralBonusRevoked,
+    ActivityRefused, ActivityRewarded, BalanceOpened, Enrolled, Event, GoodwillGranted,
+    PointsAdjusted, ReferralBonusCredited, ReferralBonusRevoked, WinBackAwarded,
 };
 use crate::ids::LotId;
 use crate::outcome::Decision;
@@ -24,13 +25,14 @@ pub(super) fn enroll(
     c: &Enroll,
     program: &Program,
     now: DateTime<Utc>,
+    welcome_bonus: bool,
 ) -> Result<Decision, DomainError> {
     if c.referrer.as_ref() == Some(&c.member_id) {
         return Err(DomainError::SelfReferral);
     }
     let mut ctx = Ctx::new(state, program, c.occurred_at, now);
     let welcome_points = program.bonuses.welcome_points;
-    let welcome = if welcome_points.is_positive() {
+    let welcome = if welcome_bonus && welcome_points.is_positive() {
         Some(ctx.credit(
             LotId::derived("welcome", c.member_id.as_str()),
             welcome_points,
@@ -157,6 +159,82 @@ pub(super) fn goodwill(mut ctx: Ctx<'_>, c: &Goodwill) -> Result<Decision, Domai
         occurred_at: ctx.at,
         credit,
         fingerprint: crate::Command::Goodwill(c.clone()).fingerprint(),
+    }));
+    ctx.finish_with_primary(primary)
+}
+
+/// A balance carried over from a legacy program: its points, as of `occurred_at`, expiring
+/// when the legacy program said (or by this program's policy).
+pub(super) fn open_balance(mut ctx: Ctx<'_>, c: &OpenBalance) -> Result<Decision, DomainError> {
+    if !c.points.is_positive() {
+        return Err(DomainError::PointsNotPositive);
+    }
+    // A legacy balance may exceed what one adjustment may give; a billion bounds the sums.
+    let max = Points::new(1_000_000_000);
+    if c.points > max {
+        return Err(DomainError::PointsTooLarge { max });
+    }
+    let mut credit = ctx.credit(
+        LotId::derived("balance", c.balance_id.as_str()),
+        c.points,
+        Hold::None,
+    )?;
+    if let Some(expires_at) = c.expires_at {
+        if expires_at <= c.occurred_at {
+            return Err(DomainError::ExpiryBeforeOpening {
+                occurred_at: c.occurred_at,
+                expires_at,
+            });
+        }
+        credit.expiry = crate::event::LotExpiry::At(crate::time::check_representable(expires_at)?);
+    }
+    let primary = ctx.push(Event::BalanceOpened(BalanceOpened {
+        balance_id: c.balance_id.clone(),
+        occurred_at: ctx.at,
+        credit,
+        fingerprint: crate::Command::OpenBalance(c.clone()).fingerprint(),
+    }));
+    ctx.finish_with_primary(primary)
+}
+
+/// The program's win-back rule, checked against the measurements the scheduler sent (they are
+/// recorded as they are: replay never measures again).
+pub(super) fn win_back(mut ctx: Ctx<'_>, c: &WinBack) -> Result<Decision, DomainError> {
+    let rule = ctx
+        .program
+        .win_back
+        .as_ref()
+        .ok_or(DomainError::WinBackNotConfigured)?;
+    if let Some(last) = ctx.state.last_win_back_at {
+        let next = last
+            .checked_add_signed(chrono::TimeDelta::days(i64::from(rule.once_every_days)))
+            .ok_or(DomainError::TimeOutOfRange)?;
+        if ctx.at < next {
+            return Err(DomainError::WinBackTooSoon { last, next });
+        }
+    }
+    let by_model = rule
+        .below_p_alive
+        .zip(c.p_alive)
+        .is_some_and(|(below, p)| p < below);
+    let by_inactivity = rule.inactive_days.is_some_and(|d| c.inactive_days >= d);
+    if c.purchase_days < rule.min_purchase_days || !(by_model || by_inactivity) {
+        return Err(DomainError::WinBackNotDue);
+    }
+    let credit = ctx.credit(
+        LotId::derived("win-back", &ctx.at.date_naive().to_string()),
+        rule.points,
+        Hold::None,
+    )?;
+    let primary = ctx.push(Event::WinBackAwarded(WinBackAwarded {
+        occurred_at: ctx.at,
+        p_alive: c.p_alive,
+        inactive_days: c.inactive_days,
+        purchase_days: c.purchase_days,
+        model_version: c.model_version.clone(),
+        credit,
+        rules_version: ctx.program.rules_version().to_owned(),
+        fingerprint: crate::Command::WinBack(c.clone()).fingerprint(),
     }));
     ctx.finish_with_primary(primary)
 }

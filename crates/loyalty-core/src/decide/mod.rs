@@ -27,6 +27,19 @@ use crate::program::{ClawbackPolicy, ExpiryPolicy, Program};
 use crate::state::{MemberState, MemberStatus};
 use crate::time::{self, ServerTime, check_representable};
 
+/// How an imported purchase earns (a migration from a legacy program says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportedAward {
+    /// By this program's rules, as a live purchase would (enrollments get the welcome bonus).
+    Rules,
+    /// Nothing: the history is there for the analytics and the tier's qualifying spend; the
+    /// points the legacy program left come in as opening balances.
+    Nothing,
+    /// The points the legacy program awarded (a purchase's row says how many; enrollments get
+    /// no welcome bonus), recorded as one transaction-level rule, `imported`.
+    Explicit(Points),
+}
+
 /// Decides `command` against the member's `state` under `program`, with the server's clock and
 /// accepted window in `time`.
 pub fn decide(
@@ -34,6 +47,29 @@ pub fn decide(
     command: &Command,
     program: &Program,
     time: ServerTime,
+) -> Result<Decision, DomainError> {
+    decide_as(state, command, program, time, ImportedAward::Rules)
+}
+
+/// Decides a command of a historical import: like [`decide`] (the caller passes a window that
+/// reaches back as far as the history does), with the purchases' and enrollments' awards as
+/// the import says.
+pub fn decide_imported(
+    state: &MemberState,
+    command: &Command,
+    program: &Program,
+    time: ServerTime,
+    award: ImportedAward,
+) -> Result<Decision, DomainError> {
+    decide_as(state, command, program, time, award)
+}
+
+fn decide_as(
+    state: &MemberState,
+    command: &Command,
+    program: &Program,
+    time: ServerTime,
+    award: ImportedAward,
 ) -> Result<Decision, DomainError> {
     if let Some(id) = state.member_id()
         && id != command.member_id()
@@ -67,7 +103,7 @@ pub fn decide(
     time::check_occurred_at(command, &time)?;
     match (state.status(), command) {
         (MemberStatus::NotEnrolled, Command::Enroll(c)) => {
-            return bonus::enroll(state, c, program, time.now);
+            return bonus::enroll(state, c, program, time.now, award == ImportedAward::Rules);
         }
         (_, Command::Enroll(_)) => return Err(DomainError::AlreadyEnrolled),
         (MemberStatus::NotEnrolled, _) => return Err(DomainError::NotEnrolled),
@@ -75,7 +111,10 @@ pub fn decide(
         (MemberStatus::Closed, _) => return Err(DomainError::MemberClosed),
         (
             MemberStatus::Suspended,
-            Command::RecordPurchase(_) | Command::Redeem(_) | Command::RecordActivity(_),
+            Command::RecordPurchase(_)
+            | Command::Redeem(_)
+            | Command::RecordActivity(_)
+            | Command::WinBack(_),
         ) => return Err(DomainError::MemberSuspended),
         _ => {}
     }
@@ -87,7 +126,8 @@ pub fn decide(
     {
         return Err(DomainError::BeforeEnrollment { enrolled_at });
     }
-    let ctx = Ctx::new(state, program, command.occurred_at(), time.now);
+    let mut ctx = Ctx::new(state, program, command.occurred_at(), time.now);
+    ctx.award = award;
     match command {
         Command::Enroll(_) => Err(DomainError::AlreadyEnrolled),
         Command::RecordPurchase(c) => purchase::record(ctx, c),
@@ -100,6 +140,8 @@ pub fn decide(
         Command::Goodwill(c) => bonus::goodwill(ctx, c),
         Command::CreditReferralBonus(c) => bonus::referral(ctx, c),
         Command::RevokeReferralBonus(c) => bonus::revoke_referral(ctx, c),
+        Command::WinBack(c) => bonus::win_back(ctx, c),
+        Command::OpenBalance(c) => bonus::open_balance(ctx, c),
         Command::ReviewTier(_) => account::review(ctx),
         Command::Suspend(c) => account::suspend(ctx, c),
         Command::Reinstate(c) => account::reinstate(ctx, c),
@@ -121,6 +163,8 @@ pub(crate) struct Ctx<'a> {
     pub events: Vec<Event>,
     pub debt: Points,
     drawn: BTreeMap<LotId, Points>,
+    /// How a purchase earns: by the rules, except in an import that says otherwise.
+    pub award: ImportedAward,
 }
 
 impl<'a> Ctx<'a> {
@@ -138,6 +182,7 @@ impl<'a> Ctx<'a> {
             events: Vec::new(),
             debt: state.debt(),
             drawn: BTreeMap::new(),
+            award: ImportedAward::Rules,
         };
         // Every decision first records the expiries due by the server's clock, so that a
         // purchase cannot revive points an inactivity deadline had already expired, and so that

@@ -55,6 +55,21 @@ pub(super) fn record(mut ctx: Ctx<'_>, c: &RecordPurchase) -> Result<Decision, D
     }
 
     let award = earning::compute(program, state, &c.store, ctx.at, &c.lines)?;
+    let award = match ctx.award {
+        super::ImportedAward::Rules => award,
+        super::ImportedAward::Nothing => award.imported(Points::ZERO),
+        super::ImportedAward::Explicit(points) => {
+            if points.is_negative() {
+                return Err(DomainError::PointsNotPositive);
+            }
+            if points > program.limits.max_points_per_redemption {
+                return Err(DomainError::PointsTooLarge {
+                    max: program.limits.max_points_per_redemption,
+                });
+            }
+            award.imported(points)
+        }
+    };
     let credit = if award.points.is_positive() {
         Some(ctx.credit(
             fresh_lot_id(state, "purchase", &c.store, &c.transaction_id),

@@ -36,6 +36,10 @@ pub struct Program {
     pub valuation: Valuation,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub analytics: Analytics,
+    #[serde(default)]
+    pub win_back: Option<WinBack>,
 }
 
 /// `[program]`
@@ -332,6 +336,67 @@ impl Default for Limits {
             max_points_per_adjustment: Points::new(1_000_000),
             max_points_per_redemption: Points::new(10_000_000),
             max_text_length: 500,
+        }
+    }
+}
+
+/// The time unit of the retention models: purchases are counted per day, and a model may
+/// measure recency and age in days or in weeks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTimeUnit {
+    Days,
+    Weeks,
+}
+
+/// `[analytics]`: how the retention analytics read this program's history.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Analytics {
+    /// A member is a customer while they bought in the last `active_days` days.
+    pub active_days: u32,
+    /// The models' time unit.
+    pub time_unit: ModelTimeUnit,
+    /// The horizon of expected purchases, lifetime value and value at risk, in `time_unit`s.
+    pub horizon: u32,
+    /// Yearly discount rate of the lifetime value (`0.10` is 10% a year).
+    #[serde(deserialize_with = "decimal_str")]
+    pub discount_rate: Decimal,
+    /// Members whose probability of being alive is below this are at risk.
+    #[serde(deserialize_with = "decimal_str")]
+    pub at_risk_below: Decimal,
+}
+
+/// `[win_back]`: a bonus for members drifting away, applied by the scheduler. A member
+/// qualifies when the purchase model says they are probably no longer buying (probability of
+/// being alive below `below_p_alive`) or they have not bought for `inactive_days`; either
+/// trigger may be left out, not both. At most once every `once_every_days`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WinBack {
+    #[serde(default, deserialize_with = "option_decimal_str")]
+    pub below_p_alive: Option<Decimal>,
+    #[serde(default)]
+    pub inactive_days: Option<u32>,
+    /// Only members who bought at least this many days (new members are not drifting away).
+    #[serde(default = "default_win_back_min_purchase_days")]
+    pub min_purchase_days: u32,
+    pub points: Points,
+    pub once_every_days: u32,
+}
+
+fn default_win_back_min_purchase_days() -> u32 {
+    2
+}
+
+impl Default for Analytics {
+    fn default() -> Self {
+        Analytics {
+            active_days: 365,
+            time_unit: ModelTimeUnit::Weeks,
+            horizon: 52,
+            discount_rate: Decimal::new(10, 2),
+            at_risk_below: Decimal::new(5, 1),
         }
     }
 }

@@ -126,6 +126,28 @@ pub(super) fn validate(p: &Program) -> Check {
         return Err(err("limits.max_text_length", "must be between 1 and 10000"));
     }
 
+    let a = &p.analytics;
+    if a.active_days == 0 || a.active_days > 3660 {
+        return Err(err("analytics.active_days", "must be between 1 and 3660"));
+    }
+    if a.horizon == 0 || a.horizon > 3660 {
+        return Err(err("analytics.horizon", "must be between 1 and 3660"));
+    }
+    decimal_in(
+        "analytics.discount_rate",
+        a.discount_rate,
+        Decimal::ZERO,
+        Decimal::ONE,
+        true,
+    )?;
+    decimal_in(
+        "analytics.at_risk_below",
+        a.at_risk_below,
+        Decimal::ZERO,
+        Decimal::ONE,
+        false,
+    )?;
+
     let info = &p.program;
     text("program.name", &info.name, 100)?;
     text("program.rules_version", &info.rules_version, 64)?;
@@ -329,6 +351,36 @@ pub(super) fn validate(p: &Program) -> Check {
             Decimal::new(1_000_000_000, 0),
             true,
         )?;
+    }
+    if let Some(w) = &p.win_back {
+        if w.below_p_alive.is_none() && w.inactive_days.is_none() {
+            return Err(err(
+                "win_back",
+                "needs below_p_alive or inactive_days (or both)",
+            ));
+        }
+        if let Some(p_alive) = w.below_p_alive {
+            decimal_in(
+                "win_back.below_p_alive",
+                p_alive,
+                Decimal::ZERO,
+                Decimal::ONE,
+                false,
+            )?;
+        }
+        if w.inactive_days.is_some_and(|d| d == 0 || d > 3660) {
+            return Err(err("win_back.inactive_days", "must be between 1 and 3660"));
+        }
+        if w.min_purchase_days > 1000 {
+            return Err(err("win_back.min_purchase_days", "must be at most 1000"));
+        }
+        points_in("win_back.points", w.points, 1, max_adjust)?;
+        if w.once_every_days == 0 || w.once_every_days > 3660 {
+            return Err(err(
+                "win_back.once_every_days",
+                "must be between 1 and 3660",
+            ));
+        }
     }
     decimal_in(
         "valuation.point_value",

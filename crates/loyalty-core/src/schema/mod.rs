@@ -41,6 +41,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "MemberSuspended",
     "MemberReinstated",
     "AccountClosed",
+    "WinBackAwarded",
+    "BalanceOpened",
 ];
 
 pub fn encode(event: &Event) -> StoredEvent {

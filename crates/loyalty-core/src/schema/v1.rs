@@ -465,6 +465,30 @@ struct GoodwillGrantedV1 {
 }
 
 #[derive(Serialize, Deserialize)]
+struct BalanceOpenedV1 {
+    balance_id: AdjustmentId,
+    #[serde(deserialize_with = "instant::deserialize")]
+    occurred_at: Instant,
+    credit: CreditV1,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WinBackAwardedV1 {
+    #[serde(deserialize_with = "instant::deserialize")]
+    occurred_at: Instant,
+    #[serde(default)]
+    p_alive: Option<Decimal>,
+    inactive_days: u32,
+    purchase_days: u32,
+    #[serde(default)]
+    model_version: Option<String>,
+    credit: CreditV1,
+    rules_version: String,
+    fingerprint: String,
+}
+
+#[derive(Serialize, Deserialize)]
 struct ReferralBonusCreditedV1 {
     newcomer: MemberId,
     credit: CreditV1,
@@ -698,6 +722,22 @@ pub(super) fn encode(event: &Event) -> Vec<u8> {
             credit: (&e.credit).into(),
             fingerprint: e.fingerprint.clone(),
         }),
+        Event::BalanceOpened(e) => to_json(&BalanceOpenedV1 {
+            balance_id: e.balance_id.clone(),
+            occurred_at: e.occurred_at,
+            credit: (&e.credit).into(),
+            fingerprint: e.fingerprint.clone(),
+        }),
+        Event::WinBackAwarded(e) => to_json(&WinBackAwardedV1 {
+            occurred_at: e.occurred_at,
+            p_alive: e.p_alive,
+            inactive_days: e.inactive_days,
+            purchase_days: e.purchase_days,
+            model_version: e.model_version.clone(),
+            credit: (&e.credit).into(),
+            rules_version: e.rules_version.clone(),
+            fingerprint: e.fingerprint.clone(),
+        }),
         Event::ReferralBonusCredited(e) => to_json(&ReferralBonusCreditedV1 {
             newcomer: e.newcomer.clone(),
             credit: (&e.credit).into(),
@@ -922,6 +962,28 @@ pub(super) fn decode(event_type: &str, data: &[u8]) -> Result<Event, serde_json:
                 operator: e.operator,
                 occurred_at: e.occurred_at,
                 credit: e.credit.into(),
+                fingerprint: e.fingerprint,
+            })
+        }
+        "BalanceOpened" => {
+            let e: BalanceOpenedV1 = serde_json::from_str(text)?;
+            Event::BalanceOpened(ev::BalanceOpened {
+                balance_id: e.balance_id,
+                occurred_at: e.occurred_at,
+                credit: e.credit.into(),
+                fingerprint: e.fingerprint,
+            })
+        }
+        "WinBackAwarded" => {
+            let e: WinBackAwardedV1 = serde_json::from_str(text)?;
+            Event::WinBackAwarded(ev::WinBackAwarded {
+                occurred_at: e.occurred_at,
+                p_alive: e.p_alive,
+                inactive_days: e.inactive_days,
+                purchase_days: e.purchase_days,
+                model_version: e.model_version,
+                credit: e.credit.into(),
+                rules_version: e.rules_version,
                 fingerprint: e.fingerprint,
             })
         }

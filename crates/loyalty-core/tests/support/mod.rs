@@ -132,6 +132,12 @@ referrer_points = 200
 newcomer_points = 100
 min_first_purchase = "15"
 
+[win_back]
+below_p_alive = "0.3"
+inactive_days = 120
+points = 250
+once_every_days = 365
+
 [clawback]
 policy = "allow"
 
@@ -412,6 +418,32 @@ pub fn revoke_referral(newcomer: &str, at: &str) -> Command {
         newcomer: MemberId::parse(newcomer).unwrap(),
         reason: RevocationReason::PurchaseRefunded,
         occurred_at: t(at),
+    }
+    .into()
+}
+
+/// The scheduler's win-back, with what it measured: `p_alive` (from a model `m1`) and the days
+/// since the last purchase; the member bought on 3 days.
+pub fn win_back(at: &str, p_alive: Option<&str>, inactive_days: u32) -> Command {
+    WinBack {
+        member_id: member(),
+        occurred_at: t(at),
+        p_alive: p_alive.map(d),
+        inactive_days,
+        purchase_days: 3,
+        model_version: p_alive.map(|_| "m1".to_owned()),
+    }
+    .into()
+}
+
+/// An opening balance of `points` carried over on 2027-06-01, expiring at `expires_at`.
+pub fn open_balance(id: &str, points: i64, expires_at: Option<&str>) -> Command {
+    OpenBalance {
+        member_id: member(),
+        balance_id: AdjustmentId::parse(id).unwrap(),
+        points: p(points),
+        expires_at: expires_at.map(t),
+        occurred_at: t("2027-06-01T07:00:00Z"),
     }
     .into()
 }

@@ -10,6 +10,7 @@
 //! need (processed client ids, purchases with their lines...), several KiB per member; the
 //! rows here keep only what balances, tiers and rewards need.
 
+mod activity;
 mod row;
 pub(crate) mod snapshot;
 mod totals;
@@ -23,7 +24,7 @@ use loyalty_core::{MemberId, MemberStatus, Program};
 use loyalty_store::{Position, RecordedEvent};
 use parking_lot::RwLock;
 
-pub(crate) use row::{MemberRow, nanos};
+pub(crate) use row::{MemberRow, key, nanos};
 pub(crate) use totals::TotalsAcc;
 
 use crate::codec;
@@ -42,6 +43,8 @@ pub(crate) struct ReadModel {
     hasher: std::collections::hash_map::RandomState,
     /// Last position applied, and events that could not be read.
     state: RwLock<ApplyState>,
+    /// The program's timezone: the analytics' days are its local dates.
+    tz: chrono_tz::Tz,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -56,12 +59,17 @@ pub(crate) struct ApplyState {
 const MAX_ERRORS_KEPT: usize = 100;
 
 impl ReadModel {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(tz: chrono_tz::Tz) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             hasher: Default::default(),
             state: RwLock::new(ApplyState::default()),
+            tz,
         }
+    }
+
+    pub(crate) fn timezone(&self) -> chrono_tz::Tz {
+        self.tz
     }
 
     fn shard(&self, member: &str) -> &RwLock<Shard> {
@@ -89,7 +97,7 @@ impl ReadModel {
                     if let Some(row) = shard.get_mut(member)
                         && !row.holds(recorded.revision)
                     {
-                        row.apply(&event);
+                        row.apply(&event, self.tz);
                         row.revision = recorded.revision;
                         row.last_position = recorded.position;
                     }

@@ -99,6 +99,11 @@ pub(crate) struct MemberRow {
     pub(crate) totals: Lifetime,
     pub(crate) lots: Vec<LotRow>,
     pub(crate) qualifying: Vec<QualifyingRow>,
+    /// Days with purchases or refunds, for the analytics (`activity.rs`).
+    pub(crate) activity: Vec<super::activity::DayRow>,
+    /// The last win-back bonus (nanoseconds, `NONE` for never), so the scheduler does not
+    /// send the rule a member it granted one within its period.
+    pub(crate) last_win_back_at: i64,
     pub(crate) revision: u64,
     pub(crate) last_position: Position,
     /// Scheduler's note (not part of the log): a review due at or before this instant already
@@ -122,6 +127,8 @@ impl Default for MemberRow {
             totals: Lifetime::default(),
             lots: Vec::new(),
             qualifying: Vec::new(),
+            activity: Vec::new(),
+            last_win_back_at: NONE,
             revision: 0,
             last_position: Position::START,
             reviewed_through: NONE,
@@ -131,7 +138,7 @@ impl Default for MemberRow {
 
 /// Pushes with modest growth: most members hold a handful of lots, and `Vec`'s doubling (from
 /// a capacity of 4) would spend more memory on empty slots than on the lots themselves.
-fn push_compact<T>(items: &mut Vec<T>, item: T) {
+pub(super) fn push_compact<T>(items: &mut Vec<T>, item: T) {
     if items.len() == items.capacity() {
         items.reserve_exact((items.len() / 2).max(1));
     }
@@ -154,9 +161,11 @@ impl MemberRow {
             .and_then(|r| MemberId::parse(r).ok())
     }
 
-    /// Applies one event of this member's stream, by the core's rules.
-    pub(crate) fn apply(&mut self, event: &Event) {
+    /// Applies one event of this member's stream, by the core's rules; days are local dates
+    /// in `tz`, the program's timezone.
+    pub(crate) fn apply(&mut self, event: &Event, tz: chrono_tz::Tz) {
         fold::fold(self, event);
+        self.note_spend(event, tz);
     }
 
     fn extras_mut(&mut self) -> &mut Extras {
@@ -358,10 +367,10 @@ impl Ledger for MemberRow {
 
 impl MemberRow {
     /// The row as a snapshot stores it.
-    pub(super) fn to_v1(&self, member: &str) -> super::snapshot::RowV1 {
+    pub(super) fn to_stored(&self, member: &str) -> super::snapshot::StoredRow {
         let t = &self.totals;
         let extras = self.extras.as_deref();
-        super::snapshot::RowV1 {
+        super::snapshot::StoredRow {
             member: member.to_owned(),
             status: match self.status {
                 MemberStatus::NotEnrolled => 0,
@@ -400,6 +409,12 @@ impl MemberRow {
                 .iter()
                 .map(|q| (q.sale, q.txn, q.at, q.spend.serialize(), q.points))
                 .collect(),
+            activity: self
+                .activity
+                .iter()
+                .map(|d| (d.day, d.purchases, d.spend.serialize()))
+                .collect(),
+            last_win_back_at: self.last_win_back_at,
             revision: self.revision,
             commit: self.last_position.commit,
             prepare: self.last_position.prepare,
@@ -407,7 +422,7 @@ impl MemberRow {
     }
 
     /// A row read back from a snapshot, with its member id; `None` if it does not make sense.
-    pub(super) fn from_v1(v: super::snapshot::RowV1) -> Option<(Box<str>, MemberRow)> {
+    pub(super) fn from_stored(v: super::snapshot::StoredRow) -> Option<(Box<str>, MemberRow)> {
         let status = match v.status {
             0 => MemberStatus::NotEnrolled,
             1 => MemberStatus::Active,
@@ -473,6 +488,16 @@ impl MemberRow {
                     points,
                 })
                 .collect(),
+            activity: v
+                .activity
+                .into_iter()
+                .map(|(day, purchases, spend)| super::activity::DayRow {
+                    day,
+                    purchases,
+                    spend: Decimal::deserialize(spend),
+                })
+                .collect(),
+            last_win_back_at: v.last_win_back_at,
             revision: v.revision,
             last_position: Position::new(v.commit, v.prepare),
             reviewed_through: NONE,

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::ReadModel;
 use super::row::MemberRow;
 
-/// The version of the rows' stored shape: bump it when `RowV1` changes (older snapshots are
-/// then rebuilt from the log).
-pub(crate) const SNAPSHOT_SCHEMA: u32 = 1;
+/// The version of the rows' stored shape: bump it when `StoredRow` changes (older snapshots are
+/// then rebuilt from the log). 2: the analytics' days (`activity`) and the header's timezone.
+pub(crate) const SNAPSHOT_SCHEMA: u32 = 2;
 const MAGIC: &[u8; 8] = b"LOYRMSNP";
 /// The file the latest snapshot lives in, inside the snapshot directory.
 pub(crate) const LATEST: &str = "readmodel-latest.snap";
@@ -38,11 +38,14 @@ struct Header {
     members: u64,
     events: u64,
     unreadable: u64,
+    /// The program's timezone the rows' days are dated in: a snapshot taken under another
+    /// one is rebuilt from the log.
+    timezone: String,
 }
 
 /// One row as stored. Instants are nanoseconds, money its 16-byte decimal representation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct RowV1 {
+pub(super) struct StoredRow {
     pub(super) member: String,
     pub(super) status: u8,
     pub(super) tier_index: u32,
@@ -61,6 +64,9 @@ pub(super) struct RowV1 {
     pub(super) lots: Vec<(u64, i64, i64, i64)>,
     /// (sale, transaction, at, spend, points).
     pub(super) qualifying: Vec<(u64, u64, i64, [u8; 16], i64)>,
+    /// (local day, purchases, spend).
+    pub(super) activity: Vec<(i32, u32, [u8; 16])>,
+    pub(super) last_win_back_at: i64,
     pub(super) revision: u64,
     pub(super) commit: u64,
     pub(super) prepare: u64,
@@ -112,7 +118,7 @@ pub(crate) fn write(
     // The position first: every row holds at least what it says.
     let state = model.apply_state();
     let mut rows = Vec::new();
-    model.for_each(|member, row| rows.push(row.to_v1(member)));
+    model.for_each(|member, row| rows.push(row.to_stored(member)));
     let header = Header {
         schema: SNAPSHOT_SCHEMA,
         commit: state.position.commit,
@@ -121,6 +127,7 @@ pub(crate) fn write(
         members: rows.len() as u64,
         events: state.events,
         unreadable: state.unreadable,
+        timezone: model.timezone().name().to_owned(),
     };
     let file = File::create(&tmp)?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -146,7 +153,7 @@ pub(crate) fn write(
 }
 
 /// Reads a snapshot back; `Err` says why it cannot be used (the log is replayed then).
-pub(crate) fn read(path: &Path) -> Result<Loaded, String> {
+pub(crate) fn read(path: &Path, timezone: chrono_tz::Tz) -> Result<Loaded, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
     BufReader::new(file)
@@ -160,6 +167,13 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, String> {
         return Err(format!(
             "snapshot schema {} (this build reads {SNAPSHOT_SCHEMA})",
             header.schema
+        ));
+    }
+    if header.timezone != timezone.name() {
+        return Err(format!(
+            "snapshot dated days in {} (the program's timezone is now {})",
+            header.timezone,
+            timezone.name()
         ));
     }
     // The rows' bytes first (a walk over their lengths), then their decoding on every core:
@@ -182,9 +196,10 @@ pub(crate) fn read(path: &Path) -> Result<Loaded, String> {
                 scope.spawn(move || {
                     part.iter()
                         .map(|item| {
-                            let row: RowV1 =
+                            let row: StoredRow =
                                 postcard::from_bytes(item).map_err(|e| e.to_string())?;
-                            MemberRow::from_v1(row).ok_or_else(|| "a row does not read back".into())
+                            MemberRow::from_stored(row)
+                                .ok_or_else(|| "a row does not read back".into())
                         })
                         .collect()
                 })

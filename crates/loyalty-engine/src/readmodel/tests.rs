@@ -198,7 +198,7 @@ proptest! {
         let enroll = Command::Enroll(Enroll { member_id: m.clone(), referrer: None, occurred_at: at });
         for event in decide(&state, &enroll, program, ServerTime::at(at)).unwrap().events {
             evolve(&mut state, &event);
-            row.apply(&event);
+            row.apply(&event, chrono_tz::UTC);
         }
         for (i, op) in ops.iter().enumerate() {
             if let Op::Advance(days) = op {
@@ -209,7 +209,7 @@ proptest! {
             if let Ok(decision) = decide(&state, &command, program, ServerTime::at(at)) {
                 for event in &decision.events {
                     evolve(&mut state, event);
-                    row.apply(event);
+                    row.apply(event, chrono_tz::UTC);
                 }
             }
             assert_same(&row, &state, program, &m, at);
@@ -258,7 +258,7 @@ fn a_program_that_reorders_its_tiers_shows_the_tier_it_decides_with() {
             .events
         {
             evolve(&mut state, &event);
-            row.apply(&event);
+            row.apply(&event, chrono_tz::UTC);
         }
     }
     assert_eq!(state.tier().name, "Silver");
@@ -312,7 +312,7 @@ fn an_event_a_restored_row_already_holds_is_not_applied_twice() {
             }
         })
         .collect();
-    let model = ReadModel::new();
+    let model = ReadModel::new(chrono_tz::UTC);
     for r in &recorded {
         model.apply_recorded(r);
     }
@@ -322,4 +322,86 @@ fn an_event_a_restored_row_already_holds_is_not_applied_twice() {
     }
     assert_eq!(model.get("m").unwrap(), once);
     assert_eq!(once.totals.earned, state.lifetime().earned);
+}
+
+/// Decides and applies `ops` (at the given instants) to a fresh row, the demo program's
+/// timezone (Paris) dating the days.
+fn row_after(ops: &[(Op, DateTime<Utc>)]) -> MemberRow {
+    let program = &programs()[0];
+    let tz = program.timezone();
+    let m = MemberId::parse("m").unwrap();
+    let start = ops[0].1;
+    let mut state = MemberState::default();
+    let mut row = MemberRow::default();
+    let enroll = Command::Enroll(Enroll {
+        member_id: m.clone(),
+        referrer: None,
+        occurred_at: start,
+    });
+    let mut commands = vec![(enroll, start)];
+    for (i, (op, at)) in ops.iter().enumerate() {
+        commands.extend(command(op, i, *at, &m, program).map(|c| (c, *at)));
+    }
+    for (command, at) in commands {
+        for event in decide(&state, &command, program, ServerTime::at(at))
+            .unwrap()
+            .events
+        {
+            evolve(&mut state, &event);
+            row.apply(&event, tz);
+        }
+    }
+    row
+}
+
+#[test]
+fn the_analytics_count_a_local_day_once_and_date_refunds_by_their_own_day() {
+    let paris = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, 3, d, h, 0, 0).unwrap();
+    let row = row_after(&[
+        // 23:00 UTC on the 20th is already the 21st in Paris (UTC+1 in March).
+        (
+            Op::Purchase {
+                amount: 10,
+                beans: false,
+            },
+            paris(20, 23),
+        ),
+        (
+            Op::Purchase {
+                amount: 5,
+                beans: true,
+            },
+            paris(21, 10),
+        ),
+        (
+            Op::Purchase {
+                amount: 7,
+                beans: false,
+            },
+            paris(24, 10),
+        ),
+        (
+            Op::Refund {
+                purchase: 0,
+                amount: 4,
+            },
+            paris(25, 10),
+        ),
+    ]);
+    let summary = row.summary("m", chrono_tz::Europe::Paris).unwrap();
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    assert_eq!(summary.enrolled_on, day(21));
+    assert_eq!(summary.purchase_days, vec![day(21), day(24)]);
+    assert_eq!(
+        summary.daily_spend,
+        vec![
+            (day(21), Decimal::from(15)),
+            (day(24), Decimal::from(7)),
+            (day(25), Decimal::from(-4)),
+        ]
+    );
+    assert_eq!(summary.net_spend, Decimal::from(18));
+    // The days go into read-model snapshots and come back unchanged.
+    let (_, back) = MemberRow::from_stored(row.to_stored("m")).unwrap();
+    assert_eq!(back, row);
 }

@@ -1,9 +1,11 @@
 //! The engine's behaviours, against the in-memory store (and SQLite for a few).
 
+mod analytics;
 mod audit;
 mod commands;
 mod common;
 mod hot;
+mod import;
 mod integrity;
 mod projections;
 mod referrals;

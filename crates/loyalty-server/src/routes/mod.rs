@@ -1,5 +1,6 @@
 //! The routes of `/v1` and the operations endpoints, and what every handler shares: extractors
 //! that turn rejections into problems, running a command, waiting for `min_position`.
+mod analytics;
 mod audit;
 mod members;
 mod ops;
@@ -49,6 +50,18 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/log", get(audit::log))
         .route("/v1/liability", get(audit::liability))
         .route("/v1/totals", get(audit::totals))
+        .route("/v1/analytics/retention", get(analytics::retention))
+        .route("/v1/analytics/cohorts", get(analytics::cohorts))
+        .route("/v1/analytics/concentration", get(analytics::concentration))
+        .route("/v1/analytics/rfm", get(analytics::rfm))
+        .route("/v1/analytics/model", get(analytics::model))
+        .route("/v1/analytics/backtest", get(analytics::backtest))
+        .route("/v1/analytics/at-risk", get(analytics::at_risk))
+        .route(
+            "/v1/analytics/members/{member_id}",
+            get(analytics::member_value),
+        )
+        .route("/v1/admin/import", post(ops::import))
         .route("/v1/admin/scheduler/run", post(ops::run_scheduler))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))

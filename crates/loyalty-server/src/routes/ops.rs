@@ -5,10 +5,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use loyalty_engine::ImportRow;
+
 use super::ApiJson;
 use crate::auth::{Admins, Allowed};
-use crate::dto::{PositionText, SchedulerRunRequest};
+use crate::dto::{ImportRequest, PositionText, SchedulerRunRequest};
 use crate::error::ApiError;
+use crate::import::to_command;
 use crate::state::AppState;
 
 /// The process is up and answering.
@@ -109,4 +112,65 @@ pub async fn run_scheduler(
         Json(json!({"now": now, "position": PositionText(position), "report": report}))
             .into_response(),
     )
+}
+
+/// Most rows one HTTP import batch takes (the body limit applies too); larger histories go
+/// through `loyalty import`.
+pub const MAX_HTTP_IMPORT_ROWS: usize = 10_000;
+
+/// `POST /v1/admin/import`: a batch of historical rows, all or none (see `loyalty import`).
+pub async fn import(
+    State(state): State<AppState>,
+    _: Allowed<Admins>,
+    ApiJson(request): ApiJson<ImportRequest>,
+) -> Result<Response, ApiError> {
+    if request.rows.is_empty() || request.rows.len() > MAX_HTTP_IMPORT_ROWS {
+        return Err(ApiError::invalid(format!(
+            "an import batch holds 1 to {MAX_HTTP_IMPORT_ROWS} rows, not {}",
+            request.rows.len()
+        ))
+        .with("max", MAX_HTTP_IMPORT_ROWS));
+    }
+    crate::validate::id(loyalty_core::AdjustmentId::parse, &request.batch_id)?;
+    let program = state.engine.program();
+    let (tz, currency) = (program.timezone(), program.currency().clone());
+    let mut rows = Vec::with_capacity(request.rows.len());
+    let mut refused = Vec::new();
+    for (i, row) in request.rows.iter().enumerate() {
+        // Rows are numbered from 1, as lines of a file would be.
+        let line = i as u64 + 1;
+        match to_command(row, request.points, tz, &currency) {
+            Ok((command, award)) => rows.push(ImportRow {
+                line,
+                command,
+                award,
+            }),
+            Err(reason) => refused.push(json!({
+                "line": line, "member_id": row.member_id, "reason": reason
+            })),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(import_refused(refused.len(), refused));
+    }
+    let report = state
+        .engine
+        .import(&request.batch_id, rows, |_, _| {})
+        .await?;
+    if !report.applied() {
+        let errors = serde_json::to_value(&report.errors).unwrap_or_default();
+        let total = usize::try_from(report.errors_total).unwrap_or(usize::MAX);
+        return Err(import_refused(total, errors));
+    }
+    Ok(Json(report).into_response())
+}
+
+fn import_refused(count: usize, rows: impl Into<serde_json::Value>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "import-refused",
+        "Import refused",
+        format!("{count} row(s) refused: nothing was imported"),
+    )
+    .with("rows", rows)
 }

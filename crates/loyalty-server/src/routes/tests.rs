@@ -23,6 +23,7 @@ const APP: &str = "a-key";
 const SUPPORT: &str = "s-key";
 const AUDITOR: &str = "au-key";
 const ADMIN: &str = "ad-key";
+const ANALYST: &str = "an-key";
 
 fn keys() -> KeyRing {
     let key = |name: &str, role, plain: &str, stores: &[&str]| ApiKeySettings {
@@ -37,6 +38,7 @@ fn keys() -> KeyRing {
         key("support", Role::Support, SUPPORT, &[]),
         key("auditor", Role::Auditor, AUDITOR, &[]),
         key("admin", Role::Admin, ADMIN, &[]),
+        key("analyst", Role::Analyst, ANALYST, &[]),
     ])
 }
 
@@ -401,6 +403,150 @@ async fn a_page_size_over_the_limit_is_refused() {
     let h = harness().await;
     let answer = h.get("/v1/log?limit=100000", AUDITOR).await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn analysts_and_admins_read_the_analytics_and_no_other_role_does() {
+    let h = harness().await;
+    h.enroll("m1").await;
+    h.post(
+        "/v1/purchases",
+        TERMINAL,
+        purchase("m1", "T1", "store-1", "12.50"),
+    )
+    .await;
+    let position = h.head().await;
+    h.engine.wait_for(position).await.unwrap();
+    for path in [
+        "/v1/analytics/retention?period=quarter&from=2025-01-01&to=2026-03-02",
+        "/v1/analytics/cohorts",
+        "/v1/analytics/concentration",
+        "/v1/analytics/rfm?limit=10",
+    ] {
+        for key in [ANALYST, ADMIN] {
+            let answer = h.get(path, key).await;
+            assert_eq!(answer.status, StatusCode::OK, "{path}: {:?}", answer.body);
+        }
+        for key in [TERMINAL, APP, SUPPORT, AUDITOR] {
+            assert_eq!(
+                h.get(path, key).await.status,
+                StatusCode::FORBIDDEN,
+                "{path}"
+            );
+        }
+    }
+    let concentration = h.get("/v1/analytics/concentration", ANALYST).await;
+    assert_eq!(concentration.body["members"], 1);
+    assert_eq!(concentration.body["net_spend"], "12.50");
+    let rfm = h.get("/v1/analytics/rfm", ANALYST).await;
+    assert_eq!(rfm.body["members"][0]["member_id"], "m1");
+    // One member who bought once: no model can be fitted, and the problem says so.
+    for path in [
+        "/v1/analytics/model",
+        "/v1/analytics/at-risk",
+        "/v1/analytics/members/m1",
+    ] {
+        let answer = h.get(path, ANALYST).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {:?}",
+            answer.body
+        );
+        assert_eq!(answer.content_type, "application/problem+json");
+        assert_eq!(
+            answer.body["type"], "https://loyalty.dev/problems/not-enough-data",
+            "{path}"
+        );
+        assert_eq!(
+            h.get(path, APP).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_analytics_parameters_are_refused_as_problems() {
+    let h = harness().await;
+    for path in [
+        "/v1/analytics/retention?period=week",
+        "/v1/analytics/retention?from=2026-13-01",
+        "/v1/analytics/retention?from=1990-01-01&to=2026-01-01",
+        "/v1/analytics/cohorts?from=2026-03-01&to=2026-01-01",
+        "/v1/analytics/rfm?limit=0",
+        "/v1/analytics/rfm?limit=1001",
+        "/v1/analytics/backtest",
+        "/v1/analytics/backtest?calibration_end=2026-03-01&holdout_end=2026-02-01",
+        "/v1/analytics/at-risk?after=m1",
+        "/v1/analytics/at-risk?limit=5000",
+        "/v1/analytics/model?calibration_end=yesterday",
+        "/v1/analytics/members/not%20an%20id",
+    ] {
+        let answer = h.get(path, ANALYST).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {:?}",
+            answer.body
+        );
+        assert_eq!(answer.content_type, "application/problem+json", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_imports_a_batch_of_history_once_and_a_bad_batch_not_at_all() {
+    let h = harness().await;
+    let batch = |amount: &str| {
+        json!({
+            "batch_id": "legacy-1",
+            "points": "none",
+            "rows": [
+                {"type": "member", "member_id": "old-1", "occurred_at": "2024-05-01"},
+                {"type": "purchase", "member_id": "old-1", "occurred_at": "2024-06-01",
+                 "store": "store-1", "transaction_id": "L1", "amount": amount},
+                {"type": "balance", "member_id": "old-1", "occurred_at": "2026-03-01",
+                 "points": 420, "expires_at": "2026-12-31"}
+            ]
+        })
+    };
+    assert_eq!(
+        h.post("/v1/admin/import", APP, batch("12.00")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let head = h.head().await;
+    let refused = h.post("/v1/admin/import", ADMIN, batch("twelve")).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(
+        refused.body["type"],
+        "https://loyalty.dev/problems/import-refused"
+    );
+    assert_eq!(refused.body["rows"][0]["line"], 2);
+    assert_eq!(h.head().await, head);
+
+    let imported = h.post("/v1/admin/import", ADMIN, batch("12.00")).await;
+    assert_eq!(imported.status, StatusCode::OK, "{:?}", imported.body);
+    assert_eq!(imported.body["imported"], 3);
+    let again = h.post("/v1/admin/import", ADMIN, batch("12.00")).await;
+    assert_eq!(
+        (
+            again.body["imported"].clone(),
+            again.body["already_imported"].clone()
+        ),
+        (json!(0), json!(3))
+    );
+    h.engine.wait_for(h.head().await).await.unwrap();
+    let profile = h.get("/v1/members/old-1", ADMIN).await;
+    assert_eq!(
+        profile.body["balance"]["available"], 420,
+        "{:?}",
+        profile.body
+    );
 }
 
 // ------------------------------------------------------------------ commands and reads

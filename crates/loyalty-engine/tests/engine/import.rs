@@ -1,0 +1,156 @@
+//! Historical imports: all rows or none, idempotent per row, dated far back.
+
+use chrono::{DateTime, Utc};
+use loyalty_core::{
+    AdjustmentId, Command, Enroll, ImportedAward, OpenBalance, Points, RefundId, RefundScope,
+};
+use loyalty_engine::ImportRow;
+use loyalty_store::EventStore;
+use rust_decimal::Decimal;
+
+use crate::common::*;
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn row(line: u64, command: Command) -> ImportRow {
+    ImportRow {
+        line,
+        command,
+        award: ImportedAward::Nothing,
+    }
+}
+
+/// Two members' history from 2024 (the clock stands on 10 January 2026).
+fn history() -> Vec<ImportRow> {
+    let (ann, bob) = (member("ann"), member("bob"));
+    vec![
+        row(
+            2,
+            Command::Enroll(Enroll {
+                member_id: ann.clone(),
+                referrer: None,
+                occurred_at: at("2024-02-01T10:00:00Z"),
+            }),
+        ),
+        row(3, purchase(&ann, "L1", 40, at("2024-03-01T10:00:00Z"))),
+        row(
+            4,
+            Command::Enroll(Enroll {
+                member_id: bob.clone(),
+                referrer: None,
+                occurred_at: at("2024-05-01T10:00:00Z"),
+            }),
+        ),
+        row(5, purchase(&bob, "L2", 25, at("2024-06-01T10:00:00Z"))),
+        row(6, purchase(&ann, "L3", 60, at("2025-03-01T10:00:00Z"))),
+        row(
+            7,
+            Command::Refund(loyalty_core::Refund {
+                member_id: ann.clone(),
+                refund_id: RefundId::parse("R1").unwrap(),
+                store: store_id(STORE),
+                purchase_store: store_id(STORE),
+                transaction_id: txn("L3"),
+                occurred_at: at("2025-03-02T10:00:00Z"),
+                currency: eur(),
+                scope: RefundScope::Amount(Decimal::from(10)),
+            }),
+        ),
+        row(
+            8,
+            Command::OpenBalance(OpenBalance {
+                member_id: ann.clone(),
+                balance_id: AdjustmentId::parse("legacy-ann").unwrap(),
+                points: Points::new(750),
+                expires_at: Some(at("2026-12-31T23:00:00Z")),
+                occurred_at: at("2026-01-09T00:00:00Z"),
+            }),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn an_import_records_years_of_history_once_however_often_it_runs() {
+    let h = Harness::new().await;
+    let report = h
+        .engine
+        .import("legacy-1", history(), |_, _| {})
+        .await
+        .unwrap();
+    assert!(report.applied(), "{:?}", report.errors);
+    assert_eq!(
+        (report.members, report.imported, report.already_imported),
+        (2, 7, 0)
+    );
+    h.settle().await;
+    let profile = h.engine.member_profile(&member("ann")).unwrap();
+    assert_eq!(profile.balance.available, Points::new(750));
+    let events = read_member(h.store.as_ref(), &member("ann")).await;
+    let metadata: serde_json::Value = serde_json::from_slice(&events[1].metadata).unwrap();
+    assert_eq!(metadata["actor"], "import");
+    assert_eq!(metadata["correlation_id"], "import:legacy-1");
+    assert_eq!(metadata["causation_id"], "line:3");
+    // The analytics see the real dates.
+    let summaries = h.engine.member_summaries();
+    let ann = summaries.iter().find(|s| s.member_id == "ann").unwrap();
+    assert_eq!(ann.purchase_days.len(), 2);
+    assert_eq!(ann.net_spend, Decimal::from(90));
+
+    let head = h.store.head_position().await.unwrap();
+    let again = h
+        .engine
+        .import("legacy-1", history(), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            again.imported,
+            again.already_imported,
+            again.events_appended
+        ),
+        (0, 7, 0)
+    );
+    assert_eq!(h.store.head_position().await.unwrap(), head);
+}
+
+#[tokio::test]
+async fn a_batch_with_a_bad_row_appends_nothing_and_names_the_line() {
+    let h = Harness::new().await;
+    let head = h.store.head_position().await.unwrap();
+    let mut rows = history();
+    // A refund of more than the purchase, and a sale claimed by two members.
+    if let Command::Refund(r) = &mut rows[5].command {
+        r.scope = RefundScope::Amount(Decimal::from(500));
+    }
+    rows.push(row(
+        9,
+        purchase(&member("bob"), "L1", 5, at("2024-07-01T10:00:00Z")),
+    ));
+    let report = h.engine.import("legacy-2", rows, |_, _| {}).await.unwrap();
+    assert!(!report.applied());
+    let lines: Vec<u64> = report.errors.iter().map(|e| e.line).collect();
+    assert!(lines.contains(&7), "{:?}", report.errors);
+    assert!(lines.contains(&9), "{:?}", report.errors);
+    assert_eq!(h.store.head_position().await.unwrap(), head);
+    assert_eq!(
+        count_events(h.store.as_ref(), &member("ann"), "Enrolled").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_sale_a_live_member_already_holds_is_refused() {
+    let h = Harness::new().await;
+    let carl = h.enroll("carl").await;
+    h.run(purchase(&carl, "L2", 10, h.now())).await;
+    let report = h
+        .engine
+        .import("legacy-3", history(), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert_eq!(report.errors[0].line, 5);
+    assert!(!report.errors[0].reason.contains("carl"));
+}
