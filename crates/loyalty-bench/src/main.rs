@@ -4,6 +4,7 @@
 // Rates and percentiles are measurements, not money or points: floats are right here.
 #![allow(clippy::float_arithmetic)]
 
+mod analytics;
 mod dataset;
 mod fsync;
 mod http;
@@ -81,6 +82,8 @@ enum Part {
     Replay,
     History,
     Plateau,
+    /// The retention analytics over simulated members, and the historical import's rate.
+    Analytics,
     /// Ingest and replay on PostgreSQL; skipped unless `LOYALTY_BENCH_POSTGRES_URL` (or CI's
     /// `LOYALTY_TEST_POSTGRES_URL`) names a server.
     Postgres,
@@ -102,6 +105,10 @@ struct Sizes {
     plateau_seconds: u64,
     /// Members the memory plateau's traffic is spread over.
     plateau_members: u64,
+    /// Members simulated for the analytics figures.
+    analytics_members: usize,
+    /// Members whose history the import figure imports (6 rows each).
+    import_members: u64,
     /// Members in the PostgreSQL replay data set: fewer than on SQLite, since writing it goes
     /// through one commit at a time on the server (the replay rate needs no more to settle).
     pg_dataset_members: u64,
@@ -120,6 +127,8 @@ impl Sizes {
                 history_purchases: 1_200,
                 plateau_seconds: 6,
                 plateau_members: 1_000,
+                analytics_members: 20_000,
+                import_members: 2_000,
                 pg_dataset_members: 2_000,
             }
         } else {
@@ -131,6 +140,8 @@ impl Sizes {
                 history_purchases: 10_000,
                 plateau_seconds: 120,
                 plateau_members: 10_000,
+                analytics_members: 1_000_000,
+                import_members: 50_000,
                 pg_dataset_members: 100_000,
             }
         }
@@ -202,6 +213,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Part::Plateau) {
         plateau_figures(&mut report, work.path(), sizes).await?;
+    }
+    if runs(Part::Analytics) {
+        analytics::figures(&mut report, sizes.analytics_members)?;
+        analytics::import_figures(&mut report, work.path(), sizes.import_members).await?;
     }
     if runs(Part::Postgres) {
         postgres::figures(&mut report, sizes).await?;

@@ -129,7 +129,8 @@ impl Engine {
             .map_err(|e| EngineError::Corrupt(format!("an analytics task failed: {e}")))?
     }
 
-    /// Retention per period of `kind`, for the periods containing `from` to `to`.
+    /// Retention per period of `kind`, for the periods containing `from` to `to` that are
+    /// over by today.
     pub async fn retention_report(
         &self,
         kind: PeriodKind,
@@ -140,9 +141,12 @@ impl Engine {
         let policy = RetentionPolicy {
             active_days: self.inner.program.analytics.active_days,
         };
+        let today = self.today();
         self.with_summaries(move |members| {
+            // Only periods that are over: a period's end counts customers at a day to come.
             let periods = Period::range(kind, from, to)
                 .into_iter()
+                .filter(|p| p.end <= today)
                 .map(|p| loyalty_analytics::retention(&members, p, policy))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(RetentionReport {

@@ -103,17 +103,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    const BG: BgNbdParams = BgNbdParams {
-        r: 0.243,
-        alpha: 4.414,
-        a: 0.793,
-        b: 2.426,
-    };
-    const GG: GammaGammaParams = GammaGammaParams {
-        p: 6.25,
-        q: 3.74,
-        gamma: 15.44,
-    };
+    use crate::model::fixtures::{CDNOW_BG as BG, CDNOW_GG as GG};
 
     /// A member who first bought on 2026-01-01 and again every `every` days `times` times, each
     /// purchase day worth `spend`.

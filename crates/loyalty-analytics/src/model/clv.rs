@@ -108,17 +108,7 @@ mod tests {
     use rust_decimal::prelude::ToPrimitive;
     use rust_decimal_macros::dec;
 
-    const BG: BgNbdParams = BgNbdParams {
-        r: 0.243,
-        alpha: 4.414,
-        a: 0.793,
-        b: 2.426,
-    };
-    const GG: GammaGammaParams = GammaGammaParams {
-        p: 6.25,
-        q: 3.74,
-        gamma: 15.44,
-    };
+    use crate::model::fixtures::{CDNOW_BG as BG, CDNOW_GG as GG};
 
     fn member(frequency: u32, recency: f64, age: f64, monetary: Decimal) -> RepeatSummary {
         RepeatSummary {

@@ -1,4 +1,5 @@
-//! Customers drawn from the models' generative processes, for the tests.
+//! Customers drawn from the models' generative processes, for the tests and the benchmark
+//! (feature `simulate`).
 // Statistics use f64 inside this crate only; money that leaves it is rust_decimal.
 #![allow(clippy::float_arithmetic)]
 
@@ -16,7 +17,7 @@ use crate::summary::MemberSummary;
 /// purchases before `until`. While alive they buy at Poisson rate `λ ~ Gamma(r, α)`; after
 /// each repeat purchase they drop out with probability `p ~ Beta(a, b)` (as `lifetimes`'
 /// `beta_geometric_nbd_model` generator).
-pub(crate) fn bg_nbd_purchases(params: &BgNbdParams, until: f64, rng: &mut impl Rng) -> Vec<f64> {
+pub fn bg_nbd_purchases(params: &BgNbdParams, until: f64, rng: &mut impl Rng) -> Vec<f64> {
     let lambda = Gamma::new(params.r, 1.0 / params.alpha)
         .unwrap()
         .sample(rng);
@@ -38,7 +39,7 @@ pub(crate) fn bg_nbd_purchases(params: &BgNbdParams, until: f64, rng: &mut impl 
 
 /// `n` customers observed until `period`, their first purchases uniform over `[0, window)`, in
 /// continuous time.
-pub(crate) fn bg_nbd_customers(
+pub fn bg_nbd_customers(
     params: &BgNbdParams,
     n: usize,
     window: f64,
@@ -61,7 +62,7 @@ pub(crate) fn bg_nbd_customers(
 
 /// A customer's spend per transaction under Gamma-Gamma: `Gamma(p, ν)` (shape `p`, rate `ν`),
 /// their `ν ~ Gamma(q, γ)`.
-pub(crate) fn spend_distribution(params: &GammaGammaParams, rng: &mut impl Rng) -> Gamma<f64> {
+pub fn spend_distribution(params: &GammaGammaParams, rng: &mut impl Rng) -> Gamma<f64> {
     let nu = Gamma::new(params.q, 1.0 / params.gamma)
         .unwrap()
         .sample(rng);
@@ -71,7 +72,7 @@ pub(crate) fn spend_distribution(params: &GammaGammaParams, rng: &mut impl Rng) 
 /// Members who joined on `start` and first bought on a day in the first `window_days`, with
 /// BG/NBD purchases and Gamma-Gamma spends (to the cent) until `end`, by day. Several
 /// purchases on a day count as one purchase day, as in the data the models see.
-pub(crate) fn members(
+pub fn members(
     bg: &BgNbdParams,
     gg: &GammaGammaParams,
     n: usize,

@@ -48,23 +48,13 @@ pub fn decide(
     program: &Program,
     time: ServerTime,
 ) -> Result<Decision, DomainError> {
-    decide_as(state, command, program, time, ImportedAward::Rules)
+    decide_imported(state, command, program, time, ImportedAward::Rules)
 }
 
 /// Decides a command of a historical import: like [`decide`] (the caller passes a window that
 /// reaches back as far as the history does), with the purchases' and enrollments' awards as
 /// the import says.
 pub fn decide_imported(
-    state: &MemberState,
-    command: &Command,
-    program: &Program,
-    time: ServerTime,
-    award: ImportedAward,
-) -> Result<Decision, DomainError> {
-    decide_as(state, command, program, time, award)
-}
-
-fn decide_as(
     state: &MemberState,
     command: &Command,
     program: &Program,

@@ -57,6 +57,13 @@ async fn february_keeps_three_of_januarys_five_customers_and_gains_one() {
     assert_eq!(feb.churned, 2);
     assert_eq!(feb.retention_rate, Some(Decimal::new(6, 1)));
     assert_eq!(feb.churn_rate, Some(Decimal::new(4, 1)));
+    // March is not over on 3 March: it is not reported.
+    let report = h
+        .engine
+        .retention_report(PeriodKind::Month, day("2026-02-01"), day("2026-03-03"))
+        .await
+        .unwrap();
+    assert_eq!(report.periods.len(), 1);
 }
 
 #[tokio::test]
