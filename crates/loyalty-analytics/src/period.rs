@@ -12,7 +12,8 @@ pub enum PeriodKind {
 }
 
 impl PeriodKind {
-    fn months(self) -> u32 {
+    /// The period's length in calendar months.
+    pub fn months(self) -> u32 {
         match self {
             PeriodKind::Month => 1,
             PeriodKind::Quarter => 3,

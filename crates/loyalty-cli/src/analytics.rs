@@ -1,6 +1,5 @@
 //! `loyalty analytics ...`: the retention reports of the HTTP API's `/v1/analytics`, computed
 //! by an engine on the configured store, printed as readable tables (or as JSON).
-use chrono::Months;
 use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use loyalty_analytics::PeriodKind;
 use loyalty_server::Settings;
@@ -44,15 +43,7 @@ fn periods(
     engine: &loyalty_engine::Engine,
     p: &PeriodArgs,
 ) -> (PeriodKind, chrono::NaiveDate, chrono::NaiveDate) {
-    let to = p.to.unwrap_or_else(|| engine.today());
-    let back = match p.period {
-        PeriodKind::Month => 11,
-        PeriodKind::Quarter => 9,
-        PeriodKind::Year => 24,
-    };
-    let from = p
-        .from
-        .unwrap_or_else(|| to.checked_sub_months(Months::new(back)).unwrap_or(to));
+    let (from, to) = engine.period_span(p.period, p.from, p.to);
     (p.period, from, to)
 }
 

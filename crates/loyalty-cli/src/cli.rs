@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
+use loyalty_server::import::PointsMode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,7 +62,8 @@ pub struct ImportArgs {
     pub format: Option<ImportFormat>,
     /// How historical purchases earn: by today's rules, nothing (history for the analytics and
     /// tier qualification; balances come as `balance` rows), or the `points` column.
-    #[arg(long, value_enum)]
+    /// (rules, none or explicit)
+    #[arg(long, value_parser = api_name::<PointsMode>)]
     pub points: PointsMode,
     /// Names the batch in the imported events' metadata (default: the file's name).
     #[arg(long)]
@@ -72,13 +74,6 @@ pub struct ImportArgs {
 pub enum ImportFormat {
     Csv,
     Ndjson,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PointsMode {
-    Rules,
-    None,
-    Explicit,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -93,7 +88,7 @@ pub struct AnalyticsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PeriodArgs {
     /// month, quarter or year.
-    #[arg(long, default_value = "month", value_parser = parse_period)]
+    #[arg(long, default_value = "month", value_parser = api_name::<loyalty_analytics::PeriodKind>)]
     pub period: loyalty_analytics::PeriodKind,
     /// A day of the first period (default: a year before --to).
     #[arg(long)]
@@ -103,13 +98,9 @@ pub struct PeriodArgs {
     pub to: Option<NaiveDate>,
 }
 
-fn parse_period(s: &str) -> Result<loyalty_analytics::PeriodKind, String> {
-    match s {
-        "month" => Ok(loyalty_analytics::PeriodKind::Month),
-        "quarter" => Ok(loyalty_analytics::PeriodKind::Quarter),
-        "year" => Ok(loyalty_analytics::PeriodKind::Year),
-        _ => Err(format!("{s:?} is not month, quarter or year")),
-    }
+/// A value of an enum the HTTP API takes too, by the same (serde) name: `month`, `none`...
+fn api_name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Subcommand)]

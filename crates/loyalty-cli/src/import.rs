@@ -13,9 +13,9 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loyalty_engine::{ImportPhase, ImportRow, SystemClock};
 use loyalty_server::Settings;
-use loyalty_server::import::{ImportRowDto, PointsMode, to_command};
+use loyalty_server::import::{ImportRowDto, to_command};
 
-use crate::cli::{ImportArgs, ImportFormat, PointsMode as CliPoints};
+use crate::cli::{ImportArgs, ImportFormat};
 use crate::runtime::start_engine;
 
 /// Rows with their line numbers, or every line that does not read.
@@ -104,16 +104,11 @@ pub async fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<bool>
     };
     let engine = start_engine(settings, Arc::new(SystemClock)).await?;
     let program = engine.program().clone();
-    let mode = match args.points {
-        CliPoints::Rules => PointsMode::Rules,
-        CliPoints::None => PointsMode::None,
-        CliPoints::Explicit => PointsMode::Explicit,
-    };
     let (tz, currency) = (program.timezone(), program.currency().clone());
     let mut rows = Vec::with_capacity(raw.len());
     let mut errors = Vec::new();
     for (line, row) in &raw {
-        match to_command(row, mode, tz, &currency) {
+        match to_command(row, args.points, tz, &currency) {
             Ok((command, award)) => rows.push(ImportRow {
                 line: *line,
                 command,

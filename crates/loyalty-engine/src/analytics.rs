@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use chrono::{Months, NaiveDate};
+use chrono::{Datelike, Months, NaiveDate};
 use loyalty_analytics::{
     AtRisk, AtRiskQuery, BacktestBin, BgNbdFit, BgNbdFitDecimal, CohortRetention,
     ConcentrationPoint, GammaGammaFit, GammaGammaFitDecimal, MemberSummary, Period, PeriodKind,
@@ -72,20 +72,25 @@ pub struct RfmPage {
     pub next_after: Option<String>,
 }
 
+/// Periods shown when the caller names none: a year of months, four quarters, three years.
+const DEFAULT_PERIODS: [(PeriodKind, u32); 3] = [
+    (PeriodKind::Month, 12),
+    (PeriodKind::Quarter, 4),
+    (PeriodKind::Year, 3),
+];
+
+/// Refuses a span of more than [`MAX_PERIODS`] periods (counted from the calendar, before any
+/// is built) or one that ends before it starts.
 fn check_periods(kind: PeriodKind, from: NaiveDate, to: NaiveDate) -> Result<(), EngineError> {
-    let months = match kind {
-        PeriodKind::Month => 1,
-        PeriodKind::Quarter => 3,
-        PeriodKind::Year => 12,
+    // The index of the period containing a day, counted in periods since year 0.
+    let index = |d: NaiveDate| {
+        (i64::from(d.year()) * 12 + i64::from(d.month0())).div_euclid(i64::from(kind.months()))
     };
-    // `to` at most MAX_PERIODS periods after `from`: checked before building them.
-    let limit = from
-        .checked_add_months(Months::new(months * MAX_PERIODS as u32))
-        .unwrap_or(NaiveDate::MAX);
-    if to < from || to >= limit {
+    let periods = index(to) - index(from) + 1;
+    if to < from || periods > MAX_PERIODS as i64 {
         return Err(EngineError::LimitExceeded {
             what: "periods",
-            requested: if to < from { 0 } else { MAX_PERIODS + 1 },
+            requested: usize::try_from(periods.max(0)).unwrap_or(usize::MAX),
             limit: MAX_PERIODS,
         });
     }
@@ -99,11 +104,27 @@ fn rate(part: u64, whole: u64) -> Option<Decimal> {
 impl Engine {
     /// Today's date in the program's timezone, by the server's clock.
     pub fn today(&self) -> NaiveDate {
-        self.inner
-            .clock
-            .now()
-            .with_timezone(&self.inner.program.timezone())
-            .date_naive()
+        loyalty_core::calendar::local_date(self.inner.clock.now(), self.inner.program.timezone())
+    }
+
+    /// The span a report covers when `from` or `to` are not given: up to today, and back
+    /// twelve months, four quarters or three years.
+    pub fn period_span(
+        &self,
+        kind: PeriodKind,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    ) -> (NaiveDate, NaiveDate) {
+        let to = to.unwrap_or_else(|| self.today());
+        let from = from.unwrap_or_else(|| {
+            let count = DEFAULT_PERIODS
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map_or(1, |(_, n)| *n);
+            to.checked_sub_months(Months::new(kind.months() * (count - 1)))
+                .unwrap_or(to)
+        });
+        (from, to)
     }
 
     /// Every enrolled member's purchase summary, from the read model.
@@ -222,9 +243,8 @@ impl Engine {
             let scored = scores.len() as u64;
             scores.sort_unstable_by(|a, b| a.member_id.cmp(&b.member_id));
             let start = after.map_or(0, |a| scores.partition_point(|s| s.member_id <= a));
-            let page: Vec<RfmScore> = scores.drain(start..).take(limit + 1).collect();
+            let mut page: Vec<RfmScore> = scores.drain(start..).take(limit + 1).collect();
             let more = page.len() > limit;
-            let mut page = page;
             page.truncate(limit);
             Ok(RfmPage {
                 as_of,
@@ -265,8 +285,6 @@ pub(crate) struct ModelCache {
     latest: parking_lot::Mutex<Option<Arc<FittedModels>>>,
     /// One fit at a time: concurrent requests wait for it instead of fitting again.
     fitting: tokio::sync::Mutex<()>,
-    /// The local day the win-back rule last ran to the end (`win_back.rs`).
-    pub(crate) win_back_ran_on: parking_lot::Mutex<Option<NaiveDate>>,
 }
 
 fn unit_of(unit: ModelTimeUnit) -> TimeUnit {

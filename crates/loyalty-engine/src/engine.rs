@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     snapshot_permits: Arc<tokio::sync::Semaphore>,
     /// The purchase models' latest fit (`analytics.rs`).
     pub(crate) models: crate::analytics::ModelCache,
+    /// The local day the win-back rule last ran to the end (`win_back.rs`).
+    pub(crate) win_back_ran_on: parking_lot::Mutex<Option<chrono::NaiveDate>>,
 }
 
 impl fmt::Debug for Engine {
@@ -159,6 +161,7 @@ impl Engine {
                 snapshots_written: std::sync::atomic::AtomicU64::new(0),
                 snapshot_permits: Arc::new(tokio::sync::Semaphore::new(MAX_SNAPSHOT_WRITES)),
                 models: Default::default(),
+                win_back_ran_on: parking_lot::Mutex::new(None),
                 hot_limits: options
                     .hot_limits
                     .unwrap_or_else(|| HotLimits::new(&program, options.time_window)),

@@ -255,7 +255,8 @@ impl Engine {
             .buffer_unordered(CONCURRENCY);
         while let Some(found) = owners.next().await {
             let (sale, member, line, owner) = found?;
-            if let Some(owner) = owner.filter(|o| o != &member) {
+            if owner.is_some_and(|o| o != member) {
+                // The owner is not named: it would leak who bought what.
                 report.refuse(ImportRowError {
                     line,
                     member_id: member.to_string(),
@@ -264,8 +265,6 @@ impl Engine {
                         sale.transaction_id, sale.store
                     ),
                 });
-                // The owner is not named: it would leak who bought what.
-                drop(owner);
             }
         }
         drop(owners);
@@ -321,7 +320,6 @@ impl Engine {
         Ok(report)
     }
 
-    /// Decides one member's rows in order; `Err` lists the refused rows.
     /// Whether each stream exists, asked in chunks of [`EXISTS_CHUNK`].
     async fn existing(&self, streams: &[String]) -> Result<Vec<bool>, EngineError> {
         let mut out = Vec::with_capacity(streams.len());
@@ -336,6 +334,8 @@ impl Engine {
         Ok(out)
     }
 
+    /// Decides one member's rows in order, on the stream as it is (`exists`: read it first);
+    /// what to append comes back only if no row was refused.
     async fn decide_member(
         &self,
         member: &MemberId,

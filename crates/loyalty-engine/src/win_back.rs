@@ -21,8 +21,6 @@ use crate::readmodel::nanos;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WinBackRun {
     pub(crate) awarded: u64,
-    /// Sent, but the rule said no (another server, or a member who changed meanwhile).
-    pub(crate) refused: u64,
     pub(crate) failed: u64,
     /// Selected but over the batch limit: the next scheduler run takes them.
     pub(crate) deferred: u64,
@@ -36,8 +34,8 @@ impl Engine {
             return Ok(WinBackRun::default());
         };
         let tz = program.timezone();
-        let today = now.with_timezone(&tz).date_naive();
-        if *self.inner.models.win_back_ran_on.lock() == Some(today) {
+        let today = loyalty_core::calendar::local_date(now, tz);
+        if *self.inner.win_back_ran_on.lock() == Some(today) {
             return Ok(WinBackRun::default());
         }
         // The model sees whole days: it is calibrated on the history up to yesterday.
@@ -65,10 +63,7 @@ impl Engine {
                 let Some(summary) = row.summary(member, tz) else {
                     return;
                 };
-                let days = summary.frequency_by(today);
-                if days < rule.min_purchase_days as usize {
-                    return;
-                }
+                let days = u32::try_from(summary.frequency_by(today)).unwrap_or(u32::MAX);
                 let Some(last) = summary.last_purchase_by(today) else {
                     return;
                 };
@@ -78,9 +73,7 @@ impl Engine {
                     let p = m.bg_nbd.params.p_alive(s.frequency, s.recency, s.age);
                     Decimal::from_f64_retain(p).map(|d| d.round_dp(4))
                 });
-                let by_model = rule.below_p_alive.zip(p_alive).is_some_and(|(b, p)| p < b);
-                let by_inactivity = rule.inactive_days.is_some_and(|d| inactive_days >= d);
-                if (by_model || by_inactivity)
+                if rule.qualifies(p_alive, inactive_days, days)
                     && let Ok(member_id) = MemberId::parse(member)
                 {
                     selected.push(WinBack {
@@ -88,7 +81,7 @@ impl Engine {
                         occurred_at: now,
                         p_alive,
                         inactive_days,
-                        purchase_days: u32::try_from(days).unwrap_or(u32::MAX),
+                        purchase_days: days,
                         model_version: p_alive.and(models.as_ref()).map(|m| m.version.clone()),
                     });
                 }
@@ -110,14 +103,16 @@ impl Engine {
             .buffer_unordered(concurrency);
         while let Some(result) = results.next().await {
             match result {
-                Ok(r) if r.replayed => run.refused += 1,
-                Ok(_) => run.awarded += 1,
-                Err(EngineError::Domain(
+                Ok(r) if !r.replayed => run.awarded += 1,
+                // Already granted today (another server), or the member changed since the
+                // scan: the rule said no, which is not a failure.
+                Ok(_)
+                | Err(EngineError::Domain(
                     DomainError::WinBackTooSoon { .. }
                     | DomainError::WinBackNotDue
                     | DomainError::MemberSuspended
                     | DomainError::MemberClosed,
-                )) => run.refused += 1,
+                )) => {}
                 Err(e) => {
                     run.failed += 1;
                     tracing::warn!(error = %e, "win-back failed for a member");
@@ -126,7 +121,7 @@ impl Engine {
         }
         // Done for the day once nobody is left over; failures are tried again tomorrow.
         if run.deferred == 0 {
-            *self.inner.models.win_back_ran_on.lock() = Some(today);
+            *self.inner.win_back_ran_on.lock() = Some(today);
         }
         Ok(run)
     }

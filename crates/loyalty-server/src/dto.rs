@@ -287,17 +287,30 @@ pub struct MembersPageQuery {
     pub limit: Option<usize>,
 }
 
-/// `?calibration_end=DATE&holdout_end=DATE`: fit on the history up to the first, compare the
-/// predictions with what happened up to the second.
+/// `?limit=N`: the first members of a ranking.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitQuery {
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `?calibration_end=DATE`: the models fitted on the history up to that day.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelQuery {
     #[serde(default)]
     pub calibration_end: Option<chrono::NaiveDate>,
+}
+
+/// `?calibration_end=DATE&holdout_end=DATE`: fit on the history up to the first, compare the
+/// predictions with what happened up to the second (today by default).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BacktestQuery {
+    pub calibration_end: chrono::NaiveDate,
     #[serde(default)]
     pub holdout_end: Option<chrono::NaiveDate>,
-    #[serde(default)]
-    pub limit: Option<usize>,
 }
 
 /// `POST /v1/admin/import`.

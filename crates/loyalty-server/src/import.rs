@@ -14,7 +14,7 @@
 //! | `balance_id` | balance | optional (`opening-<member>`) |
 //! | `expires_at` | balance | optional: instant or local date (end of that day) |
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 use loyalty_core::{
     AdjustmentId, CategoryId, Command, Currency, Enroll, ImportedAward, MemberId, OpenBalance,
@@ -73,9 +73,8 @@ fn instant(text: &str, tz: Tz, time: NaiveTime) -> Result<DateTime<Utc>, String>
     let day: NaiveDate = text
         .parse()
         .map_err(|_| format!("{text:?} is neither an RFC 3339 instant nor a date"))?;
-    tz.from_local_datetime(&day.and_time(time))
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
+    // The program's own rule for local times (a gap moves forward, an overlap takes the first).
+    loyalty_core::calendar::resolve(day.and_time(time), tz)
         .ok_or_else(|| format!("{text} {time} does not exist in {tz}"))
 }
 

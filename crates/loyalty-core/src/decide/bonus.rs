@@ -213,12 +213,7 @@ pub(super) fn win_back(mut ctx: Ctx<'_>, c: &WinBack) -> Result<Decision, Domain
             return Err(DomainError::WinBackTooSoon { last, next });
         }
     }
-    let by_model = rule
-        .below_p_alive
-        .zip(c.p_alive)
-        .is_some_and(|(below, p)| p < below);
-    let by_inactivity = rule.inactive_days.is_some_and(|d| c.inactive_days >= d);
-    if c.purchase_days < rule.min_purchase_days || !(by_model || by_inactivity) {
+    if !rule.qualifies(c.p_alive, c.inactive_days, c.purchase_days) {
         return Err(DomainError::WinBackNotDue);
     }
     let credit = ctx.credit(

@@ -389,6 +389,25 @@ fn default_win_back_min_purchase_days() -> u32 {
     2
 }
 
+impl WinBack {
+    /// Whether a member measured so qualifies: bought on enough days, and probably gone by
+    /// the model (`p_alive` below the threshold) or silent for long enough. The core decides
+    /// with it; the scheduler selects with it, so it sends only members the rule takes.
+    pub fn qualifies(
+        &self,
+        p_alive: Option<Decimal>,
+        inactive_days: u32,
+        purchase_days: u32,
+    ) -> bool {
+        let by_model = self
+            .below_p_alive
+            .zip(p_alive)
+            .is_some_and(|(below, p)| p < below);
+        let by_inactivity = self.inactive_days.is_some_and(|d| inactive_days >= d);
+        purchase_days >= self.min_purchase_days && (by_model || by_inactivity)
+    }
+}
+
 impl Default for Analytics {
     fn default() -> Self {
         Analytics {

@@ -27,7 +27,7 @@ pub(crate) struct DayRow {
 
 /// `at`'s local date in `tz`, as a day number.
 pub(crate) fn local_day(at: DateTime<Utc>, tz: Tz) -> i32 {
-    at.with_timezone(&tz).date_naive().num_days_from_ce()
+    loyalty_core::calendar::local_date(at, tz).num_days_from_ce()
 }
 
 fn date(day: i32) -> Option<NaiveDate> {

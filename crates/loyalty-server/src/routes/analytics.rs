@@ -4,30 +4,24 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{Months, NaiveDate};
+use chrono::NaiveDate;
 use loyalty_analytics::PeriodKind;
 use loyalty_core::MemberId;
 use loyalty_engine::MAX_MEMBERS_PAGE;
 
 use super::{ApiPath, ApiQuery};
 use crate::auth::{Allowed, Analysts};
-use crate::dto::{MembersPageQuery, ModelQuery, PeriodsQuery, page_size};
+use crate::dto::{
+    BacktestQuery, LimitQuery, MembersPageQuery, ModelQuery, PeriodsQuery, page_size,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate;
 
-/// The periods asked for: by default the twelve months up to today.
+/// The periods asked for (by default the twelve months up to today).
 fn periods(state: &AppState, query: &PeriodsQuery) -> (PeriodKind, NaiveDate, NaiveDate) {
     let kind = query.period.unwrap_or(PeriodKind::Month);
-    let to = query.to.unwrap_or_else(|| state.engine.today());
-    let from = query.from.unwrap_or_else(|| {
-        let back = match kind {
-            PeriodKind::Month => 11,
-            PeriodKind::Quarter => 9,
-            PeriodKind::Year => 24,
-        };
-        to.checked_sub_months(Months::new(back)).unwrap_or(to)
-    });
+    let (from, to) = state.engine.period_span(kind, query.from, query.to);
     (kind, from, to)
 }
 
@@ -74,11 +68,6 @@ pub async fn model(
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<ModelQuery>,
 ) -> Result<Response, ApiError> {
-    if query.holdout_end.is_some() || query.limit.is_some() {
-        return Err(ApiError::invalid(
-            "the model takes calibration_end only".to_owned(),
-        ));
-    }
     let report = state.engine.model_report(query.calibration_end).await?;
     Ok(Json(report).into_response())
 }
@@ -86,30 +75,21 @@ pub async fn model(
 pub async fn backtest(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
-    ApiQuery(query): ApiQuery<ModelQuery>,
+    ApiQuery(query): ApiQuery<BacktestQuery>,
 ) -> Result<Response, ApiError> {
-    let calibration_end = query.calibration_end.ok_or_else(|| {
-        ApiError::invalid(
-            "calibration_end is required (the last day the model is fitted on)".to_owned(),
-        )
-    })?;
     let report = state
         .engine
-        .backtest_report(calibration_end, query.holdout_end)
+        .backtest_report(query.calibration_end, query.holdout_end)
         .await?;
     Ok(Json(report).into_response())
 }
 
+/// The at-risk list is ranked by value, not paged by member id: only its length is chosen.
 pub async fn at_risk(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
-    ApiQuery(query): ApiQuery<MembersPageQuery>,
+    ApiQuery(query): ApiQuery<LimitQuery>,
 ) -> Result<Response, ApiError> {
-    if query.after.is_some() {
-        return Err(ApiError::invalid(
-            "the at-risk list is ranked by value, not paged by id: use limit".to_owned(),
-        ));
-    }
     let limit = page_size(query.limit, 100, MAX_MEMBERS_PAGE)?;
     let report = state.engine.at_risk_report(limit).await?;
     Ok(Json(report).into_response())
