@@ -2,15 +2,16 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint fmt unit bench bench-quick clean
+.PHONY: run test lint fmt unit contract bench bench-quick clean
 
 # The server on the embedded SQLite store (data/loyalty.sqlite) with the demo program and keys.
 run:
 	$(CARGO) run --release -p loyalty-cli --bin loyalty -- serve
 
-# Everything CI checks: formatting, clippy with -D warnings, every test, and the benchmark's
-# smoke run (every figure produced and positive; no speed is asserted).
-test: lint unit bench-quick
+# Everything CI checks: formatting, clippy with -D warnings, every test, the API contract run
+# (schemathesis against the served OpenAPI document, for every role), and the benchmark's smoke
+# run (every figure produced and positive; no speed is asserted).
+test: lint unit contract bench-quick
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -18,6 +19,11 @@ lint:
 
 unit:
 	$(CARGO) test --workspace
+
+# schemathesis (pinned, installed from PyPI into target/contract-venv) against a server started
+# on a fresh store, with every check, as each role's key and as a member token: zero failures.
+contract:
+	CARGO="$(CARGO)" bash tests/contract/run.sh
 
 fmt:
 	$(CARGO) fmt --all

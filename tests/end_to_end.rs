@@ -262,14 +262,11 @@ async fn refunding_a_purchase_whose_points_were_spent_takes_back_no_more_than_it
     assert_eq!(points(&outcome["debt_added"]), earned, "{outcome}");
     assert_eq!(points(&outcome["shortfall"]), 0, "{outcome}");
 
-    // And a second refund of the same purchase is refused: nothing is left to refund
+    // And a second refund of the same purchase is refused: nothing is left to refund (the
+    // purchase's state refuses it: a conflict)
     let again = server.refund("t-9", "t-9-r2", "1.00").await;
-    assert_eq!(
-        again.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{:?}",
-        again.body
-    );
+    assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
+    assert_eq!(again.problem(), "refund-exceeds-remaining");
     let profile = server.profile_after("dave", &refunded.position()).await;
     assert_eq!(points(&profile.body["balance"]["available"]), 0);
     assert_eq!(points(&profile.body["balance"]["debt"]), earned);
@@ -505,7 +502,8 @@ async fn a_restart_on_the_same_file_serves_identical_balances() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_asking_for_a_position_not_reached_waits_its_bound_then_says_retry() {
+async fn a_read_asking_for_a_position_past_the_log_is_refused_and_a_bad_position_is_a_client_error()
+{
     // Given a server whose reads wait at most 200 ms for a position
     let server = TestServer::start_with_settings(&[("limits.read_wait_ms", json!(200))]).await;
     let enrolled = server.enroll("kim").await;
@@ -514,16 +512,12 @@ async fn a_read_asking_for_a_position_not_reached_waits_its_bound_then_says_retr
     let profile = server.profile_after("kim", &enrolled.position()).await;
     assert_eq!(profile.status, StatusCode::OK, "{:?}", profile.body);
 
-    // And when it asks for a position the log never reached, it is told to try again
+    // And when it asks for a position past the head of the log, which no write reached, it
+    // is told so at once (a position of a write the read models have not applied yet would be
+    // 503 not-caught-up, retryable)
     let future = server.profile_after("kim", "1000000/1000000").await;
-    assert_eq!(
-        future.status,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "{:?}",
-        future.body
-    );
-    assert_eq!(future.problem(), "not-caught-up");
-    assert_eq!(future.body["retryable"], true);
+    assert_eq!(future.status, StatusCode::CONFLICT, "{:?}", future.body);
+    assert_eq!(future.problem(), "position-ahead-of-log");
 
     // And a position that is not one is a client error
     let garbage = server.profile_after("kim", "yesterday").await;

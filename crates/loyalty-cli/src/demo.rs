@@ -49,6 +49,12 @@ struct Tally {
     refused: u32,
 }
 
+/// Longest the demo waits in all for one request that is over the key's rate.
+const MAX_RATE_WAIT_SECS: u64 = 60;
+
+/// How many of the members' ids the summary lists.
+const MEMBERS_SHOWN: usize = 5;
+
 struct Client {
     http: reqwest::Client,
     url: String,
@@ -61,14 +67,30 @@ impl Client {
         path: &str,
         body: &Value,
     ) -> anyhow::Result<(StatusCode, Value)> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
+        let mut waited = 0;
+        let response = loop {
+            let response = self
+                .http
+                .post(format!("{}{path}", self.url))
+                .bearer_auth(key)
+                .json(body)
+                .send()
+                .await
+                .with_context(|| format!("POST {path}"))?;
+            // Over the key's rate (`limits.rate_per_sec`): wait as told and send it again (the
+            // request's id makes the retry safe).
+            if response.status() != StatusCode::TOO_MANY_REQUESTS || waited >= MAX_RATE_WAIT_SECS {
+                break response;
+            }
+            let seconds = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, MAX_RATE_WAIT_SECS);
+            waited += seconds;
+            tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+        };
         let status = response.status();
         let body = response.json::<Value>().await.unwrap_or(Value::Null);
         if status.is_server_error() || status == StatusCode::UNAUTHORIZED {
@@ -198,12 +220,53 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "demo: {} members enrolled, {} purchases, {} refunds, {} redemptions ({} refused by the rules)",
         tally.enrolled, tally.purchases, tally.refunds, tally.redemptions, tally.refused
     );
+    println!("{}", members_summary(&members, &client.url, &args.app_key));
     Ok(())
+}
+
+/// The members' ids (the first few), and a command that shows one of them.
+fn members_summary(members: &[String], url: &str, app_key: &str) -> String {
+    let shown = members.len().min(MEMBERS_SHOWN);
+    let mut text = format!("members: {}", members[..shown].join(", "));
+    if members.len() > shown {
+        text.push_str(&format!(
+            " and {} more (to {})",
+            members.len() - shown,
+            members[members.len() - 1]
+        ));
+    }
+    if let Some(first) = members.first() {
+        text.push_str(&format!(
+            "\nlook at one: curl -s -H 'Authorization: Bearer {app_key}' {url}/v1/members/{first} | jq"
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_summary_names_the_first_members_and_how_to_look_at_one() {
+        let members: Vec<String> = (0..8).map(|i| format!("demo-r-{i}")).collect();
+        let text = members_summary(&members, "http://127.0.0.1:8080", "demo-app-key");
+        assert!(
+            text.starts_with(
+                "members: demo-r-0, demo-r-1, demo-r-2, demo-r-3, demo-r-4 and 3 more (to demo-r-7)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "curl -s -H 'Authorization: Bearer demo-app-key' \
+                 http://127.0.0.1:8080/v1/members/demo-r-0 | jq"
+            ),
+            "{text}"
+        );
+        let one = members_summary(&members[..1], "http://h", "k");
+        assert!(one.starts_with("members: demo-r-0\n"), "{one}");
+    }
 
     #[test]
     fn cents_are_written_as_a_money_string() {

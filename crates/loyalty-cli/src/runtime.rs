@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use loyalty_core::Program;
 use loyalty_engine::{Clock, Engine, EngineOptions, RandomIds, SystemClock};
-use loyalty_server::{AppState, KeyRing, Settings, StoreKind};
+use loyalty_server::{AppState, KeyRing, MetricsExposure, Settings, StoreKind};
 use loyalty_store::{EventStore, InMemoryStore};
 use loyalty_store_eventstoredb::{EventStoreDbOptions, EventStoreDbStore};
 use loyalty_store_postgres::{PostgresOptions, PostgresStore};
@@ -14,6 +14,8 @@ use loyalty_store_sqlite::{SqliteOptions, SqliteStore};
 
 /// How long start-up waits for a remote store to answer before giving up.
 const STORE_READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a scrape in progress gets once the main listener has stopped.
+const METRICS_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -119,6 +121,8 @@ pub async fn start_engine(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow:
 pub struct RunningServer {
     /// Where it listens (the real port when the settings said port 0).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served without a key, when `server.metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// The engine behind it: tests run scheduled work or read totals through it.
     pub engine: Engine,
     stop: Option<oneshot::Sender<()>>,
@@ -170,10 +174,39 @@ async fn start_server_until(
     let addr = listener.local_addr()?;
     let state = AppState::new(
         engine.clone(),
-        KeyRing::new(&settings.api_keys),
+        KeyRing::from_settings(&settings)?,
         settings.limits.clone(),
     );
-    let router = loyalty_server::app(state, settings.server.request_timeout());
+    // `/metrics` on a listener of its own, without a key, when configured.
+    let metrics = match settings.server.metrics_listen {
+        Some(metrics_listen) => {
+            let listener = TcpListener::bind(metrics_listen).await.with_context(|| {
+                format!("listening on {metrics_listen} (server.metrics_listen)")
+            })?;
+            let router = loyalty_server::metrics_router(state.clone());
+            Some((listener.local_addr()?, listener, router))
+        }
+        None => None,
+    };
+    let exposure = if metrics.is_some() {
+        MetricsExposure::SeparateListener
+    } else {
+        MetricsExposure::AdminKey
+    };
+    let router = loyalty_server::app_with(state, settings.server.request_timeout(), exposure);
+    let metrics_addr = metrics.as_ref().map(|(addr, _, _)| *addr);
+    let metrics_server = metrics.map(|(_, listener, router)| {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(loyalty_server::serve(
+            listener,
+            router,
+            async move {
+                let _ = stopped.await;
+            },
+            METRICS_GRACE,
+        ));
+        (stop, task)
+    });
     let scheduler = settings
         .scheduler
         .interval()
@@ -185,6 +218,15 @@ async fn start_server_until(
         if let Some(scheduler) = scheduler {
             scheduler.abort();
         }
+        // Scrapes go on while the main listener drains; they stop with it.
+        if let Some((stop, task)) = metrics_server {
+            let _ = stop.send(());
+            match task.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "the metrics listener failed"),
+                Err(e) => tracing::warn!(error = %e, "the metrics listener panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
         // Only after the last request is answered: everything acknowledged is in the store.
         task_engine.shutdown().await;
         tracing::info!("stopped");
@@ -192,6 +234,7 @@ async fn start_server_until(
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         engine,
         stop,
         task,
@@ -209,6 +252,9 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let server =
         start_server_until(settings, Arc::new(SystemClock), None, shutdown_signal()).await?;
     tracing::info!(addr = %server.addr, %store, "listening");
+    if let Some(metrics) = server.metrics_addr {
+        tracing::info!(addr = %metrics, "serving /metrics without a key");
+    }
     println!("listening on {}", server.url());
     server.wait().await
 }

@@ -199,6 +199,8 @@ pub struct Suspend {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reinstate {
     pub member_id: MemberId,
+    /// Why the suspension is lifted (read by auditors).
+    pub reason_code: ReasonCode,
     pub operator: OperatorId,
     pub occurred_at: DateTime<Utc>,
 }

@@ -387,6 +387,8 @@ pub struct MemberSuspended {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemberReinstated {
+    /// Absent in events recorded before reinstatements carried a reason.
+    pub reason_code: Option<ReasonCode>,
     pub operator: OperatorId,
     pub occurred_at: DateTime<Utc>,
 }

@@ -139,6 +139,23 @@ fn a_hand_written_v1_redemption_decodes() {
 }
 
 #[test]
+fn a_reinstatement_recorded_before_reinstatements_had_reasons_still_decodes() {
+    let old = r#"{"operator": "alice", "occurred_at": "2026-05-01T12:00:00Z"}"#;
+    let Event::MemberReinstated(r) = schema::decode("MemberReinstated", 1, old.as_bytes()).unwrap()
+    else {
+        panic!("wrong variant");
+    };
+    assert_eq!(r.reason_code, None);
+    let new = r#"{"reason_code": "appeal-upheld", "operator": "alice",
+        "occurred_at": "2026-05-01T12:00:00Z"}"#;
+    let Event::MemberReinstated(r) = schema::decode("MemberReinstated", 1, new.as_bytes()).unwrap()
+    else {
+        panic!("wrong variant");
+    };
+    assert_eq!(r.reason_code.unwrap().as_str(), "appeal-upheld");
+}
+
+#[test]
 fn an_unknown_type_or_version_is_its_own_error() {
     assert!(matches!(
         schema::decode("PointsTeleported", 1, b"{}"),

@@ -389,7 +389,7 @@ impl Engine {
     /// A stream shorter than the snapshot interval has no snapshot: its first page, of that
     /// many events, is read first, and only a longer stream is worth the snapshot's read (most
     /// cache misses are of short streams, and on a networked store every read is a round trip).
-    async fn load_hot(&self, member: &MemberId) -> Result<CachedMember, EngineError> {
+    pub(crate) async fn load_hot(&self, member: &MemberId) -> Result<CachedMember, EngineError> {
         let mut loaded = CachedMember::default();
         let every = self.inner.options.member_snapshot_every;
         let first_page = usize::try_from(every)
@@ -803,6 +803,17 @@ impl Engine {
 
     /// Waits (at most `read_wait_limit`) until the projections applied `position`.
     pub async fn wait_for(&self, position: Position) -> Result<(), EngineError> {
+        if self.inner.progress.get().position < position {
+            // A position past the log's head was never reached by any write (of this server or
+            // another on the same store): say so at once instead of waiting out the limit.
+            let head = self.store().head_position().await?;
+            if position > head {
+                return Err(EngineError::PositionAheadOfLog {
+                    wanted: position,
+                    head,
+                });
+            }
+        }
         self.inner
             .progress
             .wait_for(position, self.inner.options.read_wait_limit)

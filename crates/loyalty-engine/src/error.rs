@@ -33,6 +33,9 @@ pub enum EngineError {
     /// A read asked for a position the projections did not reach within the wait limit.
     #[error("read models have not reached position {wanted} (at {reached})")]
     NotCaughtUp { wanted: Position, reached: Position },
+    /// A read asked for a position past the log's head: no write reached it.
+    #[error("position {wanted} is past the head of the log ({head})")]
+    PositionAheadOfLog { wanted: Position, head: Position },
     /// A page or batch was asked for outside its limits.
     #[error("{what} of {requested} is not between 1 and {limit}")]
     LimitExceeded {

@@ -22,6 +22,7 @@ mod member_snapshot;
 mod metadata;
 mod options;
 mod progress;
+mod quote;
 mod readmodel;
 mod referral;
 mod reservation;
@@ -40,6 +41,7 @@ pub use error::EngineError;
 pub use import::{ImportPhase, ImportReport, ImportRow, ImportRowError, MAX_IMPORT_ROWS};
 pub use metadata::{CommandContext, EventMetadata, MAX_CONTEXT_FIELD};
 pub use options::EngineOptions;
+pub use quote::Quote;
 pub use views::{
     BalanceView, CommandResult, HistoryCursor, HistoryPage, LiabilityReport, LogEntry, LogPage,
     MemberSnapshot, NextExpiryView, NextTierView, ProfileView, ProgramTotals, RefundRequest,

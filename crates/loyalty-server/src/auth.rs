@@ -1,21 +1,31 @@
-//! API keys and roles.
+//! API keys, member tokens and roles.
 //!
 //! Keys are configured as SHA-256 hashes. A presented key is hashed and compared with every
 //! configured hash in constant time (`subtle`), without stopping at the first match, so the
 //! time taken says nothing about how close a guess was or which key matched.
+//!
+//! A bearer credential shaped as a JWT (three dot-separated parts) is a member token instead
+//! ([`crate::token`]): it is verified against the configured token keys and the server's clock,
+//! and yields a caller with the role [`Role::Member`] acting for one member. [`Allowed`] refuses
+//! such a caller any route whose `{member_id}` is another member's; routes that take the member
+//! from the body call [`Caller::require_member`].
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use loyalty_core::MemberId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
-use crate::settings::ApiKeySettings;
+use crate::error::{ApiError, ServerError};
+use crate::settings::{ApiKeySettings, Settings};
+use crate::state::AppState;
+use crate::token::TokenKeys;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -25,6 +35,8 @@ pub enum Role {
     Terminal,
     /// A member app: enrolment, profile, history, rewards, redemptions.
     App,
+    /// A retailer's back-end: obtains member tokens (`POST /v1/tokens`), nothing else.
+    Issuer,
     /// Customer support: adjustments and goodwill, and reading members.
     Support,
     /// Read-only access to the log, statements and liability.
@@ -33,6 +45,9 @@ pub enum Role {
     Analyst,
     /// Everything, plus operations (scheduler on demand).
     Admin,
+    /// The holder of a member token: that one member's own profile, history, rewards,
+    /// redemptions and activities. Never an API key's role.
+    Member,
 }
 
 impl fmt::Display for Role {
@@ -40,10 +55,12 @@ impl fmt::Display for Role {
         f.write_str(match self {
             Role::Terminal => "terminal",
             Role::App => "app",
+            Role::Issuer => "issuer",
             Role::Support => "support",
             Role::Auditor => "auditor",
             Role::Analyst => "analyst",
             Role::Admin => "admin",
+            Role::Member => "member",
         })
     }
 }
@@ -65,6 +82,8 @@ struct KeyEntry {
 #[derive(Debug, Clone, Default)]
 pub struct KeyRing {
     keys: Arc<Vec<KeyEntry>>,
+    /// The member tokens' keys; `None` while tokens are off.
+    tokens: Option<Arc<TokenKeys>>,
 }
 
 impl KeyRing {
@@ -85,7 +104,44 @@ impl KeyRing {
             .collect();
         KeyRing {
             keys: Arc::new(keys),
+            tokens: None,
         }
+    }
+
+    /// The API keys and, when `[[tokens.keys]]` lists any, the member tokens' keys.
+    pub fn from_settings(settings: &Settings) -> Result<KeyRing, ServerError> {
+        let ring = KeyRing::new(&settings.api_keys);
+        match TokenKeys::from_settings(&settings.tokens).map_err(ServerError::Config)? {
+            Some(tokens) => Ok(ring.with_tokens(tokens)),
+            None => Ok(ring),
+        }
+    }
+
+    /// The same keys, with member tokens signed and verified by `tokens`.
+    pub fn with_tokens(mut self, tokens: TokenKeys) -> KeyRing {
+        self.tokens = Some(Arc::new(tokens));
+        self
+    }
+
+    /// The member tokens' keys, if tokens are on.
+    pub fn tokens(&self) -> Option<&TokenKeys> {
+        self.tokens.as_deref()
+    }
+
+    /// The caller a presented member token identifies, as of `now` (the server's clock).
+    pub fn identify_token(&self, token: &str, now: DateTime<Utc>) -> Result<Caller, ApiError> {
+        let tokens = self.tokens.as_deref().ok_or_else(|| {
+            ApiError::unauthorized("member tokens are not enabled on this server")
+        })?;
+        let verified = tokens
+            .verify(token, now)
+            .map_err(|e| ApiError::unauthorized(format!("the member token is not valid: {e}")))?;
+        Ok(Caller {
+            name: verified.issued_by,
+            role: Role::Member,
+            stores: BTreeSet::new(),
+            member: Some(verified.member),
+        })
     }
 
     /// The caller a presented key identifies, if any.
@@ -102,16 +158,20 @@ impl KeyRing {
             name: e.name.clone(),
             role: e.role,
             stores: e.stores.clone(),
+            member: None,
         })
     }
 }
 
-/// Who is calling, established from the API key.
+/// Who is calling, established from the API key or the member token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The key's name; for a member token, the name of the issuer key that obtained it.
     pub name: String,
     pub role: Role,
     stores: BTreeSet<String>,
+    /// The member a member token acts for (role member only).
+    member: Option<MemberId>,
 }
 
 impl Caller {
@@ -119,11 +179,39 @@ impl Caller {
     pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
         if self.role == Role::Admin || allowed.contains(&self.role) {
             Ok(())
+        } else if let Some(member) = &self.member {
+            Err(ApiError::forbidden(format!(
+                "a member token (for {member}) may not do this: it reads and writes only its \
+                 member's own profile, history, rewards, redemptions and activities"
+            )))
         } else {
             Err(ApiError::forbidden(format!(
                 "the key {:?} has the role {}, which may not do this",
                 self.name, self.role
             )))
+        }
+    }
+
+    /// The member a member token acts for; `None` for API keys.
+    pub fn member(&self) -> Option<&MemberId> {
+        self.member.as_ref()
+    }
+
+    /// Passes when the caller may act for `member`: a member token only for its own member;
+    /// API keys are not bound to members (their role decides). 403 otherwise.
+    ///
+    /// [`Allowed`] calls it for a route's `{member_id}`; a handler that takes the member from
+    /// the body and admits member tokens must call it.
+    pub fn require_member(&self, member: &MemberId) -> Result<(), ApiError> {
+        self.require_member_id(member.as_str())
+    }
+
+    fn require_member_id(&self, member: &str) -> Result<(), ApiError> {
+        match &self.member {
+            Some(own) if own.as_str() != member => Err(ApiError::forbidden(format!(
+                "this member token acts for {own}, not for {member:?}"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -140,9 +228,13 @@ impl Caller {
         }
     }
 
-    /// The actor recorded in event metadata.
+    /// The actor recorded in event metadata: `role:key`, and for a member token
+    /// `member:<member>@<issuer key>`.
     pub fn actor(&self) -> String {
-        format!("{}:{}", self.role, self.name)
+        match &self.member {
+            Some(member) => format!("{}:{member}@{}", self.role, self.name),
+            None => format!("{}:{}", self.role, self.name),
+        }
     }
 }
 
@@ -151,30 +243,73 @@ pub trait HasKeyRing {
     fn key_ring(&self) -> &KeyRing;
 }
 
-/// The presented key: `Authorization: Bearer <key>` or `X-Api-Key: <key>`.
-fn presented_key(parts: &Parts) -> Option<&str> {
+/// The server's clock, against which member tokens expire (the engine's: tests move it).
+pub trait HasClock {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+impl HasClock for AppState {
+    fn now(&self) -> DateTime<Utc> {
+        self.engine.clock().now()
+    }
+}
+
+/// What the caller presented.
+enum Credential<'a> {
+    ApiKey(&'a str),
+    MemberToken(&'a str),
+}
+
+/// Whether a bearer credential is shaped as a JWT (header.payload.signature): API keys never
+/// are (they hold no two dots).
+fn is_jwt(credential: &str) -> bool {
+    let mut parts = credential.split('.');
+    parts.by_ref().take(3).filter(|p| !p.is_empty()).count() == 3 && parts.next().is_none()
+}
+
+/// The presented credential: `Authorization: Bearer <key or member token>` or
+/// `X-Api-Key: <key>`.
+fn presented(parts: &Parts) -> Option<Credential<'_>> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
-        let (scheme, key) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
+        let (scheme, credential) = v.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let credential = credential.trim();
+        return Some(if is_jwt(credential) {
+            Credential::MemberToken(credential)
+        } else {
+            Credential::ApiKey(credential)
+        });
     }
-    parts.headers.get("x-api-key")?.to_str().ok().map(str::trim)
+    parts
+        .headers
+        .get("x-api-key")?
+        .to_str()
+        .ok()
+        .map(|key| Credential::ApiKey(key.trim()))
 }
 
 impl<S> FromRequestParts<S> for Caller
 where
-    S: HasKeyRing + Send + Sync,
+    S: HasKeyRing + HasClock + Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let key = presented_key(parts).ok_or_else(|| {
-            ApiError::unauthorized("an API key is required (Authorization: Bearer <key>)")
-        })?;
-        state
-            .key_ring()
-            .identify(key)
-            .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
+        match presented(parts) {
+            None => Err(ApiError::unauthorized(
+                "an API key or a member token is required (Authorization: Bearer <key>)",
+            )),
+            Some(Credential::MemberToken(token)) => {
+                state.key_ring().identify_token(token, state.now())
+            }
+            Some(Credential::ApiKey(key)) => state
+                .key_ring()
+                .identify(key)
+                .ok_or_else(|| ApiError::unauthorized("the API key is not valid")),
+        }
     }
 }
 
@@ -197,17 +332,23 @@ macro_rules! roles {
     };
 }
 
+// `Member` (a member token) is admitted only by the sets that say so: [`Allowed`] then holds it
+// to the route's `{member_id}`, and the handler to a `member_id` in the body.
 roles! {
     /// Tills.
     Terminals => [Terminal];
-    /// Tills and member apps (activities).
-    TerminalsAndApps => [Terminal, App];
-    /// Member apps.
+    /// Tills and member apps (activities), and member tokens (their own member's activities).
+    TerminalsAndApps => [Terminal, App, Member];
+    /// Member apps (enrolment: not member tokens).
     Apps => [App];
-    /// Member apps and customer support.
-    AppsAndSupport => [App, Support];
-    /// Whoever reads a member: apps, support, auditors.
-    MemberReaders => [App, Support, Auditor];
+    /// Member apps and member tokens (their own member: redemptions).
+    AppsAndMembers => [App, Member];
+    /// Member apps, member tokens (their own member) and customer support.
+    AppsAndSupport => [App, Support, Member];
+    /// Whoever reads a member: apps, support, auditors, and member tokens (their own member).
+    MemberReaders => [App, Support, Auditor, Member];
+    /// Retailers' back-ends that obtain member tokens.
+    Issuers => [Issuer];
     /// Customer support.
     Support => [Support];
     /// Auditors.
@@ -233,7 +374,7 @@ pub struct Allowed<R: Roles> {
 
 impl<S, R> FromRequestParts<S> for Allowed<R>
 where
-    S: HasKeyRing + Send + Sync,
+    S: HasKeyRing + HasClock + Send + Sync,
     R: Roles,
 {
     type Rejection = ApiError;
@@ -241,6 +382,26 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
         caller.require(R::ALLOWED)?;
+        if caller.member.is_some() {
+            // A member token acts only for its member: a route's `{member_id}` must be it.
+            // Routes without path parameters have none to check (their body's is the
+            // handler's to check); parameters that are not UTF-8 cannot name the member.
+            match RawPathParams::from_request_parts(parts, state).await {
+                Ok(params) => {
+                    for (name, value) in &params {
+                        if name == "member_id" {
+                            caller.require_member_id(value)?;
+                        }
+                    }
+                }
+                Err(axum::extract::rejection::RawPathParamsRejection::MissingPathParams(_)) => {}
+                Err(_) => {
+                    return Err(ApiError::forbidden(
+                        "a member token acts only for its own member",
+                    ));
+                }
+            }
+        }
         Ok(Allowed {
             caller,
             roles: PhantomData,
@@ -297,6 +458,44 @@ mod tests {
         assert!(terminal.require(&[Role::Terminal]).is_ok());
         let admin = ring().identify("a-key").unwrap();
         assert!(admin.require(&[Role::App]).is_ok());
+    }
+
+    #[test]
+    fn a_bearer_credential_of_three_non_empty_dot_separated_parts_is_a_member_token() {
+        assert!(is_jwt("aaa.bbb.ccc"));
+        assert!(!is_jwt("demo-app-key"));
+        assert!(!is_jwt("a.b"));
+        assert!(!is_jwt("a.b.c.d"));
+        assert!(!is_jwt("a..c"));
+        assert!(!is_jwt("a.b."));
+    }
+
+    #[test]
+    fn a_member_caller_may_act_only_for_its_own_member_and_a_key_for_any() {
+        let member = Caller {
+            name: "shop".into(),
+            role: Role::Member,
+            stores: BTreeSet::new(),
+            member: Some(MemberId::parse("m-1").unwrap()),
+        };
+        assert!(
+            member
+                .require_member(&MemberId::parse("m-1").unwrap())
+                .is_ok()
+        );
+        let other = member
+            .require_member(&MemberId::parse("m-2").unwrap())
+            .unwrap_err();
+        assert_eq!(other.slug, "forbidden");
+        assert_eq!(member.actor(), "member:m-1@shop");
+        assert!(member.require(&[Role::App]).is_err());
+        assert!(member.require(&[Role::App, Role::Member]).is_ok());
+        let admin = ring().identify("a-key").unwrap();
+        assert!(
+            admin
+                .require_member(&MemberId::parse("m-2").unwrap())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 /// How historical purchases earn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PointsMode {
     /// By today's rules.
@@ -37,32 +37,66 @@ pub enum PointsMode {
     Explicit,
 }
 
-/// One row as written: every column but the first three optional, checked by `type`.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// One row as written: every column but the first three optional, checked by `type` (a row
+/// missing a column its type needs is refused with the batch, 422 `import-refused`).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportRowDto {
+    /// `member`, `purchase`, `refund` or `balance`.
     #[serde(rename = "type")]
+    #[schema(value_type = ImportRowType)]
     pub kind: String,
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
+    /// An RFC 3339 instant, or a local date (members at 00:00, other rows at 12:00 in the
+    /// program's timezone).
+    #[schema(value_type = crate::schema::InstantOrDate)]
     pub occurred_at: String,
+    /// Purchase and refund rows: the store of the sale.
     #[serde(default)]
+    #[schema(value_type = Option<crate::schema::IdOrEmpty>)]
     pub store: Option<String>,
+    /// Purchase and refund rows: the sale (a refund names the purchase it refunds).
     #[serde(default)]
+    #[schema(value_type = Option<crate::schema::IdOrEmpty>)]
     pub transaction_id: Option<String>,
+    /// Purchase and refund rows: a decimal string in the program's currency.
     #[serde(default)]
     pub amount: Option<String>,
+    /// Purchase rows (`imported` when absent): categories pick earning rules.
     #[serde(default)]
+    #[schema(value_type = Option<crate::schema::IdOrEmpty>)]
     pub category: Option<String>,
+    /// Purchase rows (`IMPORTED` when absent).
     #[serde(default)]
+    #[schema(value_type = Option<crate::schema::IdOrEmpty>)]
     pub sku: Option<String>,
+    /// Refund rows.
     #[serde(default)]
+    #[schema(value_type = Option<crate::schema::IdOrEmpty>)]
     pub refund_id: Option<String>,
+    /// Purchase rows when points are `explicit`, and balance rows.
     #[serde(default)]
     pub points: Option<i64>,
+    /// Balance rows (`opening-<member>` when absent).
     #[serde(default)]
+    #[schema(value_type = Option<crate::schema::IdOrEmpty>)]
     pub balance_id: Option<String>,
+    /// Balance rows: an instant or a local date (the end of that day); the program's expiry
+    /// policy when absent.
     #[serde(default)]
     pub expires_at: Option<String>,
+}
+
+/// The kinds of import rows.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ImportRowType {
+    Member,
+    Purchase,
+    Refund,
+    Balance,
 }
 
 /// An instant, or a local date at `time` in the program's timezone.
@@ -100,6 +134,20 @@ pub fn to_command(
     currency: &Currency,
 ) -> Result<(Command, ImportedAward), String> {
     let member_id = id(MemberId::parse, &row.member_id)?;
+    // Every id column given is an id, whether or not this row's type reads it: a malformed
+    // column is a mistake in the file, never silently ignored.
+    for (column, value) in [
+        ("store", &row.store),
+        ("transaction_id", &row.transaction_id),
+        ("category", &row.category),
+        ("sku", &row.sku),
+        ("refund_id", &row.refund_id),
+        ("balance_id", &row.balance_id),
+    ] {
+        if let Some(text) = value.as_deref().filter(|t| !t.is_empty()) {
+            StoreId::parse(text).map_err(|_| format!("{column} {text:?} is not an id"))?;
+        }
+    }
     let noon = NaiveTime::from_hms_opt(12, 0, 0).unwrap_or(NaiveTime::MIN);
     let award = match mode {
         PointsMode::Rules => ImportedAward::Rules,

@@ -1,7 +1,8 @@
 //! The HTTP API of loyalty: JSON over HTTP under `/v1` (axum). Only this crate knows HTTP.
 //!
 //! - [`app`] builds the router with its layers (request id, tracing, metrics, body limit,
-//!   timeout, concurrency limit, problem+json for every error);
+//!   timeout, concurrency limit, per-key rate limit, problem+json for every error);
+//! - [`metrics_router`] serves `/metrics` alone, without a key, for `server.metrics_listen`;
 //! - [`serve`] runs it on a listener until a shutdown signal, lets in-flight requests finish,
 //!   then shuts the engine down so that nothing acknowledged is lost;
 //! - [`Settings`] is the typed configuration (`config/loyalty.toml` + `LOYALTY_` variables).
@@ -14,19 +15,25 @@ pub mod import;
 pub mod metrics;
 pub mod openapi;
 mod problems;
+mod ratelimit;
 pub mod routes;
+pub mod schema;
 pub mod settings;
 pub mod state;
+pub mod token;
 mod validate;
+pub mod wire;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower::limit::ConcurrencyLimitLayer;
@@ -40,21 +47,48 @@ pub use error::{ApiError, ServerError};
 pub use settings::{Settings, StoreKind};
 pub use state::AppState;
 
-/// The router with every layer, ready to serve.
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsExposure {
+    /// On the main listener, to admin keys (`server.metrics_listen` unset).
+    #[default]
+    AdminKey,
+    /// On a listener of its own ([`metrics_router`] on `server.metrics_listen`), without a
+    /// key; the main listener answers 404 there.
+    SeparateListener,
+}
+
+/// The router with every layer, ready to serve; `/metrics` to admin keys.
 pub fn app(state: AppState, request_timeout: Duration) -> Router {
+    app_with(state, request_timeout, MetricsExposure::AdminKey)
+}
+
+/// The router with every layer, with `/metrics` where `metrics` says.
+pub fn app_with(state: AppState, request_timeout: Duration, metrics: MetricsExposure) -> Router {
     let body_limit = state.limits.body_bytes;
     let concurrency = state.limits.max_concurrent_requests;
+    let rate_limit = state.limits.rate_limit();
+    let limited = state.clone();
+    let exposure = metrics;
     let metrics = state.metrics.clone();
-    routes::routes()
+    let router = routes::routes()
         .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
         // Innermost first: these see the request after the outer layers.
+        .layer(Extension(exposure))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
-        .layer(ConcurrencyLimitLayer::new(concurrency))
+        .layer(ConcurrencyLimitLayer::new(concurrency));
+    // Outside the concurrency limit (a request over its rate takes no slot), inside the
+    // metrics (429s are counted).
+    let router = match rate_limit {
+        Some((rate, burst)) => ratelimit::limit(router, limited, rate, burst),
+        None => router,
+    };
+    router
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn_with_state(
             metrics,
@@ -86,8 +120,21 @@ pub fn app(state: AppState, request_timeout: Duration) -> Router {
         .with_state(state)
 }
 
+/// `/metrics` alone, without a key: for `server.metrics_listen`, an address only the
+/// monitoring network reaches. Anything else there is 404.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::open_exposition))
+        .fallback(|| async { ApiError::from_status(StatusCode::NOT_FOUND) })
+        .with_state(state)
+}
+
 /// Layers (body limit, timeout, method not allowed) answer errors with an empty body; this
 /// gives them the same problem+json shape as every other error.
+///
+/// A body over the limit is refused before it is read (from its `Content-Length`, or when a
+/// chunked one passes the limit): the answer says `Connection: close` and the connection is
+/// closed after it, rather than reading (or leaving unread) the rest of the body.
 async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
@@ -95,14 +142,22 @@ async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v == HeaderValue::from_static(error::PROBLEM_JSON));
-    if (status.is_client_error() || status.is_server_error()) && !is_problem {
-        return ApiError::from_status(status).into_response();
+    let mut response = if (status.is_client_error() || status.is_server_error()) && !is_problem {
+        ApiError::from_status(status).into_response()
+    } else {
+        response
+    };
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; in-flight requests then get up to
-/// `grace` to finish. The caller shuts the engine down afterwards.
+/// `grace` to finish. The caller shuts the engine down afterwards. Handlers see the peer's
+/// address (`ConnectInfo<SocketAddr>`: the rate limit of requests without a key).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -110,7 +165,8 @@ pub async fn serve(
     grace: Duration,
 ) -> Result<(), ServerError> {
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stopping_tx.send(());
     });

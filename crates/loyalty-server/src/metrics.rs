@@ -1,16 +1,22 @@
-//! Prometheus metrics, rendered as text at `/metrics`. Integer counters and gauges only (the
-//! project has no floats; latency belongs to the benchmarks).
+//! Prometheus metrics, rendered as text at `/metrics`: integer counters and gauges, and latency
+//! histograms in whole microseconds (prometheus-client keeps a histogram's sum as a float; the
+//! project's code only hands it integers).
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
@@ -18,6 +24,37 @@ struct RequestLabels {
     /// The route template (`/v1/members/{member}`), never the raw path: bounded cardinality.
     route: String,
     status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    /// The route template, as in [`RequestLabels`].
+    route: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CommandNameLabels {
+    /// The command's name (`record_purchase`), as in [`CommandLabels`].
+    command: String,
+}
+
+/// Latency buckets in microseconds: 50 µs doubling up to 13.1 s (19 buckets, and +Inf).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(50.0, 2.0, 19))
+}
+
+type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// A duration in whole microseconds, as the histograms take it.
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Observes an integer count of microseconds (exact below 2^53, i.e. for 285 years).
+#[allow(clippy::cast_precision_loss)]
+fn observe_micros(histogram: &Histogram, elapsed: Duration) {
+    histogram.observe(micros(elapsed) as f64);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -37,7 +74,9 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    request_latency: LatencyFamily<RouteLabels>,
     commands: Family<CommandLabels, Counter>,
+    command_latency: LatencyFamily<CommandNameLabels>,
     projection_commit: Gauge,
     caught_up: Gauge,
     members: Gauge,
@@ -86,11 +125,25 @@ impl Metrics {
             "HTTP requests answered, by route and status",
             requests.clone(),
         );
+        let request_latency: LatencyFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_microseconds",
+            "Time from a request's arrival to its answer's head, by method and route template, in microseconds",
+            request_latency.clone(),
+        );
         let commands = Family::<CommandLabels, Counter>::default();
         registry.register(
             "commands",
             "Commands handled, by command and result",
             commands.clone(),
+        );
+        let command_latency: LatencyFamily<CommandNameLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "command_duration_microseconds",
+            "Time the engine took to decide and durably record a command (or refuse it), by command, in microseconds",
+            command_latency.clone(),
         );
         let projection_commit = Gauge::default();
         registry.register(
@@ -151,7 +204,9 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 requests,
+                request_latency,
                 commands,
+                command_latency,
                 projection_commit,
                 caught_up,
                 members,
@@ -175,6 +230,17 @@ impl Metrics {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    /// Records how long the engine took over a command (`elapsed`, whatever its result).
+    pub fn observe_command(&self, command: &str, elapsed: Duration) {
+        let histogram = self
+            .inner
+            .command_latency
+            .get_or_create(&CommandNameLabels {
+                command: command.to_owned(),
+            });
+        observe_micros(&histogram, elapsed);
     }
 
     /// Sets the gauges that come from the engine; called right before rendering.
@@ -202,8 +268,10 @@ impl Metrics {
     }
 }
 
-/// Middleware counting every answered request by route template and status.
+/// Middleware counting every answered request by route template and status, and timing it by
+/// route template.
 pub async fn count_requests(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let method = req.method().as_str().to_owned();
     let route = req
         .extensions()
@@ -211,16 +279,57 @@ pub async fn count_requests(State(metrics): State<Metrics>, req: Request, next: 
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(req).await;
+    let elapsed = started.elapsed();
+    let mut labels = RouteLabels { method, route };
+    observe_micros(
+        &metrics.inner.request_latency.get_or_create(&labels),
+        elapsed,
+    );
     metrics
         .inner
         .requests
         .get_or_create(&RequestLabels {
-            method,
-            route,
+            method: std::mem::take(&mut labels.method),
+            route: std::mem::take(&mut labels.route),
             status: response.status().as_u16(),
         })
         .inc();
     response
+}
+
+/// The text exposition with the engine's gauges read now: what `/metrics` answers, on the main
+/// listener (to admin keys) or on `server.metrics_listen` (to anyone who can reach it).
+pub fn exposition(state: &AppState) -> Response {
+    let engine = &state.engine;
+    let totals = engine.totals();
+    let (cached_members, cached_bytes) = engine.cache_usage();
+    state.metrics.set_engine_gauges(EngineGauges {
+        projection_commit: engine.projection_position().commit,
+        caught_up: engine.is_caught_up(),
+        members: totals.members,
+        points_outstanding: totals.points_outstanding.value(),
+        points_expired: totals.breakage_points.value(),
+        cached_members,
+        cached_bytes,
+        full_history_loads: engine.full_history_loads(),
+        unreadable_events: engine.unreadable_events(),
+        scheduled_runs: engine.scheduled_runs(),
+        member_snapshot_loads: engine.member_snapshots().0,
+    });
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `/metrics` on the metrics listener: no key asked (the listener's address is the guard).
+pub async fn open_exposition(State(state): State<AppState>) -> Response {
+    exposition(&state)
 }
 
 #[cfg(test)]
@@ -237,6 +346,32 @@ mod tests {
             text.contains(
                 "loyalty_commands_total{command=\"record_purchase\",result=\"applied\"} 2"
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn command_latencies_fall_in_microsecond_buckets() {
+        let metrics = Metrics::new();
+        metrics.observe_command("enroll", Duration::from_micros(70));
+        metrics.observe_command("enroll", Duration::from_millis(3));
+        let text = metrics.render();
+        let line = |l: &str| text.lines().any(|x| x == l);
+        assert!(
+            line("loyalty_command_duration_microseconds_count{command=\"enroll\"} 2"),
+            "{text}"
+        );
+        assert!(
+            line("loyalty_command_duration_microseconds_sum{command=\"enroll\"} 3070.0"),
+            "{text}"
+        );
+        // 70 µs is above the first bound (50) and within the second (100).
+        assert!(
+            line("loyalty_command_duration_microseconds_bucket{le=\"50.0\",command=\"enroll\"} 0"),
+            "{text}"
+        );
+        assert!(
+            line("loyalty_command_duration_microseconds_bucket{le=\"100.0\",command=\"enroll\"} 1"),
             "{text}"
         );
     }

@@ -19,6 +19,22 @@ const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
 const CONFLICT: StatusCode = StatusCode::CONFLICT;
 const NOT_FOUND: StatusCode = StatusCode::NOT_FOUND;
 
+/// What the server answers beyond a key's rate (`limits.rate_per_sec`, `limits.rate_burst`).
+impl ApiError {
+    /// 429 `rate-limited`: the key (or, without a valid key, the peer address) sent more than
+    /// its rate; `Retry-After` says when the next request is let through (at least 1 s).
+    pub(crate) fn rate_limited(retry_after_secs: u32) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+            format!("this key sent more than its rate: try again in {retry_after_secs} s"),
+        )
+        .with("retryable", true)
+        .retry_after(retry_after_secs.max(1))
+    }
+}
+
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         let detail = error.to_string();
@@ -68,8 +84,10 @@ impl From<DomainError> for ApiError {
             } => p(NOT_FOUND, "unknown-transaction", "Unknown transaction")
                 .with("store", store.as_str())
                 .with("transaction_id", transaction_id.as_str()),
+            // The purchase as recorded decides these two: a conflict with its state, not a
+            // malformed request.
             DomainError::UnknownLine { line } => {
-                p(UNPROCESSABLE, "unknown-line", "Unknown purchase line").with("line", *line)
+                p(CONFLICT, "unknown-line", "Unknown purchase line").with("line", *line)
             }
             DomainError::DuplicateRefundLine { line } => p(
                 UNPROCESSABLE,
@@ -79,7 +97,7 @@ impl From<DomainError> for ApiError {
             .with("line", *line),
             DomainError::RefundExceedsRemaining { line, remaining } => {
                 let problem = p(
-                    UNPROCESSABLE,
+                    CONFLICT,
                     "refund-exceeds-remaining",
                     "Refund larger than what is left",
                 )
@@ -267,6 +285,14 @@ impl From<EngineError> for ApiError {
             .with("reached", reached.to_string())
             .with("retryable", true)
             .retry_after(1),
+            EngineError::PositionAheadOfLog { wanted, head } => ApiError::new(
+                CONFLICT,
+                "position-ahead-of-log",
+                "Position past the head of the log",
+                detail,
+            )
+            .with("wanted", wanted.to_string())
+            .with("head", head.to_string()),
             EngineError::LimitExceeded { limit, .. } => {
                 ApiError::new(UNPROCESSABLE, "limit-exceeded", "Limit exceeded", detail)
                     .with("limit", limit)
@@ -280,15 +306,17 @@ impl From<EngineError> for ApiError {
                 ApiError::unavailable(detail).retry_after(STORE_RETRY_AFTER_SECS)
             }
             EngineError::Analytics(e) => match e {
+                // The request is well formed: it is the history in the store that does not allow
+                // the analysis (yet), hence a conflict with its state rather than a 422.
                 AnalyticsError::NotEnoughData(_) => ApiError::new(
-                    UNPROCESSABLE,
+                    CONFLICT,
                     "not-enough-data",
                     "Not enough history for this analysis",
                     detail,
                 ),
                 AnalyticsError::FitFailed(_) | AnalyticsError::NumericalFailure(_) => {
                     ApiError::new(
-                        UNPROCESSABLE,
+                        CONFLICT,
                         "model-failed",
                         "The model could not be fitted to this history",
                         detail,
@@ -343,6 +371,18 @@ mod tests {
         }
         .into();
         assert_eq!(waiting.into_response().headers()["retry-after"], "1");
+    }
+
+    #[test]
+    fn a_rate_limited_request_is_told_when_to_come_back() {
+        use axum::response::IntoResponse;
+        let problem = ApiError::rate_limited(0);
+        assert_eq!(problem.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            problem.body()["type"],
+            "https://loyalty.dev/problems/rate-limited"
+        );
+        assert_eq!(problem.into_response().headers()["retry-after"], "1");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Settings {
     /// API keys, stored as SHA-256 hashes; the plaintext never appears in configuration.
     #[serde(default)]
     pub api_keys: Vec<ApiKeySettings>,
+    /// Member tokens (`POST /v1/tokens`): their signing keys, audience and lifetime.
+    #[serde(default)]
+    pub tokens: TokenSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +53,10 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// How long in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace_ms: u64,
+    /// When set, `/metrics` is served on this address only, without a key (for a Prometheus
+    /// on a private network), and the main listener does not serve it. When unset, `/metrics`
+    /// is on the main listener and needs an admin key.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -58,6 +65,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 30_000,
+            metrics_listen: None,
         }
     }
 }
@@ -136,6 +144,12 @@ pub struct LimitSettings {
     pub max_lines: usize,
     /// Most requests served at once; the rest wait (back-pressure, not unbounded queues).
     pub max_concurrent_requests: usize,
+    /// Requests per second each API key may make, sustained (requests without a valid key:
+    /// each peer IP address); beyond it 429 `rate-limited` with `Retry-After`. 0 turns rate
+    /// limiting off.
+    pub rate_per_sec: u32,
+    /// Requests a key (or peer address) may make at once above the sustained rate.
+    pub rate_burst: u32,
 }
 
 impl Default for LimitSettings {
@@ -149,13 +163,26 @@ impl Default for LimitSettings {
             max_adjust_points: 1_000_000,
             max_lines: 200,
             max_concurrent_requests: 512,
+            rate_per_sec: 1_000,
+            rate_burst: 2_000,
         }
     }
 }
 
+/// The highest sustained rate a key may be given (one request per microsecond).
+const MAX_RATE_PER_SEC: u32 = 1_000_000;
+
 impl LimitSettings {
     pub fn read_wait(&self) -> Duration {
         Duration::from_millis(self.read_wait_ms)
+    }
+
+    /// The sustained rate and burst per key, or `None` when rate limiting is off.
+    pub fn rate_limit(&self) -> Option<(std::num::NonZeroU32, std::num::NonZeroU32)> {
+        Some((
+            std::num::NonZeroU32::new(self.rate_per_sec)?,
+            std::num::NonZeroU32::new(self.rate_burst)?,
+        ))
     }
 }
 
@@ -301,6 +328,203 @@ pub struct ApiKeySettings {
     pub stores: Vec<String>,
 }
 
+/// Member tokens: short-lived signed tokens (JWT, HS256) that an `issuer` key (a retailer's
+/// back-end) obtains for one member (`POST /v1/tokens`), so that the member's app acts for that
+/// member only. Off while no key is listed.
+///
+/// ```toml
+/// [tokens]
+/// audience = "loyalty-app"
+/// issuer = "loyalty"
+/// max_ttl_secs = 900
+///
+/// [[tokens.keys]]
+/// id = "2026-03"                  # the token's `kid`
+/// secret_env = "TOKEN_KEY_2026_03"  # or secret = "..." (at least 32 bytes)
+/// ```
+///
+/// The current key (the one marked `current = true`, or else the first) signs; every listed
+/// key verifies. To rotate: list the new key first (or mark it current) and keep the old one
+/// until the tokens it signed have expired (`max_ttl_secs`), then remove it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// The `aud` claim tokens are issued for and must carry.
+    pub audience: String,
+    /// The `iss` claim tokens are issued with and must carry.
+    pub issuer: String,
+    /// Longest lifetime of a token, and the lifetime of one requested without `ttl_secs`.
+    pub max_ttl_secs: u64,
+    /// Clock skew allowed when checking `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// The signing and verifying keys.
+    pub keys: Vec<TokenKeySettings>,
+}
+
+/// The longest lifetime a member token may be given: a day (they are meant to be short-lived).
+pub const MAX_TOKEN_TTL_SECS: u64 = 24 * 3600;
+
+/// The largest clock-skew leeway for member tokens: five minutes.
+pub const MAX_TOKEN_LEEWAY_SECS: u64 = 300;
+
+/// The shortest HS256 secret: 256 bits, the size of the hash.
+pub const MIN_TOKEN_SECRET_BYTES: usize = 32;
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            audience: "loyalty-app".to_owned(),
+            issuer: "loyalty".to_owned(),
+            max_ttl_secs: 900,
+            leeway_secs: 30,
+            keys: Vec::new(),
+        }
+    }
+}
+
+impl TokenSettings {
+    /// Whether member tokens are on: at least one key is listed.
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// The key that signs new tokens: the one marked current, or else the first.
+    pub fn signing_key(&self) -> Option<&TokenKeySettings> {
+        self.keys
+            .iter()
+            .find(|k| k.current)
+            .or_else(|| self.keys.first())
+    }
+}
+
+/// One key of `[[tokens.keys]]`: its id (the tokens' `kid` header) and its secret, given inline
+/// (`secret`) or in an environment variable (`secret_env`, read at load).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenKeySettings {
+    /// 1 to 64 of `A-Z a-z 0-9 . _ -`, unique.
+    pub id: String,
+    /// The HMAC secret itself (at least 32 bytes). Prefer `secret_env` outside demos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The name of an environment variable holding the secret. Not a `LOYALTY_` one: those
+    /// are read as settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// This key signs new tokens (at most one key is current; default: the first listed).
+    #[serde(default)]
+    pub current: bool,
+}
+
+/// Secrets are never printed.
+impl std::fmt::Debug for TokenKeySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeySettings")
+            .field("id", &self.id)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_env", &self.secret_env)
+            .field("current", &self.current)
+            .finish()
+    }
+}
+
+impl TokenKeySettings {
+    /// The secret's bytes, from the setting or its environment variable.
+    pub fn secret_bytes(&self) -> Result<Vec<u8>, String> {
+        let id = &self.id;
+        let secret = match (&self.secret, &self.secret_env) {
+            (Some(secret), None) => secret.clone(),
+            (None, Some(var)) => {
+                if var.to_ascii_uppercase().starts_with("LOYALTY_") {
+                    return Err(format!(
+                        "tokens.keys {id:?}: secret_env = {var:?} starts with LOYALTY_, which \
+                         is read as a setting; use another variable name"
+                    ));
+                }
+                std::env::var(var).map_err(|_| {
+                    format!("tokens.keys {id:?}: the environment variable {var} is not set")
+                })?
+            }
+            _ => {
+                return Err(format!(
+                    "tokens.keys {id:?}: give exactly one of secret and secret_env"
+                ));
+            }
+        };
+        if secret.trim().is_empty() {
+            return Err(format!("tokens.keys {id:?}: the secret is empty"));
+        }
+        if secret.len() < MIN_TOKEN_SECRET_BYTES {
+            return Err(format!(
+                "tokens.keys {id:?}: the secret has {} bytes, fewer than the \
+                 {MIN_TOKEN_SECRET_BYTES} HS256 needs",
+                secret.len()
+            ));
+        }
+        Ok(secret.into_bytes())
+    }
+}
+
+impl Settings {
+    /// Checks `[tokens]` and the keys' roles that depend on it.
+    fn validate_tokens(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        let t = &self.tokens;
+        for key in &self.api_keys {
+            if key.role == Role::Member {
+                return bad(format!(
+                    "api_keys {:?}: the role member belongs to member tokens, not to API keys",
+                    key.name
+                ));
+            }
+            if key.role == Role::Issuer && !t.enabled() {
+                return bad(format!(
+                    "api_keys {:?}: an issuer key obtains member tokens, which need at least \
+                     one [[tokens.keys]]",
+                    key.name
+                ));
+            }
+        }
+        if t.audience.trim().is_empty() || t.issuer.trim().is_empty() {
+            return bad("tokens.audience and tokens.issuer must not be empty".into());
+        }
+        if t.max_ttl_secs == 0 || t.max_ttl_secs > MAX_TOKEN_TTL_SECS {
+            return bad(format!(
+                "tokens.max_ttl_secs = {} is not between 1 and {MAX_TOKEN_TTL_SECS} (a day)",
+                t.max_ttl_secs
+            ));
+        }
+        if t.leeway_secs > MAX_TOKEN_LEEWAY_SECS {
+            return bad(format!(
+                "tokens.leeway_secs must be at most {MAX_TOKEN_LEEWAY_SECS}"
+            ));
+        }
+        let mut ids = HashSet::new();
+        for key in &t.keys {
+            let id_ok = !key.id.is_empty()
+                && key.id.len() <= 64
+                && key
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !id_ok {
+                return bad(format!(
+                    "tokens.keys: the id {:?} is not 1 to 64 of A-Z a-z 0-9 . _ -",
+                    key.id
+                ));
+            }
+            if !ids.insert(key.id.as_str()) {
+                return bad(format!("tokens.keys: the id {:?} is used twice", key.id));
+            }
+            key.secret_bytes().map_err(ServerError::Config)?;
+        }
+        if t.keys.iter().filter(|k| k.current).count() > 1 {
+            return bad("tokens.keys: at most one key may be current".into());
+        }
+        Ok(())
+    }
+}
+
 /// The `LOYALTY_` environment variables that are settings: all but `LOYALTY_TEST_...`, which
 /// configure the project's own tests (`LOYALTY_TEST_POSTGRES_URL`) and reach the servers those
 /// tests start.
@@ -407,6 +631,20 @@ impl Settings {
         if l.max_concurrent_requests == 0 {
             return bad("limits.max_concurrent_requests must be positive".into());
         }
+        if l.rate_per_sec > MAX_RATE_PER_SEC || (l.rate_per_sec > 0 && l.rate_burst == 0) {
+            return bad(format!(
+                "limits.rate_per_sec = {} must be at most {MAX_RATE_PER_SEC} (0 = no rate limit) \
+                 and limits.rate_burst at least 1 when it is on",
+                l.rate_per_sec
+            ));
+        }
+        if self.server.metrics_listen == Some(self.server.listen) && self.server.listen.port() != 0
+        {
+            return bad(format!(
+                "server.metrics_listen = {} is the main listener's address: give it its own port",
+                self.server.listen
+            ));
+        }
         if self.time.max_ahead_secs > MAX_WINDOW_SECS || self.time.max_behind_secs > MAX_WINDOW_SECS
         {
             return bad(format!(
@@ -459,6 +697,7 @@ impl Settings {
                 _ => {}
             }
         }
+        self.validate_tokens()?;
         Ok(())
     }
 }
@@ -483,6 +722,7 @@ mod tests {
                 sha256: crate::auth::sha256_hex("k"),
                 stores: vec!["s1".into()],
             }],
+            tokens: TokenSettings::default(),
         }
     }
 
@@ -564,6 +804,33 @@ mod tests {
         assert!(s.validate().is_ok());
         s.store.pool_size = 0;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn the_rate_limit_and_the_metrics_listener_are_read_and_checked() {
+        let defaults = sample();
+        assert_eq!(defaults.server.metrics_listen, None);
+        assert!(defaults.limits.rate_limit().is_some());
+        let figment = sample()
+            .figment()
+            .merge(("server.metrics_listen", "127.0.0.1:9090"))
+            .merge(("limits.rate_per_sec", 0));
+        let settings = Settings::from_figment(figment).unwrap();
+        assert_eq!(
+            settings.server.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9090)))
+        );
+        assert_eq!(settings.limits.rate_limit(), None);
+        let no_burst = sample()
+            .figment()
+            .merge(("limits.rate_per_sec", 10))
+            .merge(("limits.rate_burst", 0));
+        assert!(Settings::from_figment(no_burst).is_err());
+        let same_address = sample()
+            .figment()
+            .merge(("server.listen", "127.0.0.1:8080"))
+            .merge(("server.metrics_listen", "127.0.0.1:8080"));
+        assert!(Settings::from_figment(same_address).is_err());
     }
 
     #[test]

@@ -40,13 +40,21 @@ pub fn amount(
     Ok(value)
 }
 
-/// A quantity must be positive and at most a million units.
+/// A quantity must be positive, at most a million units, with at most
+/// [`crate::schema::QUANTITY_DECIMALS`] decimals (weights to the milligram).
 pub fn quantity(money: Money) -> Result<Decimal, ApiError> {
     let value = money.0;
-    if value <= Decimal::ZERO || value > Decimal::from(1_000_000) {
+    let max = crate::schema::MAX_QUANTITY;
+    if value <= Decimal::ZERO
+        || value > Decimal::from(max)
+        || value.normalize().scale() > crate::schema::QUANTITY_DECIMALS
+    {
         return Err(invalid_amount(
             "quantity",
-            format!("quantity must be between 0 and 1000000, got {value}"),
+            format!(
+                "quantity must be above 0 and at most {max}, with at most {} decimals, got {value}",
+                crate::schema::QUANTITY_DECIMALS
+            ),
         ));
     }
     Ok(value)

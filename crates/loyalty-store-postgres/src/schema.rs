@@ -119,8 +119,14 @@ pub(crate) async fn upgrade(client: &mut Client, names: &Names) -> Result<(), Op
         });
     }
     for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        tracing::info!(schema, from, to = from + 1, "upgrading event store schema");
+        // A new schema runs every step at once: one line for it below, not one per step.
+        if found > 0 {
+            tracing::info!(schema, from, to = from + 1, "upgrading event store schema");
+        }
         tx.batch_execute(migration).await.sql()?;
+    }
+    if found == 0 {
+        tracing::info!(schema, "created event store schema v{SCHEMA_VERSION}");
     }
     if found < SCHEMA_VERSION {
         tx.execute(

@@ -72,8 +72,14 @@ pub(crate) fn upgrade(conn: &mut Connection) -> Result<(), OpenError> {
         });
     }
     for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        tracing::info!(from, to = from + 1, "upgrading event store schema");
+        // A new file runs every step at once: one line for it below, not one per step.
+        if found > 0 {
+            tracing::info!(from, to = from + 1, "upgrading event store schema");
+        }
         tx.execute_batch(migration)?;
+    }
+    if found == 0 {
+        tracing::info!("created event store schema v{SCHEMA_VERSION}");
     }
     if found < SCHEMA_VERSION {
         // PRAGMA takes no bound parameters; the value is our own constant.

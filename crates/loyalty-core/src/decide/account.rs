@@ -76,6 +76,7 @@ pub(super) fn reinstate(mut ctx: Ctx<'_>, c: &Reinstate) -> Result<Decision, Dom
         return Ok(ctx.finish(Outcome::Unchanged));
     }
     ctx.push(Event::MemberReinstated(MemberReinstated {
+        reason_code: Some(c.reason_code.clone()),
         operator: c.operator.clone(),
         occurred_at: ctx.at,
     }));

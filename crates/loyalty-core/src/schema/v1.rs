@@ -557,6 +557,10 @@ struct MemberSuspendedV1 {
 
 #[derive(Serialize, Deserialize)]
 struct MemberReinstatedV1 {
+    // Added without a version bump: old events lack it and read as `None`, and an old binary
+    // ignores it (the stored JSON tolerates unknown fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason_code: Option<ReasonCode>,
     operator: OperatorId,
     #[serde(deserialize_with = "instant::deserialize")]
     occurred_at: Instant,
@@ -769,6 +773,7 @@ pub(super) fn encode(event: &Event) -> Vec<u8> {
             occurred_at: e.occurred_at,
         }),
         Event::MemberReinstated(e) => to_json(&MemberReinstatedV1 {
+            reason_code: e.reason_code.clone(),
             operator: e.operator.clone(),
             occurred_at: e.occurred_at,
         }),
@@ -1032,6 +1037,7 @@ pub(super) fn decode(event_type: &str, data: &[u8]) -> Result<Event, serde_json:
         "MemberReinstated" => {
             let e: MemberReinstatedV1 = serde_json::from_str(text)?;
             Event::MemberReinstated(ev::MemberReinstated {
+                reason_code: e.reason_code,
                 operator: e.operator,
                 occurred_at: e.occurred_at,
             })

@@ -396,6 +396,7 @@ pub fn suspend(at: &str) -> Command {
 pub fn reinstate(at: &str) -> Command {
     Reinstate {
         member_id: member(),
+        reason_code: ReasonCode::parse("appeal-upheld").unwrap(),
         operator: OperatorId::parse("alice").unwrap(),
         occurred_at: t(at),
     }

@@ -8,6 +8,7 @@ mod hot;
 mod import;
 mod integrity;
 mod projections;
+mod quote;
 mod referrals;
 mod replicas;
 mod scheduled;

@@ -105,19 +105,26 @@ async fn a_read_with_the_writes_position_sees_the_write() {
 }
 
 #[tokio::test]
-async fn waiting_for_a_position_never_written_gives_up_at_the_limit() {
+async fn waiting_for_a_position_past_the_head_of_the_log_is_refused_at_once() {
     let opts = EngineOptions {
-        read_wait_limit: Duration::from_millis(50),
+        read_wait_limit: Duration::from_secs(30),
         ..options()
     };
     let h = Harness::with(program(), opts).await;
     h.enroll("alice").await;
+    let started = std::time::Instant::now();
     let err = h
         .engine
         .wait_for(Position::new(u64::MAX, u64::MAX))
         .await
         .unwrap_err();
-    assert!(matches!(err, EngineError::NotCaughtUp { .. }), "{err:?}");
+    assert!(
+        matches!(err, EngineError::PositionAheadOfLog { .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    // Refused without waiting out the 30 s limit.
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[tokio::test]

@@ -12,79 +12,196 @@ use loyalty_engine::MAX_MEMBERS_PAGE;
 use super::{ApiPath, ApiQuery};
 use crate::auth::{Allowed, Analysts};
 use crate::dto::{
-    BacktestQuery, LimitQuery, MembersPageQuery, ModelQuery, PeriodsQuery, page_size,
+    BacktestQuery, LimitQuery, MAX_HOLDOUT_DAYS, MembersPageQuery, ModelQuery, PeriodsQuery,
+    page_size,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate;
 
 /// The periods asked for (by default the twelve months up to today).
-fn periods(state: &AppState, query: &PeriodsQuery) -> (PeriodKind, NaiveDate, NaiveDate) {
+fn periods(
+    state: &AppState,
+    query: &PeriodsQuery,
+) -> Result<(PeriodKind, NaiveDate, NaiveDate), ApiError> {
     let kind = query.period.unwrap_or(PeriodKind::Month);
-    let (from, to) = state.engine.period_span(kind, query.from, query.to);
-    (kind, from, to)
+    if let Some(n) = query.periods {
+        let max = u32::try_from(loyalty_engine::MAX_PERIODS).unwrap_or(u32::MAX);
+        if n == 0 || n > max {
+            return Err(
+                ApiError::invalid(format!("periods={n} is not between 1 and {max}"))
+                    .with("max", max),
+            );
+        }
+    }
+    // `periods` periods ending with the one holding `to`: the span can never exceed the limit
+    // or end before it starts, so the document's bounds are the only ones.
+    let from = query.periods.map(|n| {
+        let to = query.to.unwrap_or_else(|| state.engine.today());
+        to.checked_sub_months(chrono::Months::new(kind.months() * (n.max(1) - 1)))
+            .unwrap_or(NaiveDate::MIN)
+    });
+    let (from, to) = state.engine.period_span(kind, from, query.to);
+    Ok((kind, from, to))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/retention",
+    tag = "analytics",
+    summary = "Retention, churn and revenue at risk per period",
+    description = "Customers at the start (S) and end (E), new customers (N), retention (E - N) / S, churn, S x average yearly spend x churn. Only periods that are over.",
+    params(crate::dto::PeriodsQuery),
+    responses((status = 200, description = "OK", body = crate::wire::RetentionReport)),
+    security(("apiKey" = ["analyst"])),
+)]
 pub async fn retention(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<PeriodsQuery>,
 ) -> Result<Response, ApiError> {
-    let (kind, from, to) = periods(&state, &query);
+    let (kind, from, to) = periods(&state, &query)?;
     let report = state.engine.retention_report(kind, from, to).await?;
-    Ok(Json(report).into_response())
+    Ok(Json(crate::wire::RetentionReport::from(&report)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/cohorts",
+    tag = "analytics",
+    summary = "Enrollment cohorts and the share of each that bought in every period after it",
+    params(crate::dto::PeriodsQuery),
+    responses((status = 200, description = "OK", body = crate::wire::CohortReport)),
+    security(("apiKey" = ["analyst"])),
+)]
 pub async fn cohorts(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<PeriodsQuery>,
 ) -> Result<Response, ApiError> {
-    let (kind, from, to) = periods(&state, &query);
+    let (kind, from, to) = periods(&state, &query)?;
     let report = state.engine.cohort_report(kind, from, to).await?;
-    Ok(Json(report).into_response())
+    Ok(Json(crate::wire::CohortReport::from(&report)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/concentration",
+    tag = "analytics",
+    summary = "Share of net spend (refunds deducted) from the top 1, 5, 10, 20 and 50% of members",
+    responses((status = 200, description = "OK", body = crate::wire::ConcentrationReport)),
+    security(("apiKey" = ["analyst"])),
+)]
 pub async fn concentration(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
 ) -> Result<Response, ApiError> {
     let report = state.engine.concentration_report().await?;
-    Ok(Json(report).into_response())
+    Ok(Json(crate::wire::ConcentrationReport::from(&report)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/rfm",
+    tag = "analytics",
+    summary = "Recency, frequency and monetary quintile scores (1 to 5) per member, by member id",
+    params(crate::dto::MembersPageQuery),
+    responses((status = 200, description = "OK", body = crate::wire::RfmPage)),
+    security(("apiKey" = ["analyst"])),
+)]
 pub async fn rfm(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<MembersPageQuery>,
 ) -> Result<Response, ApiError> {
     let limit = page_size(query.limit, 100, MAX_MEMBERS_PAGE)?;
+    if let Some(after) = query.after.as_deref() {
+        validate::id(MemberId::parse, after)?;
+    }
     let page = state.engine.rfm_page(query.after, limit).await?;
-    Ok(Json(page).into_response())
+    Ok(Json(crate::wire::RfmPage::from(&page)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/model",
+    tag = "analytics",
+    summary = "The BG/NBD and Gamma-Gamma models fitted by maximum likelihood",
+    description = "Fitted on every member's purchase days up to calibration_end (yesterday by default), in the program's time unit.",
+    params(crate::dto::ModelQuery),
+    responses((status = 200, description = "OK", body = crate::wire::ModelReport)),
+    security(("apiKey" = ["analyst"])),
+)]
 pub async fn model(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<ModelQuery>,
 ) -> Result<Response, ApiError> {
     let report = state.engine.model_report(query.calibration_end).await?;
-    Ok(Json(report).into_response())
+    Ok(Json(crate::wire::ModelReport::from(&report)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/backtest",
+    tag = "analytics",
+    summary = "Predicted against actual purchase days over a holdout period",
+    description = "Fit on the history up to calibration_end, predict each member's purchase days over the holdout_days after it (up to today by default), and compare with what happened, in total and by calibration frequency. A holdout that is not over is 409 `holdout-not-over`.",
+    params(crate::dto::BacktestQuery),
+    responses((status = 200, description = "OK", body = crate::wire::BacktestReport)),
+    security(("apiKey" = ["analyst"])),
+)]
 pub async fn backtest(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<BacktestQuery>,
 ) -> Result<Response, ApiError> {
+    if let Some(days) = query.holdout_days
+        && !(1..=MAX_HOLDOUT_DAYS).contains(&days)
+    {
+        return Err(ApiError::invalid(format!(
+            "holdout_days={days} is not between 1 and {MAX_HOLDOUT_DAYS}"
+        ))
+        .with("max", MAX_HOLDOUT_DAYS));
+    }
+    let today = state.engine.today();
+    let holdout_end = match query.holdout_days {
+        Some(days) => query
+            .calibration_end
+            .checked_add_days(chrono::Days::new(u64::from(days)))
+            .unwrap_or(NaiveDate::MAX),
+        None => today,
+    };
+    if holdout_end > today || holdout_end <= query.calibration_end {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "holdout-not-over",
+            "The holdout period is not over",
+            format!(
+                "the holdout from {} to {holdout_end} is not over: today is {today}",
+                query.calibration_end
+            ),
+        )
+        .with("today", today.to_string()));
+    }
     let report = state
         .engine
-        .backtest_report(query.calibration_end, query.holdout_end)
+        .backtest_report(query.calibration_end, Some(holdout_end))
         .await?;
-    Ok(Json(report).into_response())
+    Ok(Json(crate::wire::BacktestReport::from(&report)).into_response())
 }
 
 /// The at-risk list is ranked by value, not paged by member id: only its length is chosen.
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/at-risk",
+    tag = "analytics",
+    summary = "Members at risk, ranked by value at risk",
+    description = "Members whose probability of being alive is below the program's at_risk_below, ranked by (1 - P(alive)) x their value over the horizon if alive.",
+    params(crate::dto::LimitQuery),
+    responses((status = 200, description = "OK", body = crate::wire::AtRiskReport)),
+    security(("apiKey" = ["analyst"])),
+)]
 pub async fn at_risk(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
@@ -92,9 +209,18 @@ pub async fn at_risk(
 ) -> Result<Response, ApiError> {
     let limit = page_size(query.limit, 100, MAX_MEMBERS_PAGE)?;
     let report = state.engine.at_risk_report(limit).await?;
-    Ok(Json(report).into_response())
+    Ok(Json(crate::wire::AtRiskReport::from(&report)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/members/{member_id}",
+    tag = "analytics",
+    summary = "One member's outlook: P(alive), expected purchase days and lifetime value over the program's horizon",
+    params(("member_id" = crate::schema::Id, Path, description = "The member")),
+    responses((status = 200, description = "OK", body = crate::wire::MemberValue)),
+    security(("apiKey" = ["analyst"])),
+)]
 pub async fn member_value(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
@@ -110,5 +236,5 @@ pub async fn member_value(
         )
         .with("member_id", member.as_str())
     })?;
-    Ok(Json(value).into_response())
+    Ok(Json(crate::wire::MemberValue::from(&value)).into_response())
 }

@@ -4,7 +4,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use loyalty_core::MemberId;
 use loyalty_store::Position;
-use serde_json::json;
 
 use super::{ApiPath, ApiQuery, wait_for};
 use crate::auth::{Allowed, Auditors, AuditorsAndSupport};
@@ -13,6 +12,15 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate;
 
+#[utoipa::path(
+    get,
+    path = "/v1/log",
+    tag = "audit",
+    summary = "The event log from a position, paged",
+    params(crate::dto::LogQuery),
+    responses((status = 200, description = "OK", body = crate::wire::LogPage)),
+    security(("apiKey" = ["auditor"])),
+)]
 pub async fn log(
     State(state): State<AppState>,
     _: Allowed<Auditors>,
@@ -22,9 +30,18 @@ pub async fn log(
     let limit = page_size(query.limit, max.min(100), max)?;
     let after = query.after.map_or(Position::START, |p| p.0);
     let page = state.engine.log(after, limit).await?;
-    Ok(Json(page).into_response())
+    Ok(Json(crate::wire::LogPage::from(&page)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/members/{member_id}/events",
+    tag = "audit",
+    summary = "One member's events from the log",
+    params(("member_id" = crate::schema::Id, Path, description = "The member"), crate::dto::MemberEventsQuery),
+    responses((status = 200, description = "OK", body = crate::wire::MemberEventsPage)),
+    security(("apiKey" = ["auditor"])),
+)]
 pub async fn member_events(
     State(state): State<AppState>,
     _: Allowed<Auditors>,
@@ -34,13 +51,31 @@ pub async fn member_events(
     let member = validate::id(MemberId::parse, &member_id)?;
     let max = state.limits.log_page_max;
     let limit = page_size(query.limit, max.min(100), max)?;
+    let from_revision = query.from_revision.unwrap_or(0);
+    // Revisions are stored as signed 64-bit integers (EventStoreDB's and SQL's): the
+    // document states the same bound.
+    if i64::try_from(from_revision).is_err() {
+        return Err(ApiError::invalid(format!(
+            "from_revision={from_revision} is beyond the largest stream revision"
+        ))
+        .with("max", i64::MAX));
+    }
     let page = state
         .engine
-        .member_events(&member, query.from_revision.unwrap_or(0), limit)
+        .member_events(&member, from_revision, limit)
         .await?;
-    Ok(Json(page).into_response())
+    Ok(Json(crate::wire::MemberEventsPage::from(&page)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/members/{member_id}/as-of",
+    tag = "audit",
+    summary = "Balance and tier as of an instant, replayed from the log",
+    params(("member_id" = crate::schema::Id, Path, description = "The member"), crate::dto::AsOfQuery),
+    responses((status = 200, description = "OK", body = crate::wire::MemberAsOf)),
+    security(("apiKey" = ["auditor", "support"])),
+)]
 pub async fn member_as_of(
     State(state): State<AppState>,
     _: Allowed<AuditorsAndSupport>,
@@ -61,18 +96,36 @@ pub async fn member_as_of(
             )
             .with("member_id", member.as_str())
         })?;
-    Ok(Json(snapshot).into_response())
+    Ok(Json(crate::wire::MemberAsOf::from(&snapshot)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/liability",
+    tag = "audit",
+    summary = "Points liability as of an instant, replayed from the log",
+    params(crate::dto::AsOfQuery),
+    responses((status = 200, description = "OK", body = crate::wire::LiabilityReport)),
+    security(("apiKey" = ["auditor"])),
+)]
 pub async fn liability(
     State(state): State<AppState>,
     _: Allowed<Auditors>,
     ApiQuery(query): ApiQuery<AsOfQuery>,
 ) -> Result<Response, ApiError> {
     let report = state.engine.liability_as_of(query.as_of).await?;
-    Ok(Json(report).into_response())
+    Ok(Json(crate::wire::LiabilityReport::from(&report)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/totals",
+    tag = "audit",
+    summary = "Program totals from the read models: members, points outstanding, liability, breakage",
+    params(crate::dto::ReadQuery),
+    responses((status = 200, description = "OK", body = crate::wire::TotalsReport)),
+    security(("apiKey" = ["auditor"])),
+)]
 pub async fn totals(
     State(state): State<AppState>,
     _: Allowed<Auditors>,
@@ -80,9 +133,9 @@ pub async fn totals(
 ) -> Result<Response, ApiError> {
     wait_for(&state, query.min_position).await?;
     let totals = state.engine.totals();
-    Ok(Json(json!({
-        "position": crate::dto::PositionText(state.engine.projection_position()),
-        "totals": totals,
-    }))
+    Ok(Json(crate::wire::TotalsReport::new(
+        state.engine.projection_position(),
+        &totals,
+    ))
     .into_response())
 }

@@ -7,7 +7,6 @@ use loyalty_core::{
     CancelRedemption, Command, Enroll, MemberId, Points, Redeem, RedeemTarget, RedemptionId,
     RewardId,
 };
-use serde_json::json;
 
 use super::{ApiJson, ApiPath, ApiQuery, CommandResponse, execute, wait_for};
 use crate::auth::{Allowed, Apps, AppsAndSupport, MemberReaders};
@@ -18,6 +17,15 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate;
 
+#[utoipa::path(
+    post,
+    path = "/v1/members",
+    tag = "members",
+    summary = "Enroll a member",
+    request_body = crate::dto::EnrollRequest,
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = super::CommandResponse)),
+    security(("apiKey" = ["app"])),
+)]
 pub async fn enroll(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Apps>,
@@ -58,6 +66,15 @@ fn unknown_member(state: &AppState, member: &MemberId) -> ApiError {
     .with("member_id", member.as_str())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/members/{member_id}",
+    tag = "members",
+    summary = "Profile with balance and tier progress",
+    params(("member_id" = crate::schema::Id, Path, description = "The member"), crate::dto::ReadQuery),
+    responses((status = 200, description = "OK", body = crate::wire::MemberProfile)),
+    security(("apiKey" = ["app", "support", "auditor"]), ("memberToken" = [])),
+)]
 pub async fn profile(
     State(state): State<AppState>,
     _: Allowed<MemberReaders>,
@@ -70,9 +87,18 @@ pub async fn profile(
         .engine
         .member_profile(&member)
         .ok_or_else(|| unknown_member(&state, &member))?;
-    Ok(Json(profile).into_response())
+    Ok(Json(crate::wire::MemberProfile::from(&profile)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/members/{member_id}/history",
+    tag = "members",
+    summary = "Statement lines, newest first, with cursor pagination",
+    params(("member_id" = crate::schema::Id, Path, description = "The member"), crate::dto::HistoryQuery),
+    responses((status = 200, description = "OK", body = crate::wire::HistoryPage)),
+    security(("apiKey" = ["app", "support", "auditor"]), ("memberToken" = [])),
+)]
 pub async fn history(
     State(state): State<AppState>,
     _: Allowed<MemberReaders>,
@@ -95,9 +121,18 @@ pub async fn history(
         return Err(unknown_member(&state, &member));
     }
     let page = state.engine.history(&member, cursor, limit).await?;
-    Ok(Json(page).into_response())
+    Ok(Json(crate::wire::HistoryPage::from(&page)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/members/{member_id}/rewards",
+    tag = "members",
+    summary = "Rewards the member can redeem now",
+    params(("member_id" = crate::schema::Id, Path, description = "The member"), crate::dto::ReadQuery),
+    responses((status = 200, description = "OK", body = crate::wire::RewardsList)),
+    security(("apiKey" = ["app", "support"]), ("memberToken" = [])),
+)]
 pub async fn rewards(
     State(state): State<AppState>,
     _: Allowed<AppsAndSupport>,
@@ -110,12 +145,23 @@ pub async fn rewards(
         return Err(unknown_member(&state, &member));
     }
     let rewards = state.engine.redeemable_rewards(&member);
-    Ok(Json(json!({ "member_id": member, "rewards": rewards })).into_response())
+    Ok(Json(crate::wire::RewardsList::new(&member, &rewards)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/members/{member_id}/redemptions",
+    tag = "members",
+    summary = "Redeem a reward or points",
+    description = "Points are drawn from the oldest spendable lots first; never more than the spendable balance (409 `insufficient-points`).",
+    request_body = crate::dto::RedeemRequest,
+    params(("member_id" = crate::schema::Id, Path, description = "The member")),
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = super::CommandResponse)),
+    security(("apiKey" = ["app"]), ("memberToken" = [])),
+)]
 pub async fn redeem(
     State(state): State<AppState>,
-    Allowed { caller, .. }: Allowed<Apps>,
+    Allowed { caller, .. }: Allowed<crate::auth::AppsAndMembers>,
     headers: HeaderMap,
     ApiPath(member_id): ApiPath<String>,
     ApiJson(body): ApiJson<RedeemRequest>,
@@ -139,6 +185,16 @@ pub async fn redeem(
     execute(&state, &caller, &headers, command).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/members/{member_id}/redemptions/{redemption_id}/cancel",
+    tag = "members",
+    summary = "Cancel a redemption (the points come back)",
+    request_body = crate::dto::CancelRedemptionRequest,
+    params(("member_id" = crate::schema::Id, Path, description = "The member"), ("redemption_id" = crate::schema::Id, Path, description = "The redemption")),
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = super::CommandResponse)),
+    security(("apiKey" = ["app", "support"]), ("memberToken" = [])),
+)]
 pub async fn cancel_redemption(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<AppsAndSupport>,

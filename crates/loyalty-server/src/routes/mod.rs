@@ -2,22 +2,26 @@
 //! that turn rejections into problems, running a command, waiting for `min_position`.
 mod analytics;
 mod audit;
+mod lifecycle;
 mod members;
 mod ops;
+mod quote;
 mod support;
 mod terminal;
+mod tokens;
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use loyalty_core::Command;
 use loyalty_engine::{CommandContext, CommandResult, EngineError};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::dto::PositionText;
@@ -27,46 +31,50 @@ use crate::state::AppState;
 /// Header set on the answer to a replayed command.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// Every route. A test reads the route paths of this function from its source and checks that
-/// each is in the OpenAPI document.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/purchases", post(terminal::record_purchase))
-        .route("/v1/refunds", post(terminal::refund))
-        .route("/v1/activities", post(terminal::record_activity))
-        .route("/v1/members", post(members::enroll))
-        .route("/v1/members/{member_id}", get(members::profile))
-        .route("/v1/members/{member_id}/history", get(members::history))
-        .route("/v1/members/{member_id}/rewards", get(members::rewards))
-        .route("/v1/members/{member_id}/redemptions", post(members::redeem))
-        .route(
-            "/v1/members/{member_id}/redemptions/{redemption_id}/cancel",
-            post(members::cancel_redemption),
-        )
-        .route("/v1/members/{member_id}/adjustments", post(support::adjust))
-        .route("/v1/members/{member_id}/goodwill", post(support::goodwill))
-        .route("/v1/members/{member_id}/events", get(audit::member_events))
-        .route("/v1/members/{member_id}/as-of", get(audit::member_as_of))
-        .route("/v1/log", get(audit::log))
-        .route("/v1/liability", get(audit::liability))
-        .route("/v1/totals", get(audit::totals))
-        .route("/v1/analytics/retention", get(analytics::retention))
-        .route("/v1/analytics/cohorts", get(analytics::cohorts))
-        .route("/v1/analytics/concentration", get(analytics::concentration))
-        .route("/v1/analytics/rfm", get(analytics::rfm))
-        .route("/v1/analytics/model", get(analytics::model))
-        .route("/v1/analytics/backtest", get(analytics::backtest))
-        .route("/v1/analytics/at-risk", get(analytics::at_risk))
-        .route(
-            "/v1/analytics/members/{member_id}",
-            get(analytics::member_value),
-        )
-        .route("/v1/admin/import", post(ops::import))
-        .route("/v1/admin/scheduler/run", post(ops::run_scheduler))
-        .route("/v1/openapi.json", get(ops::openapi))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+/// Every route, without their documentation.
+pub fn routes() -> axum::Router<AppState> {
+    api().split_for_parts().0
+}
+
+/// Every route, each registered with its OpenAPI operation (`#[utoipa::path]` on the handler):
+/// what is routed is what is documented, and the other way round.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(terminal::record_purchase))
+        .routes(routes!(quote::quote))
+        .routes(routes!(terminal::refund))
+        .routes(routes!(terminal::record_activity))
+        .routes(routes!(members::enroll))
+        .routes(routes!(members::profile))
+        .routes(routes!(members::history))
+        .routes(routes!(members::rewards))
+        .routes(routes!(members::redeem))
+        .routes(routes!(members::cancel_redemption))
+        .routes(routes!(tokens::issue))
+        .routes(routes!(support::adjust))
+        .routes(routes!(support::goodwill))
+        .routes(routes!(lifecycle::suspend))
+        .routes(routes!(lifecycle::reinstate))
+        .routes(routes!(lifecycle::close))
+        .routes(routes!(audit::member_events))
+        .routes(routes!(audit::member_as_of))
+        .routes(routes!(audit::log))
+        .routes(routes!(audit::liability))
+        .routes(routes!(audit::totals))
+        .routes(routes!(analytics::retention))
+        .routes(routes!(analytics::cohorts))
+        .routes(routes!(analytics::concentration))
+        .routes(routes!(analytics::rfm))
+        .routes(routes!(analytics::model))
+        .routes(routes!(analytics::backtest))
+        .routes(routes!(analytics::at_risk))
+        .routes(routes!(analytics::member_value))
+        .routes(routes!(ops::import))
+        .routes(routes!(ops::run_scheduler))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
 }
 
 /// `Json` whose rejections are problem documents.
@@ -127,28 +135,7 @@ where
     }
 }
 
-/// The answer to a command.
-#[derive(Debug, Serialize)]
-pub struct CommandResponse {
-    pub member_id: String,
-    pub replayed: bool,
-    /// Pass as `?min_position=` to a read to see this write.
-    pub position: PositionText,
-    pub stream_revision: u64,
-    pub outcome: loyalty_core::Outcome,
-}
-
-impl From<CommandResult> for CommandResponse {
-    fn from(r: CommandResult) -> Self {
-        Self {
-            member_id: r.member.to_string(),
-            replayed: r.replayed,
-            position: PositionText(r.position),
-            stream_revision: r.stream_revision,
-            outcome: r.outcome,
-        }
-    }
-}
+pub use crate::wire::CommandResponse;
 
 impl IntoResponse for CommandResponse {
     fn into_response(self) -> Response {
@@ -232,10 +219,12 @@ async fn execute(
     command: Command,
 ) -> Result<CommandResponse, ApiError> {
     let name = command_name(&command);
+    let started = std::time::Instant::now();
     let result = state
         .engine
         .execute_with(command, context(caller, headers))
         .await;
+    state.metrics.observe_command(&name, started.elapsed());
     settle(state, &name, result)
 }
 

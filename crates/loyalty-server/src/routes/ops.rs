@@ -1,7 +1,7 @@
 //! Operations: health, readiness, metrics, the API document, scheduled work on demand.
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -15,8 +15,16 @@ use crate::import::to_command;
 use crate::state::AppState;
 
 /// The process is up and answering.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "The process is up",
+    responses((status = 200, description = "OK", body = crate::wire::Health)),
+    security(()),
+)]
 pub async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+    Json(crate::wire::Health::OK).into_response()
 }
 
 /// Longest the readiness probe waits for the store to answer.
@@ -24,6 +32,14 @@ const STORE_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Ready to serve: the store answers and takes writes, and the read models caught up with the
 /// log.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "The store is ready and the read models caught up",
+    responses((status = 200, description = "OK", body = crate::wire::Readiness)),
+    security(()),
+)]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let position = PositionText(state.engine.projection_position());
     let store = tokio::time::timeout(STORE_PROBE, state.engine.store().head_position()).await;
@@ -46,7 +62,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             .into_response();
     }
     if state.engine.is_caught_up() {
-        Json(json!({"status": "ready", "position": position})).into_response()
+        Json(crate::wire::Readiness::ready(position.0)).into_response()
     } else {
         ApiError::unavailable("the read models are still catching up with the log")
             .with(
@@ -57,43 +73,56 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let engine = &state.engine;
-    let totals = engine.totals();
-    let (cached_members, cached_bytes) = engine.cache_usage();
-    state
-        .metrics
-        .set_engine_gauges(crate::metrics::EngineGauges {
-            projection_commit: engine.projection_position().commit,
-            caught_up: engine.is_caught_up(),
-            members: totals.members,
-            points_outstanding: totals.points_outstanding.value(),
-            points_expired: totals.breakage_points.value(),
-            cached_members,
-            cached_bytes,
-            full_history_loads: engine.full_history_loads(),
-            unreadable_events: engine.unreadable_events(),
-            scheduled_runs: engine.scheduled_runs(),
-            member_snapshot_loads: engine.member_snapshots().0,
-        });
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+/// `/metrics` on the main listener: to admin keys, or nowhere when `server.metrics_listen`
+/// serves it on a listener of its own (404 here, whoever asks).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "To admin keys; not served here when `server.metrics_listen` serves it on a listener of its own (without a key).",
+    responses((status = 200, description = "The metrics in the Prometheus text format", body = String, content_type = "text/plain")),
+    security(("apiKey" = [])),
+)]
+pub async fn metrics(
+    State(state): State<AppState>,
+    exposure: Option<axum::Extension<crate::MetricsExposure>>,
+    caller: Result<Allowed<Admins>, ApiError>,
+) -> Response {
+    if let Some(axum::Extension(crate::MetricsExposure::SeparateListener)) = exposure {
+        return ApiError::from_status(StatusCode::NOT_FOUND).into_response();
+    }
+    if let Err(problem) = caller {
+        return problem.into_response();
+    }
+    crate::metrics::exposition(&state)
 }
 
-pub async fn openapi() -> Response {
-    Json(crate::openapi::document()).into_response()
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "operations",
+    summary = "This document",
+    responses((status = 200, description = "OK", body = serde_json::Value)),
+    security(()),
+)]
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    Json(crate::openapi::document(&state)).into_response()
 }
 
 /// Runs expiry and tier reviews now (as of the server clock, or an earlier time given; never a
 /// later one: the server's clock decides what is due). Safe to run twice: every command it sends
 /// is keyed, so a second run changes nothing already done.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/scheduler/run",
+    tag = "operations",
+    summary = "Run expiry and tier reviews now",
+    description = "As of the server's clock, or an earlier `now`; a later one is 422 `scheduled-time-ahead`.",
+    request_body = crate::dto::SchedulerRunRequest,
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = crate::wire::SchedulerRun)),
+    security(("apiKey" = ["admin"])),
+)]
 pub async fn run_scheduler(
     State(state): State<AppState>,
     _: Allowed<Admins>,
@@ -108,10 +137,7 @@ pub async fn run_scheduler(
         .head_position()
         .await
         .map_err(loyalty_engine::EngineError::from)?;
-    Ok(
-        Json(json!({"now": now, "position": PositionText(position), "report": report}))
-            .into_response(),
-    )
+    Ok(Json(crate::wire::SchedulerRun::new(now, position, &report)).into_response())
 }
 
 /// Most rows one HTTP import batch takes (the body limit applies too); larger histories go
@@ -119,6 +145,16 @@ pub async fn run_scheduler(
 pub const MAX_HTTP_IMPORT_ROWS: usize = 10_000;
 
 /// `POST /v1/admin/import`: a batch of historical rows, all or none (see `loyalty import`).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/import",
+    tag = "operations",
+    summary = "Import a batch of a legacy program's history",
+    description = "Members, purchases, refunds and opening balances with their real dates: all rows or none (422 `import-refused` lists each refused row), idempotent per row; at most 10,000 rows and limits.body_bytes.",
+    request_body = crate::dto::ImportRequest,
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = crate::wire::ImportReport)),
+    security(("apiKey" = ["admin"])),
+)]
 pub async fn import(
     State(state): State<AppState>,
     _: Allowed<Admins>,
@@ -162,7 +198,7 @@ pub async fn import(
         let total = usize::try_from(report.errors_total).unwrap_or(usize::MAX);
         return Err(import_refused(total, errors));
     }
-    Ok(Json(report).into_response())
+    Ok(Json(crate::wire::ImportReport::from(&report)).into_response())
 }
 
 fn import_refused(count: usize, rows: impl Into<serde_json::Value>) -> ApiError {

@@ -13,10 +13,20 @@ use crate::state::AppState;
 use crate::validate;
 
 /// The operator recorded: the one named in the body, or the key's name.
-fn operator(caller: &Caller, named: Option<&str>) -> Result<OperatorId, ApiError> {
+pub(super) fn operator(caller: &Caller, named: Option<&str>) -> Result<OperatorId, ApiError> {
     validate::id(OperatorId::parse, named.unwrap_or(&caller.name))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/members/{member_id}/adjustments",
+    tag = "support",
+    summary = "Adjust points (positive or negative) with a reason code",
+    request_body = crate::dto::AdjustRequest,
+    params(("member_id" = crate::schema::Id, Path, description = "The member")),
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = super::CommandResponse)),
+    security(("apiKey" = ["support"])),
+)]
 pub async fn adjust(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Support>,
@@ -37,6 +47,16 @@ pub async fn adjust(
     execute(&state, &caller, &headers, command).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/members/{member_id}/goodwill",
+    tag = "support",
+    summary = "Grant goodwill points for an upheld complaint",
+    request_body = crate::dto::GoodwillRequest,
+    params(("member_id" = crate::schema::Id, Path, description = "The member")),
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = super::CommandResponse)),
+    security(("apiKey" = ["support"])),
+)]
 pub async fn goodwill(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Support>,

@@ -9,20 +9,42 @@ use loyalty_core::{
 use loyalty_engine::RefundRequest as EngineRefund;
 
 use super::{ApiJson, CommandResponse, context, execute, settle};
-use crate::auth::{Allowed, Terminals, TerminalsAndApps};
+use crate::auth::{Allowed, Caller, Terminals, TerminalsAndApps};
 use crate::dto::{ActivityRequest, PurchaseRequest, RefundRequest};
 use crate::error::ApiError;
+use crate::settings::LimitSettings;
 use crate::state::AppState;
 use crate::validate;
 
+#[utoipa::path(
+    post,
+    path = "/v1/purchases",
+    tag = "terminals",
+    summary = "Record a purchase",
+    description = "Points per line and per rule are decided and recorded with the purchase. A retry with the same store and transaction id answers the first outcome (`replayed: true`).",
+    request_body = crate::dto::PurchaseRequest,
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = super::CommandResponse)),
+    security(("apiKey" = ["terminal"])),
+)]
 pub async fn record_purchase(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Terminals>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PurchaseRequest>,
 ) -> Result<CommandResponse, ApiError> {
+    let purchase = purchase_from_request(&caller, &state.limits, body)?;
+    execute(&state, &caller, &headers, Command::RecordPurchase(purchase)).await
+}
+
+/// The purchase a request describes, for the caller: the terminal's store binding first, then
+/// the request's validation. Recording a purchase and quoting one (`quote.rs`) both go through
+/// here, so that they accept and refuse exactly the same requests.
+pub(super) fn purchase_from_request(
+    caller: &Caller,
+    limits: &LimitSettings,
+    body: PurchaseRequest,
+) -> Result<RecordPurchase, ApiError> {
     caller.require_store(&body.store)?;
-    let limits = &state.limits;
     if body.lines.is_empty() {
         return Err(loyalty_core::DomainError::NoLines.into());
     }
@@ -42,7 +64,7 @@ pub async fn record_purchase(
             amount: validate::amount("amount", line.amount, limits)?,
         });
     }
-    let command = Command::RecordPurchase(RecordPurchase {
+    Ok(RecordPurchase {
         member_id: validate::id(MemberId::parse, &body.member_id)?,
         transaction_id: validate::id(TransactionId::parse, &body.transaction_id)?,
         store: validate::id(StoreId::parse, &body.store)?,
@@ -50,10 +72,19 @@ pub async fn record_purchase(
         occurred_at: body.occurred_at,
         currency: Currency::parse(body.currency)?,
         lines,
-    });
-    execute(&state, &caller, &headers, command).await
+    })
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/refunds",
+    tag = "terminals",
+    summary = "Refund (part of) a purchase, by store and transaction id",
+    description = "The points the refunded lines earned are taken back; a refund larger than what remains is 409.",
+    request_body = crate::dto::RefundRequest,
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = super::CommandResponse)),
+    security(("apiKey" = ["terminal"])),
+)]
 pub async fn refund(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<Terminals>,
@@ -102,14 +133,27 @@ pub async fn refund(
     settle(&state, "refund", result)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/activities",
+    tag = "terminals",
+    summary = "Record a non-purchase activity (a survey, a review...)",
+    description = "Earns the points the program gives for its kind.",
+    request_body = crate::dto::ActivityRequest,
+    responses((status = 200, description = "Applied, or the first outcome of a retried request (`replayed: true`, header `Idempotent-Replayed: true`)", body = super::CommandResponse)),
+    security(("apiKey" = ["terminal", "app"]), ("memberToken" = [])),
+)]
 pub async fn record_activity(
     State(state): State<AppState>,
     Allowed { caller, .. }: Allowed<TerminalsAndApps>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ActivityRequest>,
 ) -> Result<CommandResponse, ApiError> {
+    let member_id = validate::id(MemberId::parse, &body.member_id)?;
+    // A member token records activities for its own member only.
+    caller.require_member(&member_id)?;
     let command = Command::RecordActivity(RecordActivity {
-        member_id: validate::id(MemberId::parse, &body.member_id)?,
+        member_id,
         activity_id: validate::id(ActivityId::parse, &body.activity_id)?,
         kind: validate::id(ActivityKind::parse, &body.kind)?,
         occurred_at: body.occurred_at,
