@@ -1,8 +1,8 @@
 //! `loyalty analytics ...`: the retention reports of the HTTP API's `/v1/analytics`, computed
 //! by an engine on the configured store, printed as readable tables (or as JSON).
+use crate::settings::Settings;
 use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use loyalty_analytics::PeriodKind;
-use loyalty_server::Settings;
 use rust_decimal::Decimal;
 
 use crate::cli::{AnalyticsArgs, AnalyticsReport, PeriodArgs};

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::settings::Settings;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use loyalty_engine::{ImportPhase, ImportRow, SystemClock};
-use loyalty_server::Settings;
 use loyalty_server::import::{ImportRowDto, to_command};
 
 use crate::cli::{ImportArgs, ImportFormat};

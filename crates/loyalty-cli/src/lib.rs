@@ -14,6 +14,7 @@ pub mod demo;
 pub mod import;
 pub mod offline;
 pub mod runtime;
+pub mod settings;
 pub mod telemetry;
 
 pub use cli::{Cli, Commands};

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::settings::Settings;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use loyalty_core::MemberId;
 use loyalty_engine::{Engine, SystemClock};
-use loyalty_server::Settings;
 
 use crate::runtime::start_engine;
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use loyalty_core::Program;
 use loyalty_engine::{Clock, Engine, EngineOptions, RandomIds, SystemClock};
-use loyalty_server::{AppState, KeyRing, MetricsExposure, Settings, StoreKind};
+use loyalty_server::{AppState, KeyRing, MetricsExposure};
+
+use crate::settings::{Settings, StoreKind};
 use loyalty_store::{EventStore, InMemoryStore};
 use loyalty_store_eventstoredb::{EventStoreDbOptions, EventStoreDbStore};
 use loyalty_store_postgres::{PostgresOptions, PostgresStore};
@@ -174,7 +176,7 @@ async fn start_server_until(
     let addr = listener.local_addr()?;
     let state = AppState::new(
         engine.clone(),
-        KeyRing::from_settings(&settings)?,
+        KeyRing::from_settings(&settings.api())?,
         settings.limits.clone(),
     );
     // `/metrics` on a listener of its own, without a key, when configured.

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ServerError};
-use crate::settings::{ApiKeySettings, Settings};
+use crate::settings::{ApiKeySettings, ApiSettings};
 use crate::state::AppState;
 use crate::token::TokenKeys;
 
@@ -109,7 +109,7 @@ impl KeyRing {
     }
 
     /// The API keys and, when `[[tokens.keys]]` lists any, the member tokens' keys.
-    pub fn from_settings(settings: &Settings) -> Result<KeyRing, ServerError> {
+    pub fn from_settings(settings: &ApiSettings) -> Result<KeyRing, ServerError> {
         let ring = KeyRing::new(&settings.api_keys);
         match TokenKeys::from_settings(&settings.tokens).map_err(ServerError::Config)? {
             Some(tokens) => Ok(ring.with_tokens(tokens)),

@@ -5,7 +5,7 @@
 //! - [`metrics_router`] serves `/metrics` alone, without a key, for `server.metrics_listen`;
 //! - [`serve`] runs it on a listener until a shutdown signal, lets in-flight requests finish,
 //!   then shuts the engine down so that nothing acknowledged is lost;
-//! - [`Settings`] is the typed configuration (`config/loyalty.toml` + `LOYALTY_` variables).
+//! - [`ApiSettings`] is its typed configuration (read by the binary with the process's own).
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -44,7 +44,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use auth::{Caller, KeyRing, Role, sha256_hex};
 pub use error::{ApiError, ServerError};
-pub use settings::{Settings, StoreKind};
+pub use settings::ApiSettings;
 pub use state::AppState;
 
 /// Where `/metrics` is served.

@@ -285,7 +285,7 @@ mod tests {
 
     use super::*;
     use crate::auth::Role;
-    use crate::settings::{ApiKeySettings, Settings, TokenKeySettings};
+    use crate::settings::{ApiKeySettings, ApiSettings, TokenKeySettings};
 
     const SECRET_1: &str = "0123456789abcdef0123456789abcdef-one";
     const SECRET_2: &str = "0123456789abcdef0123456789abcdef-two";
@@ -437,13 +437,19 @@ mod tests {
 
     // ------------------------------------------------------------ the [tokens] settings
 
-    fn shipped() -> Settings {
+    /// The HTTP sections of the shipped configuration file (the binary reads the rest).
+    fn shipped() -> ApiSettings {
         let file =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/loyalty.toml");
-        Settings::from_figment(Figment::new().merge(Toml::file(&file))).expect("valid")
+        let settings: ApiSettings = Figment::new()
+            .merge(Toml::file(&file))
+            .extract()
+            .expect("the shipped configuration reads");
+        settings.validate().expect("and is valid");
+        settings
     }
 
-    fn refused(settings: &Settings) -> String {
+    fn refused(settings: &ApiSettings) -> String {
         settings
             .validate()
             .expect_err("the settings are refused")

@@ -5,7 +5,8 @@
 //! takes nothing more but expiry (409 `member-closed`). Reads answer in every status.
 use axum::extract::State;
 use axum::http::HeaderMap;
-use loyalty_core::{Close, Command, MemberId, ReasonCode, Reinstate, Suspend};
+use chrono::{DateTime, Utc};
+use loyalty_core::{Close, Command, MemberId, OperatorId, ReasonCode, Reinstate, Suspend};
 
 use super::support::operator;
 use super::{ApiJson, ApiPath, CommandResponse, execute};
@@ -35,13 +36,15 @@ pub async fn suspend(
     ApiPath(member_id): ApiPath<String>,
     ApiJson(body): ApiJson<AccountStatusRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = Command::Suspend(Suspend {
-        member_id: validate::id(MemberId::parse, &member_id)?,
-        reason_code: validate::id(ReasonCode::parse, &body.reason_code)?,
-        operator: operator(&caller, body.operator.as_deref())?,
-        occurred_at: body.occurred_at,
-    });
-    execute(&state, &caller, &headers, command).await
+    change_status(&state, &caller, &headers, &member_id, body, |c| {
+        Command::Suspend(Suspend {
+            member_id: c.member_id,
+            reason_code: c.reason_code,
+            operator: c.operator,
+            occurred_at: c.occurred_at,
+        })
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -62,13 +65,15 @@ pub async fn reinstate(
     ApiPath(member_id): ApiPath<String>,
     ApiJson(body): ApiJson<AccountStatusRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = Command::Reinstate(Reinstate {
-        member_id: validate::id(MemberId::parse, &member_id)?,
-        reason_code: validate::id(ReasonCode::parse, &body.reason_code)?,
-        operator: operator(&caller, body.operator.as_deref())?,
-        occurred_at: body.occurred_at,
-    });
-    execute(&state, &caller, &headers, command).await
+    change_status(&state, &caller, &headers, &member_id, body, |c| {
+        Command::Reinstate(Reinstate {
+            member_id: c.member_id,
+            reason_code: c.reason_code,
+            operator: c.operator,
+            occurred_at: c.occurred_at,
+        })
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -89,11 +94,38 @@ pub async fn close(
     ApiPath(member_id): ApiPath<String>,
     ApiJson(body): ApiJson<AccountStatusRequest>,
 ) -> Result<CommandResponse, ApiError> {
-    let command = Command::Close(Close {
-        member_id: validate::id(MemberId::parse, &member_id)?,
+    change_status(&state, &caller, &headers, &member_id, body, |c| {
+        Command::Close(Close {
+            member_id: c.member_id,
+            reason_code: c.reason_code,
+            operator: c.operator,
+            occurred_at: c.occurred_at,
+        })
+    })
+    .await
+}
+
+/// What every status change carries, checked once.
+struct StatusChange {
+    member_id: MemberId,
+    reason_code: ReasonCode,
+    operator: OperatorId,
+    occurred_at: DateTime<Utc>,
+}
+
+async fn change_status(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    headers: &HeaderMap,
+    member_id: &str,
+    body: AccountStatusRequest,
+    command: impl FnOnce(StatusChange) -> Command,
+) -> Result<CommandResponse, ApiError> {
+    let change = StatusChange {
+        member_id: validate::id(MemberId::parse, member_id)?,
         reason_code: validate::id(ReasonCode::parse, &body.reason_code)?,
-        operator: operator(&caller, body.operator.as_deref())?,
+        operator: operator(caller, body.operator.as_deref())?,
         occurred_at: body.occurred_at,
-    });
-    execute(&state, &caller, &headers, command).await
+    };
+    execute(state, caller, headers, command(change)).await
 }
