@@ -100,6 +100,11 @@ impl PartialSchema for Problem {
                 "type",
                 string()
                     .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+                    .enum_values(Some(
+                        crate::problems::PROBLEM_TYPES
+                            .iter()
+                            .map(|(_, slug)| format!("{}{slug}", crate::error::PROBLEM_BASE)),
+                    ))
                     .examples(["https://loyalty.dev/problems/insufficient-points"]),
             )
             .required("type")
@@ -182,10 +187,14 @@ fn problem_statuses(op: &Operation, has_body: bool) -> Vec<u16> {
 fn add_problem_responses(op: &mut Operation) {
     let has_body = op.request_body.is_some();
     for status in problem_statuses(op, has_body) {
-        let description = PROBLEMS
+        let what = PROBLEMS
             .iter()
             .find(|(s, _)| *s == status)
             .map_or("Error", |(_, d)| d);
+        let types: Vec<String> = crate::problems::types_of(status)
+            .map(|slug| format!("`{slug}`"))
+            .collect();
+        let description = format!("{what}. Problem types: {}.", types.join(", "));
         let response = ResponseBuilder::new()
             .description(description)
             .content(

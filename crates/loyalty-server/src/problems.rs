@@ -35,6 +35,82 @@ impl ApiError {
     }
 }
 
+/// Every problem type the server answers with, by status: the OpenAPI document lists them (the
+/// `type` of its Problem schema is one of them, and each error response names its own), and a
+/// test checks this list against every problem the code builds.
+pub const PROBLEM_TYPES: &[(u16, &str)] = &[
+    (400, "malformed-json"),
+    (400, "bad-request"),
+    (401, "unauthorized"),
+    (403, "forbidden"),
+    (404, "unknown-member"),
+    (404, "unknown-transaction"),
+    (404, "unknown-reward"),
+    (404, "unknown-redemption"),
+    (404, "not-found"),
+    (405, "method-not-allowed"),
+    (408, "timeout"),
+    (409, "already-enrolled"),
+    (409, "wrong-member"),
+    (409, "idempotency-conflict"),
+    (409, "member-suspended"),
+    (409, "member-closed"),
+    (409, "unknown-line"),
+    (409, "refund-exceeds-remaining"),
+    (409, "reward-not-available"),
+    (409, "tier-too-low"),
+    (409, "reward-limit-reached"),
+    (409, "insufficient-points"),
+    (409, "redemption-already-cancelled"),
+    (409, "win-back-too-soon"),
+    (409, "win-back-not-due"),
+    (409, "referral-revoked"),
+    (409, "transaction-of-another-member"),
+    (409, "position-ahead-of-log"),
+    (409, "not-enough-data"),
+    (409, "model-failed"),
+    (409, "holdout-not-over"),
+    (413, "body-too-large"),
+    (415, "unsupported-media-type"),
+    (422, "invalid-request"),
+    (422, "invalid-id"),
+    (422, "invalid-currency"),
+    (422, "currency-mismatch"),
+    (422, "invalid-amount"),
+    (422, "no-lines"),
+    (422, "too-many-lines"),
+    (422, "duplicate-refund-line"),
+    (422, "invalid-points"),
+    (422, "unknown-activity"),
+    (422, "self-referral"),
+    (422, "referral-not-configured"),
+    (422, "win-back-not-configured"),
+    (422, "expiry-before-opening"),
+    (422, "text-too-long"),
+    (422, "out-of-range"),
+    (422, "occurred-at-outside-window"),
+    (422, "occurred-before-enrollment"),
+    (422, "refund-before-purchase"),
+    (422, "time-out-of-range"),
+    (422, "rejected"),
+    (422, "scheduled-time-ahead"),
+    (422, "limit-exceeded"),
+    (422, "import-refused"),
+    (429, "rate-limited"),
+    (500, "internal"),
+    (503, "write-conflict"),
+    (503, "not-caught-up"),
+    (503, "unavailable"),
+];
+
+/// The problem types answered with `status`.
+pub fn types_of(status: u16) -> impl Iterator<Item = &'static str> {
+    PROBLEM_TYPES
+        .iter()
+        .filter(move |(s, _)| *s == status)
+        .map(|(_, slug)| *slug)
+}
+
 impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         let detail = error.to_string();
@@ -333,6 +409,66 @@ impl From<EngineError> for ApiError {
 
 #[cfg(test)]
 mod tests {
+    /// The list is the code's: every problem built anywhere in the crate (outside tests) has
+    /// its type listed with its status, and every listed type is built somewhere.
+    #[test]
+    fn every_problem_the_code_builds_is_listed_with_its_status_and_nothing_else() {
+        let pattern = regex::Regex::new(
+            r#"(?:ApiError::new|Self::new|\bp)\(\s*([A-Za-z_:.]+),\s*"([a-z0-9-]+)""#,
+        )
+        .unwrap();
+        let statuses = [
+            ("UNPROCESSABLE", 422),
+            ("UNPROCESSABLE_ENTITY", 422),
+            ("CONFLICT", 409),
+            ("NOT_FOUND", 404),
+            ("BAD_REQUEST", 400),
+            ("UNAUTHORIZED", 401),
+            ("FORBIDDEN", 403),
+            ("TOO_MANY_REQUESTS", 429),
+            ("INTERNAL_SERVER_ERROR", 500),
+            ("SERVICE_UNAVAILABLE", 503),
+        ];
+        let mut built = std::collections::BTreeSet::new();
+        let mut files = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let test_only = path.ends_with("tests.rs")
+                || path.ends_with("testkit.rs")
+                || path.components().any(|c| c.as_os_str() == "tests");
+            if path.extension().is_none_or(|e| e != "rs") || test_only {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for found in pattern.captures_iter(code) {
+                let (status, slug) = (&found[1], &found[2]);
+                assert!(
+                    PROBLEM_TYPES.iter().any(|(_, s)| *s == slug),
+                    "{slug} ({}) is not in PROBLEM_TYPES",
+                    path.display()
+                );
+                let name = status.rsplit("::").next().unwrap_or(status);
+                if let Some((_, code)) = statuses.iter().find(|(n, _)| *n == name) {
+                    assert!(
+                        PROBLEM_TYPES.contains(&(*code, slug)),
+                        "{slug} is built with {code} but not listed with it"
+                    );
+                }
+                built.insert(slug.to_owned());
+            }
+        }
+        for (status, slug) in PROBLEM_TYPES {
+            assert!(
+                built.contains(*slug),
+                "{status} {slug} is listed but never built"
+            );
+        }
+    }
+
     use loyalty_core::Points;
 
     use super::*;
