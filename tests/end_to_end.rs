@@ -337,7 +337,10 @@ async fn points_expire_and_tiers_are_reviewed_when_the_scheduler_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_key_can_do_only_what_its_role_allows() {
     let server = TestServer::start().await;
-    server.enroll("fay").await;
+    let enrolled = server.enroll("fay").await;
+    // The reads below name no position: wait until the read models hold fay.
+    let seen = server.profile_after("fay", &enrolled.position()).await;
+    assert_eq!(seen.status, StatusCode::OK, "{:?}", seen.body);
     let now = server.now();
     // No key, a wrong key
     let none = server
