@@ -86,7 +86,7 @@ async fn a_till_dated_a_year_ahead_can_neither_earn_refund_redeem_nor_expire_any
         );
     }
     // And alice's welcome points are untouched (nothing expired, nothing spent)
-    let profile = server.get(APP, "/v1/members/alice").await;
+    let profile = server.profile_after("alice", &bought.position()).await;
     assert_eq!(points(&profile.body["balance"]["available"]), 50);
     assert_eq!(points(&profile.body["balance"]["expired"]), 0);
 }
