@@ -15,6 +15,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
 use loyalty_core::MemberId;
@@ -269,8 +270,8 @@ fn is_jwt(credential: &str) -> bool {
 
 /// The presented credential: `Authorization: Bearer <key or member token>` or
 /// `X-Api-Key: <key>`.
-fn presented(parts: &Parts) -> Option<Credential<'_>> {
-    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+fn presented(headers: &HeaderMap) -> Option<Credential<'_>> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, credential) = v.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -283,12 +284,45 @@ fn presented(parts: &Parts) -> Option<Credential<'_>> {
             Credential::ApiKey(credential)
         });
     }
-    parts
-        .headers
+    headers
         .get("x-api-key")?
         .to_str()
         .ok()
         .map(|key| Credential::ApiKey(key.trim()))
+}
+
+/// The caller the request's headers identify: a key hashed and compared, or a token verified.
+fn identify_headers<S: HasKeyRing + HasClock>(
+    headers: &HeaderMap,
+    state: &S,
+) -> Result<Caller, ApiError> {
+    match presented(headers) {
+        None => Err(ApiError::unauthorized(
+            "an API key or a member token is required (Authorization: Bearer <key>)",
+        )),
+        Some(Credential::MemberToken(token)) => state.key_ring().identify_token(token, state.now()),
+        Some(Credential::ApiKey(key)) => state
+            .key_ring()
+            .identify(key)
+            .ok_or_else(|| ApiError::unauthorized("the API key is not valid")),
+    }
+}
+
+/// Who a request's credential identifies, found once per request by [`identify`] and read from
+/// the request's extensions by the rate limiter and by the [`Caller`] extractor: a key is hashed,
+/// and a token's signature checked, once.
+#[derive(Debug, Clone)]
+pub struct Identified(pub Result<Caller, ApiError>);
+
+/// Middleware in front of the rate limiter and the handlers: identifies the caller once.
+pub async fn identify(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let caller = identify_headers(request.headers(), &state);
+    request.extensions_mut().insert(Identified(caller));
+    next.run(request).await
 }
 
 impl<S> FromRequestParts<S> for Caller
@@ -298,17 +332,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match presented(parts) {
-            None => Err(ApiError::unauthorized(
-                "an API key or a member token is required (Authorization: Bearer <key>)",
-            )),
-            Some(Credential::MemberToken(token)) => {
-                state.key_ring().identify_token(token, state.now())
-            }
-            Some(Credential::ApiKey(key)) => state
-                .key_ring()
-                .identify(key)
-                .ok_or_else(|| ApiError::unauthorized("the API key is not valid")),
+        match parts.extensions.get::<Identified>() {
+            Some(Identified(caller)) => caller.clone(),
+            // A router without the `identify` layer (a handler tested on its own).
+            None => identify_headers(&parts.headers, state),
         }
     }
 }

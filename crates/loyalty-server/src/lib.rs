@@ -68,7 +68,7 @@ pub fn app_with(state: AppState, request_timeout: Duration, metrics: MetricsExpo
     let body_limit = state.limits.body_bytes;
     let concurrency = state.limits.max_concurrent_requests;
     let rate_limit = state.limits.rate_limit();
-    let limited = state.clone();
+    let identifying = state.clone();
     let exposure = metrics;
     let metrics = state.metrics.clone();
     let router = routes::routes()
@@ -85,10 +85,12 @@ pub fn app_with(state: AppState, request_timeout: Duration, metrics: MetricsExpo
     // Outside the concurrency limit (a request over its rate takes no slot), inside the
     // metrics (429s are counted).
     let router = match rate_limit {
-        Some((rate, burst)) => ratelimit::limit(router, limited, rate, burst),
+        Some((rate, burst)) => ratelimit::limit(router, rate, burst),
         None => router,
     };
     router
+        // The caller, identified once for the rate limiter and the handlers' extractors.
+        .layer(middleware::from_fn_with_state(identifying, auth::identify))
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn_with_state(
             metrics,

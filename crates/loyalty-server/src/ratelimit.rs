@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, header};
+use axum::http::Request;
 use axum::response::IntoResponse;
 use tower_governor::GovernorError;
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::KeyExtractor;
 
+use crate::auth::Identified;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Whose bucket a request draws from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -36,39 +36,20 @@ pub enum RateKey {
     Unknown,
 }
 
-/// Finds the caller's bucket: the credential presented (as the auth extractors read it) if
-/// valid, else the peer's address.
-#[derive(Debug, Clone)]
-pub struct RateKeyExtractor {
-    state: AppState,
-}
-
-/// The credential presented: `Authorization: Bearer <key or member token>` or
-/// `X-Api-Key: <key>` (as `auth` reads them).
-fn presented_key<T>(req: &Request<T>) -> Option<&str> {
-    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
-        let (scheme, key) = v.to_str().ok()?.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| key.trim());
-    }
-    req.headers().get("x-api-key")?.to_str().ok().map(str::trim)
-}
+/// Finds the caller's bucket from the caller [`crate::auth::identify`] found (run in front of
+/// the limiter): a valid credential's key or member, else the peer's address.
+#[derive(Debug, Clone, Copy)]
+pub struct RateKeyExtractor;
 
 impl KeyExtractor for RateKeyExtractor {
     type Key = RateKey;
 
     fn extract<T>(&self, req: &Request<T>) -> Result<RateKey, GovernorError> {
-        if let Some(credential) = presented_key(req) {
-            let keys = &self.state.keys;
-            if let Some(caller) = keys.identify(credential) {
-                return Ok(RateKey::Key(caller.name.into()));
-            }
-            // Not an API key: a member token (a JWT: three dot-separated parts), if valid.
-            if credential.contains('.')
-                && let Ok(caller) = keys.identify_token(credential, self.state.engine.clock().now())
-                && let Some(member) = caller.member()
-            {
-                return Ok(RateKey::Member(member.as_str().into()));
-            }
+        if let Some(Identified(Ok(caller))) = req.extensions().get::<Identified>() {
+            return Ok(match caller.member() {
+                Some(member) => RateKey::Member(member.as_str().into()),
+                None => RateKey::Key(caller.name.as_str().into()),
+            });
         }
         Ok(req
             .extensions()
@@ -86,12 +67,7 @@ const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 ///
 /// Buckets of peers that went quiet are forgotten every minute (by a task that ends with the
 /// router), so a stream of new addresses does not grow the table for good.
-pub fn limit<S>(
-    router: Router<S>,
-    state: AppState,
-    rate: NonZeroU32,
-    burst: NonZeroU32,
-) -> Router<S>
+pub fn limit<S>(router: Router<S>, rate: NonZeroU32, burst: NonZeroU32) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -99,7 +75,7 @@ where
     let mut builder = GovernorConfigBuilder::default();
     builder.period(period).burst_size(burst.get());
     let config = builder
-        .key_extractor(RateKeyExtractor { state })
+        .key_extractor(RateKeyExtractor)
         .finish()
         .unwrap_or_else(|| unreachable!("the period and the burst are positive"));
     let limiter = Arc::downgrade(config.limiter());

@@ -126,11 +126,10 @@ pub async fn refund(
         currency: Currency::parse(body.currency)?,
         scope,
     };
-    let result = state
+    let run = state
         .engine
-        .refund_by_transaction_with(refund, context(&caller, &headers))
-        .await;
-    settle(&state, "refund", result)
+        .refund_by_transaction_with(refund, context(&caller, &headers));
+    settle(&state, "refund", run).await
 }
 
 #[utoipa::path(
