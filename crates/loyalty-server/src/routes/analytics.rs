@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use loyalty_analytics::PeriodKind;
 use loyalty_core::MemberId;
@@ -59,10 +58,10 @@ pub async fn retention(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<PeriodsQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::RetentionReport>, ApiError> {
     let (kind, from, to) = periods(&state, &query)?;
     let report = state.engine.retention_report(kind, from, to).await?;
-    Ok(Json(crate::wire::RetentionReport::from(&report)).into_response())
+    Ok(Json(crate::wire::RetentionReport::from(&report)))
 }
 
 #[utoipa::path(
@@ -78,10 +77,10 @@ pub async fn cohorts(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<PeriodsQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::CohortReport>, ApiError> {
     let (kind, from, to) = periods(&state, &query)?;
     let report = state.engine.cohort_report(kind, from, to).await?;
-    Ok(Json(crate::wire::CohortReport::from(&report)).into_response())
+    Ok(Json(crate::wire::CohortReport::from(&report)))
 }
 
 #[utoipa::path(
@@ -95,9 +94,9 @@ pub async fn cohorts(
 pub async fn concentration(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::ConcentrationReport>, ApiError> {
     let report = state.engine.concentration_report().await?;
-    Ok(Json(crate::wire::ConcentrationReport::from(&report)).into_response())
+    Ok(Json(crate::wire::ConcentrationReport::from(&report)))
 }
 
 #[utoipa::path(
@@ -113,13 +112,13 @@ pub async fn rfm(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<MembersPageQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::RfmPage>, ApiError> {
     let limit = page_size(query.limit, 100, MAX_MEMBERS_PAGE)?;
     if let Some(after) = query.after.as_deref() {
         validate::id(MemberId::parse, after)?;
     }
     let page = state.engine.rfm_page(query.after, limit).await?;
-    Ok(Json(crate::wire::RfmPage::from(&page)).into_response())
+    Ok(Json(crate::wire::RfmPage::from(&page)))
 }
 
 #[utoipa::path(
@@ -136,9 +135,9 @@ pub async fn model(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<ModelQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::ModelReport>, ApiError> {
     let report = state.engine.model_report(query.calibration_end).await?;
-    Ok(Json(crate::wire::ModelReport::from(&report)).into_response())
+    Ok(Json(crate::wire::ModelReport::from(&report)))
 }
 
 #[utoipa::path(
@@ -155,7 +154,7 @@ pub async fn backtest(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<BacktestQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::BacktestReport>, ApiError> {
     if let Some(days) = query.holdout_days
         && !(1..=MAX_HOLDOUT_DAYS).contains(&days)
     {
@@ -188,7 +187,7 @@ pub async fn backtest(
         .engine
         .backtest_report(query.calibration_end, Some(holdout_end))
         .await?;
-    Ok(Json(crate::wire::BacktestReport::from(&report)).into_response())
+    Ok(Json(crate::wire::BacktestReport::from(&report)))
 }
 
 /// The at-risk list is ranked by value, not paged by member id: only its length is chosen.
@@ -206,10 +205,10 @@ pub async fn at_risk(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<LimitQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::AtRiskReport>, ApiError> {
     let limit = page_size(query.limit, 100, MAX_MEMBERS_PAGE)?;
     let report = state.engine.at_risk_report(limit).await?;
-    Ok(Json(crate::wire::AtRiskReport::from(&report)).into_response())
+    Ok(Json(crate::wire::AtRiskReport::from(&report)))
 }
 
 #[utoipa::path(
@@ -225,7 +224,7 @@ pub async fn member_value(
     State(state): State<AppState>,
     _: Allowed<Analysts>,
     ApiPath(member_id): ApiPath<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::MemberValue>, ApiError> {
     let member = validate::id(MemberId::parse, &member_id)?;
     let value = state.engine.member_value(&member).await?.ok_or_else(|| {
         ApiError::new(
@@ -236,5 +235,5 @@ pub async fn member_value(
         )
         .with("member_id", member.as_str())
     })?;
-    Ok(Json(crate::wire::MemberValue::from(&value)).into_response())
+    Ok(Json(crate::wire::MemberValue::from(&value)))
 }

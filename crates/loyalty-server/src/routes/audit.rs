@@ -1,7 +1,6 @@
 //! Auditors: the log itself (not the read models), statements and liability as of an instant.
 use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use loyalty_core::MemberId;
 use loyalty_store::Position;
 
@@ -25,12 +24,12 @@ pub async fn log(
     State(state): State<AppState>,
     _: Allowed<Auditors>,
     ApiQuery(query): ApiQuery<LogQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::LogPage>, ApiError> {
     let max = state.limits.log_page_max;
     let limit = page_size(query.limit, max.min(100), max)?;
     let after = query.after.map_or(Position::START, |p| p.0);
     let page = state.engine.log(after, limit).await?;
-    Ok(Json(crate::wire::LogPage::from(&page)).into_response())
+    Ok(Json(crate::wire::LogPage::from(&page)))
 }
 
 #[utoipa::path(
@@ -47,7 +46,7 @@ pub async fn member_events(
     _: Allowed<Auditors>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<MemberEventsQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::MemberEventsPage>, ApiError> {
     let member = validate::id(MemberId::parse, &member_id)?;
     let max = state.limits.log_page_max;
     let limit = page_size(query.limit, max.min(100), max)?;
@@ -64,7 +63,7 @@ pub async fn member_events(
         .engine
         .member_events(&member, from_revision, limit)
         .await?;
-    Ok(Json(crate::wire::MemberEventsPage::from(&page)).into_response())
+    Ok(Json(crate::wire::MemberEventsPage::from(&page)))
 }
 
 #[utoipa::path(
@@ -81,7 +80,7 @@ pub async fn member_as_of(
     _: Allowed<AuditorsAndSupport>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<AsOfQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::MemberAsOf>, ApiError> {
     let member = validate::id(MemberId::parse, &member_id)?;
     let snapshot = state
         .engine
@@ -96,7 +95,7 @@ pub async fn member_as_of(
             )
             .with("member_id", member.as_str())
         })?;
-    Ok(Json(crate::wire::MemberAsOf::from(&snapshot)).into_response())
+    Ok(Json(crate::wire::MemberAsOf::from(&snapshot)))
 }
 
 #[utoipa::path(
@@ -112,9 +111,9 @@ pub async fn liability(
     State(state): State<AppState>,
     _: Allowed<Auditors>,
     ApiQuery(query): ApiQuery<AsOfQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::LiabilityReport>, ApiError> {
     let report = state.engine.liability_as_of(query.as_of).await?;
-    Ok(Json(crate::wire::LiabilityReport::from(&report)).into_response())
+    Ok(Json(crate::wire::LiabilityReport::from(&report)))
 }
 
 #[utoipa::path(
@@ -130,12 +129,11 @@ pub async fn totals(
     State(state): State<AppState>,
     _: Allowed<Auditors>,
     ApiQuery(query): ApiQuery<ReadQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::TotalsReport>, ApiError> {
     wait_for(&state, query.min_position).await?;
     let totals = state.engine.totals();
     Ok(Json(crate::wire::TotalsReport::new(
         state.engine.projection_position(),
         &totals,
-    ))
-    .into_response())
+    )))
 }

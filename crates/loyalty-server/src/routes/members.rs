@@ -2,7 +2,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
 use loyalty_core::{
     CancelRedemption, Command, Enroll, MemberId, Points, Redeem, RedeemTarget, RedemptionId,
     RewardId,
@@ -80,14 +79,14 @@ pub async fn profile(
     _: Allowed<MemberReaders>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::MemberProfile>, ApiError> {
     let member = validate::id(MemberId::parse, &member_id)?;
     wait_for(&state, query.min_position).await?;
     let profile = state
         .engine
         .member_profile(&member)
         .ok_or_else(|| unknown_member(&state, &member))?;
-    Ok(Json(crate::wire::MemberProfile::from(&profile)).into_response())
+    Ok(Json(crate::wire::MemberProfile::from(&profile)))
 }
 
 #[utoipa::path(
@@ -104,7 +103,7 @@ pub async fn history(
     _: Allowed<MemberReaders>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::HistoryPage>, ApiError> {
     let member = validate::id(MemberId::parse, &member_id)?;
     let max = state.limits.history_page_max;
     let limit = page_size(query.limit, max.min(20), max)?;
@@ -121,7 +120,7 @@ pub async fn history(
         return Err(unknown_member(&state, &member));
     }
     let page = state.engine.history(&member, cursor, limit).await?;
-    Ok(Json(crate::wire::HistoryPage::from(&page)).into_response())
+    Ok(Json(crate::wire::HistoryPage::from(&page)))
 }
 
 #[utoipa::path(
@@ -138,14 +137,14 @@ pub async fn rewards(
     _: Allowed<AppsAndSupport>,
     ApiPath(member_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<ReadQuery>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<crate::wire::RewardsList>, ApiError> {
     let member = validate::id(MemberId::parse, &member_id)?;
     wait_for(&state, query.min_position).await?;
     if state.engine.member_profile(&member).is_none() {
         return Err(unknown_member(&state, &member));
     }
     let rewards = state.engine.redeemable_rewards(&member);
-    Ok(Json(crate::wire::RewardsList::new(&member, &rewards)).into_response())
+    Ok(Json(crate::wire::RewardsList::new(&member, &rewards)))
 }
 
 #[utoipa::path(

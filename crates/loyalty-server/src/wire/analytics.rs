@@ -254,7 +254,7 @@ pub struct RfmPage {
     pub scored: u64,
     pub members: Vec<RfmScore>,
     /// Pass it as `?after=` for the next page; null on the last page.
-    #[schema(required = true, pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = Option<crate::schema::Id>, required = true)]
     pub next_after: Option<String>,
 }
 
@@ -273,7 +273,7 @@ impl From<&EngineRfmPage> for RfmPage {
 /// best) among every member who bought.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RfmScore {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     /// Days since the last purchase.
     pub recency_days: i64,
@@ -505,7 +505,7 @@ impl From<&EngineAtRiskReport> for AtRiskReport {
 /// A member probably gone.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AtRiskMember {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     /// The probability they are still a customer, to 4 decimals (a decimal string).
     #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("0.1834"))]
@@ -534,7 +534,7 @@ impl From<&loyalty_analytics::AtRisk> for AtRiskMember {
 /// One member's outlook by the models (`GET /v1/analytics/members/{member_id}`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberValue {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     /// The models' calibration end.
     pub as_of: NaiveDate,

@@ -101,7 +101,7 @@ impl From<&EngineLogEntry> for LogEntry {
 /// with balances and tier evaluated at it (`GET /v1/members/{member_id}/as-of`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberAsOf {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     pub as_of: DateTime<Utc>,
     pub status: MemberStatus,

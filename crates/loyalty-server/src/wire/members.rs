@@ -16,14 +16,14 @@ use crate::dto::PositionText;
 /// /v1/members/{member_id}`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberProfile {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     pub status: MemberStatus,
     /// When the member enrolled (business time); null if the read models do not know it.
     #[schema(required = true)]
     pub enrolled_at: Option<DateTime<Utc>>,
     /// The member who referred them; null when none did.
-    #[schema(required = true, pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = Option<crate::schema::Id>, required = true)]
     pub referrer: Option<String>,
     pub balance: MemberBalance,
     pub tier: MemberTier,
@@ -67,7 +67,7 @@ impl From<loyalty_core::MemberStatus> for MemberStatus {
 /// expiry count as expired even before the scheduler recorded the expiry.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberBalance {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     /// The instant the balance is evaluated at.
     pub as_of: DateTime<Utc>,
@@ -135,7 +135,7 @@ impl From<&NextExpiryView> for NextExpiry {
 /// A member's tier and their progress towards the next one, as of an instant.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MemberTier {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     pub as_of: DateTime<Utc>,
     pub current: TierRef,
@@ -239,7 +239,7 @@ impl From<&NextTierView> for NextTier {
 /// A page of a member's statement, newest first (`GET /v1/members/{member_id}/history`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HistoryPage {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     pub lines: Vec<StatementLine>,
     /// Pass it as `?cursor=` for the next (older) page; null when this page reaches the first
@@ -304,7 +304,7 @@ impl From<&EngineStatementLine> for StatementLine {
 /// member, available dates, minimum tier, enough points, uses left.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RewardsList {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     pub rewards: Vec<Reward>,
 }
@@ -322,7 +322,7 @@ impl RewardsList {
 /// A reward of the catalog the member can redeem.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Reward {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub reward_id: String,
     pub name: String,
     /// Points it costs.

@@ -124,7 +124,7 @@ impl From<&EngineScheduledReport> for ScheduledReport {
 /// Scheduled work that failed for one member (it is retried by the next run).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ScheduledFailure {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     pub error: String,
 }

@@ -12,7 +12,7 @@ use crate::dto::PositionText;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CommandResponse {
     /// The member the command was about.
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     /// True when the request repeated one already recorded (same client id and content): the
     /// original outcome is answered and nothing new was written (header
@@ -135,7 +135,7 @@ outcome_tag!(UnchangedTag = "unchanged");
 pub struct EnrolledOutcome {
     #[schema(inline)]
     pub outcome: EnrolledTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     /// Welcome points credited (0 when the program gives none).
     pub welcome_points: i64,
@@ -146,9 +146,9 @@ pub struct EnrolledOutcome {
 pub struct PurchaseRecordedOutcome {
     #[schema(inline)]
     pub outcome: PurchaseRecordedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub store: String,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub transaction_id: String,
     /// Points the purchase earned (before repaying any debt).
     pub points: i64,
@@ -165,9 +165,9 @@ pub struct PurchaseRecordedOutcome {
 pub struct RefundRecordedOutcome {
     #[schema(inline)]
     pub outcome: RefundRecordedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub refund_id: String,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub transaction_id: String,
     /// Points taken back (from lots and as debt).
     pub points_clawed_back: i64,
@@ -182,10 +182,10 @@ pub struct RefundRecordedOutcome {
 pub struct RedeemedOutcome {
     #[schema(inline)]
     pub outcome: RedeemedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub redemption_id: String,
     /// The reward redeemed; null for a redemption of points.
-    #[schema(required = true, pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = Option<crate::schema::Id>, required = true)]
     pub reward_id: Option<String>,
     pub points: i64,
     /// The lots the points were taken from, soonest-expiring first.
@@ -197,7 +197,7 @@ pub struct RedeemedOutcome {
 pub struct RedemptionCancelledOutcome {
     #[schema(inline)]
     pub outcome: RedemptionCancelledTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub redemption_id: String,
     pub points_restored: i64,
     /// The lots given back exactly what the redemption took.
@@ -218,10 +218,10 @@ pub struct ExpiredOutcome {
 pub struct ActivityRewardedOutcome {
     #[schema(inline)]
     pub outcome: ActivityRewardedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub activity_id: String,
     /// The kind of activity (`survey_answered`...).
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub kind: String,
     pub points: i64,
 }
@@ -231,9 +231,9 @@ pub struct ActivityRewardedOutcome {
 pub struct ActivityRefusedOutcome {
     #[schema(inline)]
     pub outcome: ActivityRefusedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub activity_id: String,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub kind: String,
     /// Times the activity earns points per period.
     pub limit: u32,
@@ -246,7 +246,7 @@ pub struct ActivityRefusedOutcome {
 pub struct AdjustedOutcome {
     #[schema(inline)]
     pub outcome: AdjustedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub adjustment_id: String,
     /// Signed points actually applied (a `clamp` policy may apply less than requested).
     pub points: i64,
@@ -259,7 +259,7 @@ pub struct AdjustedOutcome {
 pub struct GoodwillGrantedOutcome {
     #[schema(inline)]
     pub outcome: GoodwillGrantedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub complaint_id: String,
     pub points: i64,
 }
@@ -269,7 +269,7 @@ pub struct GoodwillGrantedOutcome {
 pub struct ReferralBonusCreditedOutcome {
     #[schema(inline)]
     pub outcome: ReferralBonusCreditedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub newcomer: String,
     pub points: i64,
 }
@@ -287,7 +287,7 @@ pub struct WinBackAwardedOutcome {
 pub struct BalanceOpenedOutcome {
     #[schema(inline)]
     pub outcome: BalanceOpenedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub balance_id: String,
     pub points: i64,
 }
@@ -297,7 +297,7 @@ pub struct BalanceOpenedOutcome {
 pub struct ReferralBonusRevokedOutcome {
     #[schema(inline)]
     pub outcome: ReferralBonusRevokedTag,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub newcomer: String,
     pub points_clawed_back: i64,
     pub debt_added: i64,
@@ -353,7 +353,7 @@ pub struct UnchangedOutcome {
 /// The lot an award created.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LotSummary {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub lot_id: String,
     /// Points that went into the lot (the award less any debt it repaid).
     pub points: i64,
@@ -399,7 +399,7 @@ impl From<loyalty_core::LotExpiry> for LotExpiry {
 /// Points taken from one lot (by a redemption, clawback, expiry) or given back to it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LotDraw {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub lot_id: String,
     pub points: i64,
 }

@@ -15,7 +15,7 @@ use super::outcome::CommandOutcome;
 /// for a retry (the basket is quoted as a new sale).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PurchaseQuote {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     /// The server's clock: when the purchase was decided and the balances are evaluated.
     pub as_of: DateTime<Utc>,
@@ -32,7 +32,7 @@ pub struct PurchaseQuote {
     #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("21.90"))]
     pub eligible_amount: Decimal,
     /// The campaigns that would apply.
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = Vec<crate::schema::Id>)]
     pub campaigns_applied: Vec<String>,
     /// The member's balance now, as the profile shows it.
     pub balance_before: MemberBalance,
@@ -74,9 +74,9 @@ impl From<Quote> for PurchaseQuote {
 /// One line of the basket and the points it would earn.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct QuotedLine {
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub sku: String,
-    #[schema(pattern = "^[A-Za-z0-9._:-]{1,64}$")]
+    #[schema(value_type = crate::schema::Id)]
     pub category: String,
     /// A decimal string.
     #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("2"))]

@@ -144,7 +144,15 @@ fn no_answer_is_named_as_a_request_or_a_hand_written_schema() {
         "Quantity",
         "Currency",
     ];
-    for name in every_component().keys() {
+    // An answer may use a shared scalar of schema.rs by reference: then the component is that
+    // very schema, not another of the same name.
+    let shared =
+        serde_json::to_value(<crate::schema::Id as utoipa::PartialSchema>::schema()).unwrap();
+    for (name, schema) in every_component() {
+        if name == "Id" {
+            assert_eq!(schema, shared, "Id is the shared id schema");
+            continue;
+        }
         assert!(
             !taken.contains(&name.as_str())
                 && !name.ends_with("Request")
