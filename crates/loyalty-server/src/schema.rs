@@ -16,6 +16,10 @@ pub const ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 /// 19 digits at most: every such number fits the 64-bit positions of the stores.
 pub const POSITION_PATTERN: &str = "^[0-9]{1,19}/[0-9]{1,19}$";
 
+/// A decimal string, as every `Decimal` of the API is written: digits, optionally a point and
+/// more digits, optionally a leading minus (the shape requests' money is read with).
+pub const DECIMAL_PATTERN: &str = crate::dto::MONEY_PATTERN;
+
 /// The pattern of a currency code (ISO 4217 letters, as the core checks it).
 pub const CURRENCY_PATTERN: &str = "^[A-Z]{3}$";
 
@@ -160,7 +164,7 @@ pub struct Amount;
 impl PartialSchema for Amount {
     fn schema() -> RefOr<Schema> {
         string(
-            "^-?[0-9]+(\\.[0-9]+)?$",
+            DECIMAL_PATTERN,
             "An amount of money or a rate as a string of a decimal number",
         )
         .examples(["4.50"])

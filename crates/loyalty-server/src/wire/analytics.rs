@@ -102,32 +102,17 @@ pub struct RetentionPeriod {
     pub retained: u64,
     pub churned: u64,
     /// `(E - N) / S` (a decimal string); null without customers at the start.
-    #[schema(
-        value_type = Option<String>,
-        required = true,
-        pattern = r"^-?[0-9]+(\.[0-9]+)?$",
-        examples("0.8125")
-    )]
+    #[schema(value_type = Option<crate::schema::Amount>, required = true, examples("0.8125"))]
     pub retention_rate: Option<Decimal>,
     /// `1 - retention_rate` (a decimal string); null without customers at the start.
-    #[schema(
-        value_type = Option<String>,
-        required = true,
-        pattern = r"^-?[0-9]+(\.[0-9]+)?$",
-        examples("0.1875")
-    )]
+    #[schema(value_type = Option<crate::schema::Amount>, required = true, examples("0.1875"))]
     pub churn_rate: Option<Decimal>,
     /// What the start's customers spent in the twelve months before it, on average (money, a
     /// decimal string); null without customers at the start.
-    #[schema(
-        value_type = Option<String>,
-        required = true,
-        pattern = r"^-?[0-9]+(\.[0-9]+)?$",
-        examples("312.40")
-    )]
+    #[schema(value_type = Option<crate::schema::Amount>, required = true, examples("312.40"))]
     pub average_yearly_spend: Option<Decimal>,
     /// `S x average yearly spend x churn rate` (money, a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("4200.00"))]
+    #[schema(value_type = crate::schema::Amount, examples("4200.00"))]
     pub revenue_at_risk: Decimal,
 }
 
@@ -195,7 +180,7 @@ impl From<&EngineCohortRow> for CohortRow {
 pub struct ConcentrationReport {
     pub members: u64,
     /// Net spend of every member, refunds deducted (money, a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("15230.50"))]
+    #[schema(value_type = crate::schema::Amount, examples("15230.50"))]
     pub net_spend: Decimal,
     /// The top 20% of members (the usual rule of thumb); null without members.
     #[schema(required = true)]
@@ -219,19 +204,14 @@ impl From<&EngineConcentrationReport> for ConcentrationReport {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ConcentrationPoint {
     /// Percent of the members, by net spend (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("20"))]
+    #[schema(value_type = crate::schema::Amount, examples("20"))]
     pub percent: Decimal,
     pub members: u64,
     /// Their net spend (money, a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("9120.00"))]
+    #[schema(value_type = crate::schema::Amount, examples("9120.00"))]
     pub spend: Decimal,
     /// Between 0 and 1 (a decimal string); null when the total net spend is not positive.
-    #[schema(
-        value_type = Option<String>,
-        required = true,
-        pattern = r"^-?[0-9]+(\.[0-9]+)?$",
-        examples("0.5988")
-    )]
+    #[schema(value_type = Option<crate::schema::Amount>, required = true, examples("0.5988"))]
     pub share: Option<Decimal>,
 }
 
@@ -280,7 +260,7 @@ pub struct RfmScore {
     /// Purchase days.
     pub frequency: u64,
     /// Net spend (money, a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("84.20"))]
+    #[schema(value_type = crate::schema::Amount, examples("84.20"))]
     pub monetary: Decimal,
     #[schema(minimum = 1, maximum = 5)]
     pub r: u8,
@@ -319,7 +299,7 @@ pub struct ModelReport {
     /// The program's horizon, in `time_unit`s.
     pub horizon: u32,
     /// Repeat purchase days a new customer makes over the horizon (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("3.2145"))]
+    #[schema(value_type = crate::schema::Amount, examples("3.2145"))]
     pub expected_purchases_new: Decimal,
     /// How long the fit took, in milliseconds.
     pub fit_millis: u64,
@@ -345,18 +325,18 @@ impl From<&EngineModelReport> for ModelReport {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BgNbdFit {
     /// Shape of the purchase rates' gamma distribution.
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("0.242593"))]
+    #[schema(value_type = crate::schema::Amount, examples("0.242593"))]
     pub r: Decimal,
     /// Rate of the purchase rates' gamma distribution, in the time unit.
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("4.41358"))]
+    #[schema(value_type = crate::schema::Amount, examples("4.41358"))]
     pub alpha: Decimal,
     /// First shape of the dropout probabilities' beta distribution.
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("0.792923"))]
+    #[schema(value_type = crate::schema::Amount, examples("0.792923"))]
     pub a: Decimal,
     /// Second shape of the dropout probabilities' beta distribution.
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("2.42595"))]
+    #[schema(value_type = crate::schema::Amount, examples("2.42595"))]
     pub b: Decimal,
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("-9582.43"))]
+    #[schema(value_type = crate::schema::Amount, examples("-9582.43"))]
     pub log_likelihood: Decimal,
     /// Members fitted on.
     pub members: u64,
@@ -380,15 +360,15 @@ impl From<&loyalty_analytics::BgNbdFitDecimal> for BgNbdFit {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct GammaGammaFit {
     /// Shape of the spend per transaction.
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("6.24882"))]
+    #[schema(value_type = crate::schema::Amount, examples("6.24882"))]
     pub p: Decimal,
     /// Shape of the members' spend rates.
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("3.74464"))]
+    #[schema(value_type = crate::schema::Amount, examples("3.74464"))]
     pub q: Decimal,
     /// Rate of the members' spend rates, in money.
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("15.0443"))]
+    #[schema(value_type = crate::schema::Amount, examples("15.0443"))]
     pub gamma: Decimal,
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("-4073.12"))]
+    #[schema(value_type = crate::schema::Amount, examples("-4073.12"))]
     pub log_likelihood: Decimal,
     /// Members fitted on: those with a repeat purchase and a positive mean spend.
     pub members: u64,
@@ -418,7 +398,7 @@ pub struct BacktestReport {
     pub members: u64,
     /// Purchase days predicted in the holdout, summed over the members, to 2 decimals (a
     /// decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("412.37"))]
+    #[schema(value_type = crate::schema::Amount, examples("412.37"))]
     pub predicted_total: Decimal,
     /// Purchase days they had in the holdout.
     pub actual_total: u64,
@@ -452,11 +432,11 @@ pub struct BacktestBin {
     pub members: u64,
     /// Mean predicted purchase days in the holdout, to 4 decimals, 0 without members (a
     /// decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("1.2345"))]
+    #[schema(value_type = crate::schema::Amount, examples("1.2345"))]
     pub mean_predicted: Decimal,
     /// Mean actual purchase days in the holdout, to 4 decimals, 0 without members (a decimal
     /// string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("1.1875"))]
+    #[schema(value_type = crate::schema::Amount, examples("1.1875"))]
     pub mean_actual: Decimal,
 }
 
@@ -481,7 +461,7 @@ pub struct AtRiskReport {
     /// The models' version.
     pub version: String,
     /// The program's `at_risk_below` (a decimal string between 0 and 1).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("0.5"))]
+    #[schema(value_type = crate::schema::Amount, examples("0.5"))]
     pub p_alive_below: Decimal,
     /// The horizon values are counted over, in `time_unit`s.
     pub horizon: u32,
@@ -508,15 +488,15 @@ pub struct AtRiskMember {
     #[schema(value_type = crate::schema::Id)]
     pub member_id: String,
     /// The probability they are still a customer, to 4 decimals (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("0.1834"))]
+    #[schema(value_type = crate::schema::Amount, examples("0.1834"))]
     pub p_alive: Decimal,
     /// Their expected value over the horizon (their CLV), to the cent (money, a decimal
     /// string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("52.10"))]
+    #[schema(value_type = crate::schema::Amount, examples("52.10"))]
     pub expected_value: Decimal,
     /// `(1 - P(alive))` times their value over the horizon if alive, to the cent (money, a
     /// decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("231.75"))]
+    #[schema(value_type = crate::schema::Amount, examples("231.75"))]
     pub value_at_risk: Decimal,
 }
 
@@ -545,36 +525,26 @@ pub struct MemberValue {
     pub frequency: u32,
     /// From the first to the last purchase day, in `time_unit`s, to 4 decimals (a decimal
     /// string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("30.1429"))]
+    #[schema(value_type = crate::schema::Amount, examples("30.1429"))]
     pub recency: Decimal,
     /// From the first purchase day to `as_of`, in `time_unit`s, to 4 decimals (a decimal
     /// string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("38.4286"))]
+    #[schema(value_type = crate::schema::Amount, examples("38.4286"))]
     pub age: Decimal,
     /// The probability they are still a customer, to 4 decimals (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("0.8931"))]
+    #[schema(value_type = crate::schema::Amount, examples("0.8931"))]
     pub p_alive: Decimal,
     /// The program's horizon, in `time_unit`s.
     pub horizon: u32,
     /// Expected purchase days over the horizon, to 4 decimals (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("6.2077"))]
+    #[schema(value_type = crate::schema::Amount, examples("6.2077"))]
     pub expected_purchases: Decimal,
     /// Expected spend per purchase (money, a decimal string); null without a spend model.
-    #[schema(
-        value_type = Option<String>,
-        required = true,
-        pattern = r"^-?[0-9]+(\.[0-9]+)?$",
-        examples("18.42")
-    )]
+    #[schema(value_type = Option<crate::schema::Amount>, required = true, examples("18.42"))]
     pub expected_average_spend: Option<Decimal>,
     /// Value over the horizon, discounted (money, a decimal string); null without a spend
     /// model.
-    #[schema(
-        value_type = Option<String>,
-        required = true,
-        pattern = r"^-?[0-9]+(\.[0-9]+)?$",
-        examples("104.87")
-    )]
+    #[schema(value_type = Option<crate::schema::Amount>, required = true, examples("104.87"))]
     pub lifetime_value: Option<Decimal>,
 }
 

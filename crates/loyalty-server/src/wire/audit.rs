@@ -19,12 +19,7 @@ pub struct LogPage {
     pub entries: Vec<LogEntry>,
     /// Pass it as `?after=` for the next page; null when this page was short (the end of the
     /// log for now).
-    #[schema(
-        value_type = Option<String>,
-        required = true,
-        pattern = "^[0-9]{1,19}/[0-9]{1,19}$",
-        examples("42/42")
-    )]
+    #[schema(value_type = Option<crate::dto::PositionText>, required = true, pattern = "^[0-9]{1, 19}/[0-9]{1, 19}$")]
     pub next_after: Option<PositionText>,
     #[schema(schema_with = super::always_null, required = true)]
     pub next_revision: Option<u64>,
@@ -68,7 +63,7 @@ pub struct LogEntry {
     pub stream: String,
     /// The event's revision in its stream (from 0).
     pub revision: u64,
-    #[schema(value_type = String, pattern = "^[0-9]{1,19}/[0-9]{1,19}$", examples("42/42"))]
+    #[schema(value_type = crate::dto::PositionText, pattern = "^[0-9]{1, 19}/[0-9]{1, 19}$")]
     pub position: PositionText,
     pub event_id: uuid::Uuid,
     pub event_type: String,
@@ -149,7 +144,7 @@ impl From<&EngineLiabilityReport> for LiabilityReport {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TotalsReport {
     /// The position the read models had reached.
-    #[schema(value_type = String, pattern = "^[0-9]{1,19}/[0-9]{1,19}$", examples("42/42"))]
+    #[schema(value_type = crate::dto::PositionText, pattern = "^[0-9]{1, 19}/[0-9]{1, 19}$")]
     pub position: PositionText,
     pub totals: ProgramTotals,
 }
@@ -169,7 +164,7 @@ impl TotalsReport {
 pub struct ProgramTotals {
     pub as_of: DateTime<Utc>,
     /// The log position the totals reflect.
-    #[schema(value_type = String, pattern = "^[0-9]{1,19}/[0-9]{1,19}$", examples("42/42"))]
+    #[schema(value_type = crate::dto::PositionText, pattern = "^[0-9]{1, 19}/[0-9]{1, 19}$")]
     pub position: PositionText,
     /// Enrolled members (closed ones included).
     pub members: u64,
@@ -182,10 +177,10 @@ pub struct ProgramTotals {
     pub points_pending: i64,
     pub debt: i64,
     /// What one point is worth (money, a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("0.01"))]
+    #[schema(value_type = crate::schema::Amount, examples("0.01"))]
     pub point_value: Decimal,
     /// `points_outstanding x point_value` (money, a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("1234.56"))]
+    #[schema(value_type = crate::schema::Amount, examples("1234.56"))]
     pub liability: Decimal,
     /// The currency of `point_value`, `liability` and `breakage_value` (ISO 4217).
     #[schema(pattern = "^[A-Z]{3}$", examples("EUR"))]
@@ -193,7 +188,7 @@ pub struct ProgramTotals {
     /// Points that expired (breakage), recorded or due.
     pub breakage_points: i64,
     /// `breakage_points x point_value` (money, a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("12.34"))]
+    #[schema(value_type = crate::schema::Amount, examples("12.34"))]
     pub breakage_value: Decimal,
     pub lifetime_earned: i64,
     pub redeemed: i64,

@@ -147,7 +147,7 @@ pub struct MemberTier {
     pub metric: String,
     /// The qualifying value over the window `[window_start, as_of]`: money for
     /// `qualifying_spend`, points for `points_earned` (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("182.40"))]
+    #[schema(value_type = crate::schema::Amount, examples("182.40"))]
     pub qualifying_value: Decimal,
     pub window_start: DateTime<Utc>,
     /// The next tier up; null at the top tier.
@@ -218,11 +218,11 @@ impl From<&loyalty_core::TierRef> for TierRef {
 pub struct NextTier {
     pub name: String,
     /// The tier's threshold, in the program's metric (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("250.00"))]
+    #[schema(value_type = crate::schema::Amount, examples("250.00"))]
     pub threshold: Decimal,
     /// What is still missing to reach it (money for spend, points for points earned), never
     /// negative (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("67.60"))]
+    #[schema(value_type = crate::schema::Amount, examples("67.60"))]
     pub remaining: Decimal,
 }
 
@@ -264,7 +264,7 @@ pub struct StatementLine {
     /// The event's revision in the member's stream (from 0).
     pub revision: u64,
     /// The event's position in the log.
-    #[schema(value_type = String, pattern = "^[0-9]{1,19}/[0-9]{1,19}$", examples("42/42"))]
+    #[schema(value_type = crate::dto::PositionText, pattern = "^[0-9]{1, 19}/[0-9]{1, 19}$")]
     pub position: PositionText,
     /// The stored event's type (`PurchaseRecorded`...).
     pub event_type: String,

@@ -45,15 +45,9 @@ pub use ops::{
 };
 pub use outcome::{CommandOutcome, CommandResponse, LotDraw, LotExpiry, LotSummary};
 
-/// A decimal string as every `Decimal` of the API is written: digits, optionally a point and
-/// more digits, optionally a leading minus (the same pattern requests' money is checked
-/// against, [`crate::dto::MONEY_PATTERN`]). The schemas repeat it as a literal (utoipa takes
-/// no constant there); a test checks that they agree.
-pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
-
-/// A log position, an id and a currency code: the patterns the requests are documented and
-/// checked with.
-pub use crate::schema::{CURRENCY_PATTERN, ID_PATTERN, POSITION_PATTERN};
+/// Decimals, positions, ids and currency codes: the shared scalars' patterns (`schema.rs`),
+/// which the answers reference by name.
+pub use crate::schema::{CURRENCY_PATTERN, DECIMAL_PATTERN, ID_PATTERN, POSITION_PATTERN};
 
 /// The schema of a field that is always `null` in this answer (it is shared with another
 /// answer of the same shape that fills it).

@@ -39,7 +39,7 @@ pub struct Readiness {
     #[schema(inline)]
     pub status: ReadinessStatus,
     /// The position the read models reached.
-    #[schema(value_type = String, pattern = "^[0-9]{1,19}/[0-9]{1,19}$", examples("42/42"))]
+    #[schema(value_type = crate::dto::PositionText, pattern = "^[0-9]{1, 19}/[0-9]{1, 19}$")]
     pub position: PositionText,
 }
 
@@ -69,7 +69,7 @@ pub struct SchedulerRun {
     pub now: DateTime<Utc>,
     /// The head of the log after the run: pass it as `?min_position=` to read what the run
     /// changed.
-    #[schema(value_type = String, pattern = "^[0-9]{1,19}/[0-9]{1,19}$", examples("42/42"))]
+    #[schema(value_type = crate::dto::PositionText, pattern = "^[0-9]{1, 19}/[0-9]{1, 19}$")]
     pub position: PositionText,
     pub report: ScheduledReport,
 }

@@ -20,7 +20,7 @@ pub struct CommandResponse {
     pub replayed: bool,
     /// The log position the command reached. Pass it as `?min_position=` to a read to see
     /// this write.
-    #[schema(value_type = String, pattern = "^[0-9]{1,19}/[0-9]{1,19}$", examples("42/42"))]
+    #[schema(value_type = crate::dto::PositionText, pattern = "^[0-9]{1, 19}/[0-9]{1, 19}$")]
     pub position: PositionText,
     /// Revision of the member's stream after the command.
     pub stream_revision: u64,

@@ -29,7 +29,7 @@ pub struct PurchaseQuote {
     /// Rules that would award the purchase as a whole (fixed campaign bonuses, a cap on them).
     pub transaction_rules: Vec<QuotedRule>,
     /// What would count as qualifying spend (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("21.90"))]
+    #[schema(value_type = crate::schema::Amount, examples("21.90"))]
     pub eligible_amount: Decimal,
     /// The campaigns that would apply.
     #[schema(value_type = Vec<crate::schema::Id>)]
@@ -79,14 +79,14 @@ pub struct QuotedLine {
     #[schema(value_type = crate::schema::Id)]
     pub category: String,
     /// A decimal string.
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("2"))]
+    #[schema(value_type = crate::schema::Amount, examples("2"))]
     pub quantity: Decimal,
     /// The amount paid for the line (a decimal string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("9.00"))]
+    #[schema(value_type = crate::schema::Amount, examples("9.00"))]
     pub amount: Decimal,
     /// The part of `amount` that earns and qualifies: zero for excluded categories (a decimal
     /// string).
-    #[schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", examples("9.00"))]
+    #[schema(value_type = crate::schema::Amount, examples("9.00"))]
     pub eligible_amount: Decimal,
     /// The points of every rule that applied to the line (`base`, a multiplier, a campaign,
     /// the rounding share...).
