@@ -32,6 +32,16 @@ pub enum Command {
     RevokeReferralBonus(RevokeReferralBonus),
     WinBack(WinBack),
     OpenBalance(OpenBalance),
+    NotifyExpiry(NotifyExpiry),
+}
+
+/// Sent by the scheduler with the server's clock: records one notice of the member's dated
+/// lots that expire within the program's `[notices] points_expiring_days` and were never
+/// announced (nothing, if none). Naturally idempotent: a second run finds them notified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyExpiry {
+    pub member_id: MemberId,
+    pub occurred_at: DateTime<Utc>,
 }
 
 /// A balance carried over from a legacy program (an import): `points` as of `occurred_at`,
@@ -287,6 +297,7 @@ impl Command {
             Command::RevokeReferralBonus(c) => &c.member_id,
             Command::WinBack(c) => &c.member_id,
             Command::OpenBalance(c) => &c.member_id,
+            Command::NotifyExpiry(c) => &c.member_id,
         }
     }
 
@@ -310,6 +321,7 @@ impl Command {
             Command::RevokeReferralBonus(_) => "RevokeReferralBonus",
             Command::WinBack(_) => "WinBack",
             Command::OpenBalance(_) => "OpenBalance",
+            Command::NotifyExpiry(_) => "NotifyExpiry",
         }
     }
 
@@ -333,12 +345,13 @@ impl Command {
             Command::RevokeReferralBonus(c) => c.occurred_at,
             Command::WinBack(c) => c.occurred_at,
             Command::OpenBalance(c) => c.occurred_at,
+            Command::NotifyExpiry(c) => c.occurred_at,
         }
     }
 
     /// The idempotency key: the client's id, prefixed by the kind of command so that a refund
     /// and a purchase sharing an id stay apart. `None` for commands that are naturally
-    /// idempotent (expire, review, suspend, reinstate, close).
+    /// idempotent (expire, expiry notices, review, suspend, reinstate, close).
     pub fn client_id(&self) -> Option<String> {
         match self {
             Command::Enroll(c) => Some(format!("enroll:{}", c.member_id)),
@@ -355,6 +368,7 @@ impl Command {
             Command::WinBack(c) => Some(win_back_client_id(c.occurred_at)),
             Command::OpenBalance(c) => Some(format!("balance:{}", c.balance_id)),
             Command::Expire(_)
+            | Command::NotifyExpiry(_)
             | Command::ReviewTier(_)
             | Command::Suspend(_)
             | Command::Reinstate(_)
@@ -462,6 +476,7 @@ impl Command {
                 .field(at(c.occurred_at))
                 .finish(),
             Command::Expire(_)
+            | Command::NotifyExpiry(_)
             | Command::ReviewTier(_)
             | Command::Suspend(_)
             | Command::Reinstate(_)
@@ -497,7 +512,8 @@ from_command!(
     CreditReferralBonus,
     RevokeReferralBonus,
     WinBack,
-    OpenBalance
+    OpenBalance,
+    NotifyExpiry
 );
 
 /// The idempotency key of a win-back: its (UTC) day.

@@ -39,6 +39,28 @@ pub enum Event {
     AccountClosed(AccountClosed),
     WinBackAwarded(WinBackAwarded),
     BalanceOpened(BalanceOpened),
+    ExpiryNotified(ExpiryNotified),
+}
+
+/// The scheduler told the member that dated lots expire soon (`[notices]
+/// points_expiring_days` ahead). Changes no balance: it only marks the lots notified, so each
+/// lot is announced once ever.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiryNotified {
+    /// The server's clock when the notice was recorded.
+    pub occurred_at: DateTime<Utc>,
+    /// Soonest expiry first; never empty.
+    pub lots: Vec<NotifiedLot>,
+}
+
+/// One lot a notice announces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifiedLot {
+    pub lot_id: LotId,
+    /// Points left in the lot when the notice was recorded (spends may take some before the
+    /// expiry).
+    pub points: Points,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A balance carried over from a legacy program (an import).
@@ -426,6 +448,7 @@ impl Event {
             Event::AccountClosed(_) => "AccountClosed",
             Event::WinBackAwarded(_) => "WinBackAwarded",
             Event::BalanceOpened(_) => "BalanceOpened",
+            Event::ExpiryNotified(_) => "ExpiryNotified",
         }
     }
 
@@ -452,6 +475,7 @@ impl Event {
             Event::AccountClosed(e) => e.occurred_at,
             Event::WinBackAwarded(e) => e.occurred_at,
             Event::BalanceOpened(e) => e.occurred_at,
+            Event::ExpiryNotified(e) => e.occurred_at,
         }
     }
 }

@@ -174,6 +174,7 @@ impl Ledger for MemberState {
             spendable_from: c.spendable_from,
             expiry: c.expiry,
             expired: false,
+            notified: false,
         });
     }
 
@@ -186,6 +187,12 @@ impl Ledger for MemberState {
     fn lot_expired(&mut self, lot: &LotId) {
         if let Some(lot) = self.lot_mut(lot) {
             lot.expired = true;
+        }
+    }
+
+    fn lot_notified(&mut self, lot: &LotId) {
+        if let Some(lot) = self.lot_mut(lot) {
+            lot.notified = true;
         }
     }
 

@@ -25,6 +25,8 @@ pub trait Ledger {
     fn change_lot(&mut self, lot: &LotId, delta: Points);
     /// An expiry was recorded for the lot.
     fn lot_expired(&mut self, _lot: &LotId) {}
+    /// An expiry notice announced the lot (a fact about the lot, not about its points).
+    fn lot_notified(&mut self, _lot: &LotId) {}
     fn debt_mut(&mut self) -> &mut Points;
     fn totals_mut(&mut self) -> &mut Lifetime;
     /// Under the inactivity policy: an activity moved the deadline (the latest one wins).
@@ -130,6 +132,12 @@ pub fn fold<L: Ledger + ?Sized>(ledger: &mut L, event: &Event) {
             ledger.lot_expired(&e.lot_id);
             let totals = ledger.totals_mut();
             totals.expired = totals.expired.saturating_add(e.points);
+        }
+        // A notice moves no point: the ledger identity is untouched, only the lots are marked.
+        Event::ExpiryNotified(e) => {
+            for lot in &e.lots {
+                ledger.lot_notified(&lot.lot_id);
+            }
         }
         Event::ActivityRewarded(e) => credit(ledger, &e.credit, Kind::Earned),
         Event::ActivityRefused(_) => {}

@@ -161,6 +161,9 @@ impl MemberState {
             }
             E::PointsRedeemed(e) => lots(&e.draws),
             E::PointsExpired(e) => self.lot(&e.lot_id).is_some(),
+            // A notice names lots holding points, which a compaction never retires; checked
+            // all the same, so that a flag is never lost with a lot missing.
+            E::ExpiryNotified(e) => e.lots.iter().all(|l| self.lot(&l.lot_id).is_some()),
             E::PointsAdjusted(e) => e.debit.as_ref().is_none_or(|d| lots(&d.draws)),
             E::ReferralRevoked(e) => lots(&e.debit.draws),
             E::ReferralBonusRevoked(e) => lots(&e.debit.draws),

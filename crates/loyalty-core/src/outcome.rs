@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, LotDraw, LotExpiry, TierRef};
+use crate::event::{Event, LotDraw, LotExpiry, NotifiedLot, TierRef};
 use crate::ids::{
     ActivityId, ActivityKind, AdjustmentId, ComplaintId, LotId, MemberId, PurchaseKey,
     RedemptionId, RefundId, RewardId, StoreId, TransactionId,
@@ -64,6 +64,11 @@ pub enum Outcome {
     Expired {
         points: Points,
         lots: Vec<LotDraw>,
+    },
+    /// The lots a notice announced (none: nothing was due for one), with their points.
+    ExpiryNotified {
+        points: Points,
+        lots: Vec<NotifiedLot>,
     },
     ActivityRewarded {
         activity_id: ActivityId,
@@ -260,6 +265,7 @@ pub(crate) fn from_event(event: &Event) -> Option<(String, String, Outcome)> {
         | Event::ReferralRevoked(_)
         | Event::TierChanged(_)
         | Event::PointsExpired(_)
+        | Event::ExpiryNotified(_)
         | Event::MemberSuspended(_)
         | Event::MemberReinstated(_)
         | Event::AccountClosed(_) => return None,

@@ -40,6 +40,11 @@ pub struct Lot {
     pub expiry: LotExpiry,
     /// An expiry event has been recorded for the lot.
     pub expired: bool,
+    /// An expiry notice (`ExpiryNotified`) announced the lot: it is never announced again.
+    /// Defaults when absent, so member snapshots taken before notices existed still read
+    /// (rightly: no lot had been announced then).
+    #[serde(default)]
+    pub notified: bool,
 }
 
 /// Lifetime totals. The ledger identity:

@@ -95,7 +95,8 @@ pub(crate) fn check_representable(at: DateTime<Utc>) -> Result<DateTime<Utc>, Do
 enum Accepts {
     /// Sent by a caller: within the window around the server's clock.
     Window,
-    /// Scheduled work (expiry, tier reviews): any past instant, never ahead of the server.
+    /// Scheduled work (expiry and its notices, tier reviews): any past instant, never ahead of
+    /// the server.
     NotAhead,
     /// Sent by the engine on behalf of an event already recorded (the referral process
     /// manager): the business time is that event's, however late the process runs.
@@ -104,7 +105,10 @@ enum Accepts {
 
 fn accepts(command: &Command) -> Accepts {
     match command {
-        Command::Expire(_) | Command::ReviewTier(_) | Command::WinBack(_) => Accepts::NotAhead,
+        Command::Expire(_)
+        | Command::NotifyExpiry(_)
+        | Command::ReviewTier(_)
+        | Command::WinBack(_) => Accepts::NotAhead,
         Command::CreditReferralBonus(_) | Command::RevokeReferralBonus(_) => Accepts::Recorded,
         Command::Enroll(_)
         | Command::RecordPurchase(_)

@@ -49,6 +49,57 @@ fn the_demo_program_loads_with_every_rule() {
     assert_eq!(p.clawback_policy(), ClawbackPolicy::Allow);
     assert!(p.referral.is_some());
     assert_eq!(p.bonuses.activities.len(), 5);
+    assert_eq!(p.notices.points_expiring_days, Some(14));
+}
+
+#[test]
+fn without_a_notices_section_no_expiry_notice_is_sent() {
+    let start = DEMO.find("[notices]").expect("the demo sets notices");
+    let end = start
+        + DEMO[start..]
+            .find("\n[")
+            .expect("a section follows [notices]");
+    let p = Program::from_toml_str(&format!("{}{}", &DEMO[..start], &DEMO[end + 1..]))
+        .expect("notices are optional");
+    assert_eq!(p.notices.points_expiring_days, None);
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-20T12:00:00Z")
+        .unwrap()
+        .to_utc();
+    assert_eq!(p.points_expiring_until(now), None);
+}
+
+#[test]
+fn the_expiry_notice_comes_calendar_days_ahead_in_the_programs_timezone() {
+    let p = Program::from_toml_str(DEMO).unwrap();
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    // Paris moves to summer time on 29 March 2026: 14 local days after midnight on the 20th
+    // is midnight on 3 April, 23 hours short of 14 x 24h.
+    assert_eq!(
+        p.points_expiring_until(at("2026-03-19T23:00:00Z")),
+        Some(at("2026-04-02T22:00:00Z"))
+    );
+}
+
+#[test]
+fn expiry_notice_days_must_be_between_one_and_a_year() {
+    for days in ["0", "366"] {
+        let field = invalid_field(demo_with(
+            "points_expiring_days = 14",
+            &format!("points_expiring_days = {days}"),
+        ));
+        assert_eq!(field, "notices.points_expiring_days");
+    }
+    for days in ["1", "365"] {
+        assert!(
+            demo_with(
+                "points_expiring_days = 14",
+                &format!("points_expiring_days = {days}")
+            )
+            .is_ok()
+        );
+    }
+    let err = demo_with("[notices]\n", "[notices]\npoints_expired_days = 3\n");
+    assert!(err.unwrap_err().to_string().contains("points_expired_days"));
 }
 
 #[test]

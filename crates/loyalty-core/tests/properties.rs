@@ -5,6 +5,8 @@
 //! - nothing pending or expired by the server's clock is ever spent, and expired points are
 //!   never drawn by anything;
 //! - no `PointsExpired` is recorded before the lot's expiry by the server's clock;
+//! - an expiry notice names only dated lots holding points that expire after the server's
+//!   clock, each lot once ever;
 //! - a caller's command is accepted only with a business time inside the window;
 //! - the ledger identity holds, and no lot ever goes negative;
 //! - under `clamp` there is never a debt and the balance never goes below zero;
@@ -53,6 +55,7 @@ enum Op {
         id: u8,
     },
     Expire,
+    NotifyExpiry,
     Activity {
         id: u8,
         kind: u8,
@@ -93,6 +96,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..6, 0u8..3).prop_map(|(id, reward)| Op::RedeemReward { id, reward }),
         2 => (0u8..6).prop_map(|id| Op::Cancel { id }),
         2 => Just(Op::Expire),
+        2 => Just(Op::NotifyExpiry),
         2 => (0u8..6, 0u8..4).prop_map(|(id, kind)| Op::Activity { id, kind }),
         2 => (0u8..4, -400i64..400).prop_map(|(id, points)| Op::Adjust { id, points }),
         1 => (0u8..3, 1i64..200).prop_map(|(id, points)| Op::Goodwill { id, points }),
@@ -195,6 +199,7 @@ fn command(op: &Op, at: DateTime<Utc>, sent: &[Command]) -> Command {
         }
         Op::Cancel { id } => cancel(&format!("R{id}"), at),
         Op::Expire => expire(at),
+        Op::NotifyExpiry => notify_expiry(at),
         Op::Activity { id, kind } => activity(&format!("A{id}"), KINDS[*kind as usize % 4], at),
         Op::Adjust { id, points } => adjust(&format!("J{id}"), at, *points),
         Op::Goodwill { id, points } => goodwill(&format!("C{id}"), at, *points),
@@ -261,6 +266,7 @@ fn dated_by_caller(c: &Command) -> bool {
     !matches!(
         c,
         Command::Expire(_)
+            | Command::NotifyExpiry(_)
             | Command::ReviewTier(_)
             | Command::CreditReferralBonus(_)
             | Command::RevokeReferralBonus(_)
@@ -305,7 +311,7 @@ fn run(program: &Program, window: TimeWindow, steps: &[Step]) -> Result<(), Test
         let at = now + Duration::minutes(step.offset_minutes);
         let c = match step.op {
             // Scheduled work runs as of the server's clock.
-            Op::Expire | Op::Review => command(&step.op, now, &sent),
+            Op::Expire | Op::NotifyExpiry | Op::Review => command(&step.op, now, &sent),
             _ => command(&step.op, at, &sent),
         };
         let full = decide(&state, &c, program, server);
@@ -352,6 +358,22 @@ fn run(program: &Program, window: TimeWindow, steps: &[Step]) -> Result<(), Test
                     x.expired_at
                 );
                 prop_assert!(due.is_some_and(|d| d <= now), "lot {} not due yet", lot.id);
+            }
+            // A notice names dated lots holding what it says, not expired by the server's
+            // clock, never announced before.
+            if let Event::ExpiryNotified(x) = e {
+                prop_assert!(!x.lots.is_empty(), "an empty notice");
+                for n in &x.lots {
+                    let lot = state.lot(&n.lot_id).expect("notified lot exists");
+                    prop_assert!(!lot.notified, "lot {} notified twice", lot.id);
+                    prop_assert_eq!(lot.expiry, LotExpiry::At(n.expires_at));
+                    prop_assert!(
+                        n.expires_at > now,
+                        "lot {} announced after its expiry",
+                        lot.id
+                    );
+                    prop_assert!(n.points.is_positive() && n.points == lot.remaining);
+                }
             }
         }
         let mut compacted = state.clone();

@@ -26,6 +26,7 @@ fn full_history() -> Vec<Event> {
         revoke_referral("N1", "2026-02-07T11:00:00Z"),
         suspend("2026-02-08T10:00:00Z"),
         reinstate("2026-02-09T10:00:00Z"),
+        notify_expiry("2027-01-17T23:00:00Z"),
         expire("2027-03-01T00:00:00Z"),
         open_balance("B1", 100, Some("2027-08-01T00:00:00Z")),
         review("2028-01-10T10:00:00Z"),
@@ -153,6 +154,45 @@ fn a_reinstatement_recorded_before_reinstatements_had_reasons_still_decodes() {
         panic!("wrong variant");
     };
     assert_eq!(r.reason_code.unwrap().as_str(), "appeal-upheld");
+}
+
+/// An expiry notice as v1 stores it: this must stay readable for as long as history exists
+/// (the webhooks read it to send `points.expiring`).
+const EXPIRY_NOTIFIED_V1: &str = r#"{
+  "occurred_at": "2027-01-17T23:00:00.250Z",
+  "lots": [
+    {"lot_id": "welcome:M1", "points": 50, "expires_at": "2027-01-31T23:00:00Z"},
+    {"lot_id": "purchase:S1:T1", "points": 70, "expires_at": "2027-01-31T23:00:00Z"}
+  ]
+}"#;
+
+#[test]
+fn a_hand_written_v1_expiry_notice_decodes_and_encodes_back_to_the_same_document() {
+    let event = schema::decode("ExpiryNotified", 1, EXPIRY_NOTIFIED_V1.as_bytes()).unwrap();
+    let Event::ExpiryNotified(notice) = &event else {
+        panic!("wrong variant");
+    };
+    assert_eq!(notice.occurred_at, t("2027-01-17T23:00:00.250Z"));
+    assert_eq!(
+        notice.lots,
+        vec![
+            NotifiedLot {
+                lot_id: lot("welcome:M1"),
+                points: p(50),
+                expires_at: t("2027-01-31T23:00:00Z"),
+            },
+            NotifiedLot {
+                lot_id: lot("purchase:S1:T1"),
+                points: p(70),
+                expires_at: t("2027-01-31T23:00:00Z"),
+            },
+        ]
+    );
+    let stored = schema::encode(&event);
+    assert_eq!(stored.event_type, "ExpiryNotified");
+    let written: serde_json::Value = serde_json::from_slice(&stored.data).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(EXPIRY_NOTIFIED_V1).unwrap();
+    assert_eq!(written, expected);
 }
 
 #[test]

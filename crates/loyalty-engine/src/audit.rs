@@ -139,6 +139,31 @@ fn statement(event: &Event) -> (Points, String) {
                 e.reason.as_str()
             ),
         ),
+        // A notice moves no point; the line says what it announced.
+        Event::ExpiryNotified(e) => {
+            let points = e
+                .lots
+                .iter()
+                .fold(0i64, |a, l| a.saturating_add(l.points.value()));
+            let by = e
+                .lots
+                .iter()
+                .map(|l| l.expires_at)
+                .max()
+                .map_or_else(String::new, |t| {
+                    format!(
+                        " by {}",
+                        t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                    )
+                });
+            (
+                Points::ZERO,
+                format!(
+                    "Expiry notice: {points} points of {} lot(s) expire{by}",
+                    e.lots.len()
+                ),
+            )
+        }
         Event::MemberSuspended(e) => (Points::ZERO, format!("Suspended ({})", e.reason_code)),
         Event::MemberReinstated(_) => (Points::ZERO, "Reinstated".to_owned()),
         Event::AccountClosed(e) => (

@@ -1,4 +1,5 @@
-//! Scheduled work: expire due lots and run due tier reviews, for every member that needs it,
+//! Scheduled work: expire due lots, record the notices of lots expiring soon (the program's
+//! `[notices] points_expiring_days`) and run due tier reviews, for every member that needs it,
 //! and once a day the program's win-back rule (`win_back.rs`).
 //! Each piece of work is an ordinary command decided against the member's stream, so running it
 //! twice, or on two servers at once, finds nothing left to do the second time (or loses the
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use loyalty_core::{Command, Expire, MemberId, Outcome, Points, ReviewTier};
+use loyalty_core::{Command, Expire, MemberId, NotifyExpiry, Outcome, Points, ReviewTier};
 use tokio::task::JoinHandle;
 
 use crate::engine::Engine;
@@ -25,6 +26,7 @@ const MAX_FAILURES_LISTED: usize = 100;
 struct Due {
     member: MemberId,
     expire: bool,
+    notify: bool,
     review: Option<DateTime<Utc>>,
 }
 
@@ -33,14 +35,16 @@ struct Done {
     expiry_run: bool,
     points_expired: i64,
     lots_expired: u64,
+    notified: bool,
     reviewed: bool,
     tier_changed: bool,
     failure: Option<String>,
 }
 
 impl Engine {
-    /// Expires due lots and runs due tier reviews as of `now`, which may not be ahead of the
-    /// engine's clock (what is due is the server's call). Idempotent.
+    /// Expires due lots, records the notices of lots expiring within the program's notice
+    /// period and runs due tier reviews as of `now`, which may not be ahead of the engine's
+    /// clock (what is due is the server's call). Idempotent.
     pub async fn run_scheduled(&self, now: DateTime<Utc>) -> Result<ScheduledReport, EngineError> {
         let clock = self.inner.clock.now();
         if now > clock {
@@ -53,16 +57,23 @@ impl Engine {
         let head = self.inner.store.head_position().await?;
         self.wait_for(head).await?;
         let program = &self.inner.program;
+        // The latest expiry a notice sent now covers (`None`: the program sends none). The
+        // core decides with the same horizon, by the engine's clock (at or after `now`), so a
+        // member selected here finds what to announce.
+        let notice_until = program.points_expiring_until(now);
         let mut due = Vec::new();
         self.inner.model.for_each(|member, row| {
             let expire = row.next_due().is_some_and(|t| t <= now);
+            let notify = notice_until
+                .is_some_and(|until| row.next_notice_due(now).is_some_and(|t| t <= until));
             let review = row.review_due(program, now);
-            if (expire || review.is_some())
+            if (expire || notify || review.is_some())
                 && let Ok(member) = MemberId::parse(member)
             {
                 due.push(Due {
                     member,
                     expire,
+                    notify,
                     review,
                 });
             }
@@ -85,6 +96,7 @@ impl Engine {
             report.expiry_runs += u64::from(done.expiry_run);
             points_expired = points_expired.saturating_add(done.points_expired);
             report.lots_expired += done.lots_expired;
+            report.expiry_notices += u64::from(done.notified);
             report.tier_reviews += u64::from(done.reviewed);
             report.tier_changes += u64::from(done.tier_changed);
             if let Some(error) = done.failure {
@@ -122,6 +134,26 @@ impl Engine {
                     }
                 }
                 Err(e) => done.failure = Some(e.to_string()),
+            }
+        }
+        // After the expiry: what it expired needs no notice.
+        if due.notify {
+            let command = Command::NotifyExpiry(NotifyExpiry {
+                member_id: due.member.clone(),
+                occurred_at: now,
+            });
+            match self.execute_with(command, context.clone()).await {
+                Ok(result) => {
+                    done.notified = matches!(
+                        result.outcome,
+                        Outcome::ExpiryNotified { ref lots, .. } if !lots.is_empty()
+                    );
+                }
+                Err(e) => {
+                    if done.failure.is_none() {
+                        done.failure = Some(e.to_string());
+                    }
+                }
             }
         }
         if let Some(review_at) = due.review {
@@ -180,6 +212,7 @@ impl Engine {
                             tracing::info!(
                                 members = report.members_due,
                                 points_expired = report.points_expired.value(),
+                                expiry_notices = report.expiry_notices,
                                 tier_changes = report.tier_changes,
                                 failures = report.failures_total,
                                 "scheduled work done"

@@ -276,6 +276,9 @@ pub struct ScheduledReport {
     pub expiry_runs: u64,
     pub points_expired: Points,
     pub lots_expired: u64,
+    /// Expiry notices recorded (`ExpiryNotified`, one per member naming the lots that expire
+    /// within the program's notice period).
+    pub expiry_notices: u64,
     pub tier_reviews: u64,
     pub tier_changes: u64,
     /// At most 100 failures are listed; `failures_total` counts them all.

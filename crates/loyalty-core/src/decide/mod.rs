@@ -125,6 +125,7 @@ pub fn decide_imported(
         Command::Redeem(c) => spend::redeem(ctx, c),
         Command::CancelRedemption(c) => spend::cancel(ctx, c),
         Command::Expire(_) => spend::expire(ctx),
+        Command::NotifyExpiry(_) => spend::notify_expiry(ctx),
         Command::RecordActivity(c) => bonus::activity(ctx, c),
         Command::Adjust(c) => bonus::adjust(ctx, c),
         Command::Goodwill(c) => bonus::goodwill(ctx, c),

@@ -1,10 +1,13 @@
-//! Spending: redemptions, their cancellation, and expiry.
+//! Spending: redemptions, their cancellation, expiry and its notices.
 
 use super::Ctx;
 use crate::calendar;
 use crate::command::{CancelRedemption, Redeem, RedeemTarget};
 use crate::error::DomainError;
-use crate::event::{Event, LotDraw, PointsExpired, PointsRedeemed, RedemptionCancelled};
+use crate::event::{
+    Event, ExpiryNotified, LotDraw, LotExpiry, NotifiedLot, PointsExpired, PointsRedeemed,
+    RedemptionCancelled,
+};
 use crate::outcome::{Decision, Outcome};
 use crate::points::{self, Points};
 
@@ -149,6 +152,48 @@ pub(super) fn expire(ctx: Ctx<'_>) -> Result<Decision, DomainError> {
         .collect();
     let outcome = Outcome::Expired {
         points: points::sum(lots.iter().map(|d| d.points)),
+        lots,
+    };
+    Ok(ctx.finish(outcome))
+}
+
+/// The notice of the dated lots that expire soon, as of the server's clock (`now`): lots
+/// holding points, not expired yet (`now < expiry`), expiring by the program's
+/// [`crate::Program::points_expiring_until`] and never announced before. One event names them
+/// all; none due (or no notices in the program): no event, and an empty outcome.
+pub(super) fn notify_expiry(mut ctx: Ctx<'_>) -> Result<Decision, DomainError> {
+    let now = ctx.now;
+    let mut lots: Vec<NotifiedLot> = match ctx.program.points_expiring_until(now) {
+        None => Vec::new(),
+        Some(until) => ctx
+            .state
+            .lots()
+            .iter()
+            .filter(|l| l.remaining.is_positive() && !l.notified)
+            .filter_map(|l| match l.expiry {
+                LotExpiry::At(expires_at) if now < expires_at && expires_at <= until => {
+                    Some(NotifiedLot {
+                        lot_id: l.id.clone(),
+                        points: l.remaining,
+                        expires_at,
+                    })
+                }
+                // Lots that expire with the member's inactivity get no notice: every activity
+                // moves their deadline, so a notice could announce an expiry that never comes.
+                LotExpiry::At(_) | LotExpiry::OnInactivity | LotExpiry::Never => None,
+            })
+            .collect(),
+    };
+    // Soonest first; lots expiring together stay in the order they were earned (stable sort).
+    lots.sort_by_key(|l| l.expires_at);
+    if !lots.is_empty() {
+        ctx.push(Event::ExpiryNotified(ExpiryNotified {
+            occurred_at: now,
+            lots: lots.clone(),
+        }));
+    }
+    let outcome = Outcome::ExpiryNotified {
+        points: points::sum(lots.iter().map(|l| l.points)),
         lots,
     };
     Ok(ctx.finish(outcome))

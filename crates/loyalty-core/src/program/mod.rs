@@ -40,6 +40,8 @@ pub struct Program {
     pub analytics: Analytics,
     #[serde(default)]
     pub win_back: Option<WinBack>,
+    #[serde(default)]
+    pub notices: Notices,
 }
 
 /// `[program]`
@@ -165,6 +167,18 @@ pub enum ExpiryPolicy {
         months: u32,
     },
     Never,
+}
+
+/// `[notices]`: what the scheduler tells members ahead of time. Each notice is off unless set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notices {
+    /// Days (calendar days in the program's timezone) before a dated lot expires that the
+    /// scheduler records its `ExpiryNotified` notice (`points.expiring`), once per lot.
+    /// Lots expiring with the member's inactivity get none: their deadline moves with every
+    /// activity, so a notice could announce an expiry that never comes.
+    #[serde(default)]
+    pub points_expiring_days: Option<u32>,
 }
 
 /// `[tiers]`
@@ -491,5 +505,17 @@ impl Program {
 
     pub fn clawback_policy(&self) -> ClawbackPolicy {
         self.clawback.policy
+    }
+
+    /// Under `[notices] points_expiring_days`: the latest expiry a notice sent at `now` covers,
+    /// the same local time that many calendar days later (so a lot expiring at local midnight
+    /// is announced at local midnight, whatever DST does meanwhile). `None` when the program
+    /// sends no such notice. The core decides with it and the scheduler selects with it.
+    pub fn points_expiring_until(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let days = self.notices.points_expiring_days?;
+        crate::calendar::add_days(now, days, self.timezone())
     }
 }

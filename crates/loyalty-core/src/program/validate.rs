@@ -14,6 +14,8 @@ use crate::points::Points;
 const MAX_RATE: i64 = 100;
 const MAX_MULTIPLIER: i64 = 10;
 const MAX_MONTHS: u32 = 120;
+/// A notice more than a year ahead would announce most lots the day they are earned.
+const MAX_NOTICE_DAYS: u32 = 365;
 
 type Check = Result<(), ProgramError>;
 
@@ -381,6 +383,14 @@ pub(super) fn validate(p: &Program) -> Check {
                 "must be between 1 and 3660",
             ));
         }
+    }
+    if let Some(days) = p.notices.points_expiring_days
+        && !(1..=MAX_NOTICE_DAYS).contains(&days)
+    {
+        return Err(err(
+            "notices.points_expiring_days",
+            format!("must be between 1 and {MAX_NOTICE_DAYS}"),
+        ));
     }
     decimal_in(
         "valuation.point_value",

@@ -43,6 +43,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "AccountClosed",
     "WinBackAwarded",
     "BalanceOpened",
+    "ExpiryNotified",
 ];
 
 pub fn encode(event: &Event) -> StoredEvent {

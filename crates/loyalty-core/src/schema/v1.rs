@@ -414,6 +414,21 @@ struct PointsExpiredV1 {
 }
 
 #[derive(Serialize, Deserialize)]
+struct NotifiedLotV1 {
+    lot_id: LotId,
+    points: Points,
+    #[serde(deserialize_with = "instant::deserialize")]
+    expires_at: Instant,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ExpiryNotifiedV1 {
+    #[serde(deserialize_with = "instant::deserialize")]
+    occurred_at: Instant,
+    lots: Vec<NotifiedLotV1>,
+}
+
+#[derive(Serialize, Deserialize)]
 struct ActivityRewardedV1 {
     activity_id: ActivityId,
     kind: ActivityKind,
@@ -688,6 +703,18 @@ pub(super) fn encode(event: &Event) -> Vec<u8> {
             expired_at: e.expired_at,
             occurred_at: e.occurred_at,
         }),
+        Event::ExpiryNotified(e) => to_json(&ExpiryNotifiedV1 {
+            occurred_at: e.occurred_at,
+            lots: e
+                .lots
+                .iter()
+                .map(|l| NotifiedLotV1 {
+                    lot_id: l.lot_id.clone(),
+                    points: l.points,
+                    expires_at: l.expires_at,
+                })
+                .collect(),
+        }),
         Event::ActivityRewarded(e) => to_json(&ActivityRewardedV1 {
             activity_id: e.activity_id.clone(),
             kind: e.kind.clone(),
@@ -918,6 +945,21 @@ pub(super) fn decode(event_type: &str, data: &[u8]) -> Result<Event, serde_json:
                 points: e.points,
                 expired_at: e.expired_at,
                 occurred_at: e.occurred_at,
+            })
+        }
+        "ExpiryNotified" => {
+            let e: ExpiryNotifiedV1 = serde_json::from_str(text)?;
+            Event::ExpiryNotified(ev::ExpiryNotified {
+                occurred_at: e.occurred_at,
+                lots: e
+                    .lots
+                    .into_iter()
+                    .map(|l| ev::NotifiedLot {
+                        lot_id: l.lot_id,
+                        points: l.points,
+                        expires_at: l.expires_at,
+                    })
+                    .collect(),
             })
         }
         "ActivityRewarded" => {

@@ -132,6 +132,9 @@ referrer_points = 200
 newcomer_points = 100
 min_first_purchase = "15"
 
+[notices]
+points_expiring_days = 14
+
 [win_back]
 below_p_alive = "0.3"
 inactive_days = 120
@@ -333,6 +336,16 @@ pub fn cancel(id: &str, at: &str) -> Command {
 
 pub fn expire(at: &str) -> Command {
     Expire {
+        member_id: member(),
+        occurred_at: t(at),
+    }
+    .into()
+}
+
+/// The scheduler's expiry notice, sent as of `at` (the server's clock, unless a step says
+/// otherwise).
+pub fn notify_expiry(at: &str) -> Command {
+    NotifyExpiry {
         member_id: member(),
         occurred_at: t(at),
     }

@@ -58,6 +58,8 @@ pub(crate) struct LotRow {
     pub(crate) spendable_from: i64,
     /// Nanoseconds, `NEVER` or `ON_INACTIVITY`.
     expires_at: i64,
+    /// An expiry notice announced the lot (never again, as the core decides).
+    notified: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,6 +206,21 @@ impl MemberRow {
             .and_then(instant)
     }
 
+    /// The soonest expiry after `now` of a dated lot holding points that no notice announced
+    /// yet, for the scheduler's expiry notices: the core announces a lot expiring within the
+    /// program's notice period of it. Lots past `now` are the expiry's business, and lots that
+    /// expire with the member's inactivity get no notice.
+    pub(crate) fn next_notice_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let now = nanos(now);
+        self.lots
+            .iter()
+            .filter(|l| l.remaining > 0 && !l.notified)
+            .map(|l| l.expires_at)
+            .filter(|t| *t != NEVER && *t != ON_INACTIVITY && *t > now)
+            .min()
+            .and_then(instant)
+    }
+
     /// Times the member redeemed a reward (cancellations deducted).
     pub(crate) fn reward_count(&self, reward: &RewardId) -> u32 {
         let k = key(reward.as_str());
@@ -247,6 +264,7 @@ impl Ledger for MemberRow {
                     LotExpiry::OnInactivity => ON_INACTIVITY,
                     LotExpiry::Never => NEVER,
                 },
+                notified: false,
             },
         );
     }
@@ -255,6 +273,13 @@ impl Ledger for MemberRow {
         let k = key(lot.as_str());
         if let Some(lot) = self.lots.iter_mut().find(|l| l.key == k) {
             lot.remaining = lot.remaining.saturating_add(delta.value());
+        }
+    }
+
+    fn lot_notified(&mut self, lot: &LotId) {
+        let k = key(lot.as_str());
+        if let Some(lot) = self.lots.iter_mut().find(|l| l.key == k) {
+            lot.notified = true;
         }
     }
 
@@ -402,7 +427,15 @@ impl MemberRow {
             lots: self
                 .lots
                 .iter()
-                .map(|l| (l.key, l.remaining, l.spendable_from, l.expires_at))
+                .map(|l| {
+                    (
+                        l.key,
+                        l.remaining,
+                        l.spendable_from,
+                        l.expires_at,
+                        l.notified,
+                    )
+                })
                 .collect(),
             qualifying: self
                 .qualifying
@@ -470,12 +503,15 @@ impl MemberRow {
             lots: v
                 .lots
                 .into_iter()
-                .map(|(key, remaining, spendable_from, expires_at)| LotRow {
-                    key,
-                    remaining,
-                    spendable_from,
-                    expires_at,
-                })
+                .map(
+                    |(key, remaining, spendable_from, expires_at, notified)| LotRow {
+                        key,
+                        remaining,
+                        spendable_from,
+                        expires_at,
+                        notified,
+                    },
+                )
                 .collect(),
             qualifying: v
                 .qualifying

@@ -23,7 +23,8 @@ use super::row::MemberRow;
 
 /// The version of the rows' stored shape: bump it when `StoredRow` changes (older snapshots are
 /// then rebuilt from the log). 2: the analytics' days (`activity`) and the header's timezone.
-pub(crate) const SNAPSHOT_SCHEMA: u32 = 2;
+/// 3: the lots' expiry-notice flag.
+pub(crate) const SNAPSHOT_SCHEMA: u32 = 3;
 const MAGIC: &[u8; 8] = b"LOYRMSNP";
 /// The file the latest snapshot lives in, inside the snapshot directory.
 pub(crate) const LATEST: &str = "readmodel-latest.snap";
@@ -60,8 +61,8 @@ pub(super) struct StoredRow {
     pub(super) debt: i64,
     /// earned, redeemed, expired, clawed back, adjusted, forfeited, shortfall.
     pub(super) totals: [i64; 7],
-    /// (key, remaining, spendable from, expires at).
-    pub(super) lots: Vec<(u64, i64, i64, i64)>,
+    /// (key, remaining, spendable from, expires at, notified).
+    pub(super) lots: Vec<(u64, i64, i64, i64, bool)>,
     /// (sale, transaction, at, spend, points).
     pub(super) qualifying: Vec<(u64, u64, i64, [u8; 16], i64)>,
     /// (local day, purchases, spend).

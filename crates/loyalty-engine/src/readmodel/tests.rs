@@ -6,8 +6,8 @@ use chrono::TimeZone;
 use loyalty_core::Points;
 use loyalty_core::{
     Adjust, AdjustmentId, CancelRedemption, CategoryId, Command, Currency, Enroll, Expire,
-    Goodwill, MemberState, OperatorId, PurchaseLine, ReasonCode, RecordPurchase, Redeem,
-    RedeemTarget, RedemptionId, Refund, RefundId, RefundScope, ReviewTier, ServerTime, Sku,
+    Goodwill, MemberState, NotifyExpiry, OperatorId, PurchaseLine, ReasonCode, RecordPurchase,
+    Redeem, RedeemTarget, RedemptionId, Refund, RefundId, RefundScope, ReviewTier, ServerTime, Sku,
     StoreId, TerminalId, TransactionId, decide, evolve,
 };
 use proptest::prelude::*;
@@ -36,6 +36,7 @@ enum Op {
     Goodwill(i64),
     Advance(i64),
     Expire,
+    NotifyExpiry,
     Review,
 }
 
@@ -50,6 +51,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1i64..100).prop_map(Op::Goodwill),
         3 => (0i64..90).prop_map(Op::Advance),
         1 => Just(Op::Expire),
+        1 => Just(Op::NotifyExpiry),
         1 => Just(Op::Review),
     ]
 }
@@ -130,6 +132,10 @@ fn command(
             member_id,
             occurred_at,
         }),
+        Op::NotifyExpiry => Command::NotifyExpiry(NotifyExpiry {
+            member_id,
+            occurred_at,
+        }),
         Op::Review => Command::ReviewTier(ReviewTier {
             member_id,
             occurred_at,
@@ -180,6 +186,20 @@ fn assert_same(
     for reward in program.rewards() {
         assert_eq!(row.reward_count(&reward.id), state.reward_count(&reward.id));
     }
+    // The scheduler sends an expiry notice exactly when the core has one to record.
+    let selected = program
+        .points_expiring_until(at)
+        .is_some_and(|until| row.next_notice_due(at).is_some_and(|t| t <= until));
+    let notify = Command::NotifyExpiry(NotifyExpiry {
+        member_id: m.clone(),
+        occurred_at: at,
+    });
+    let notices = decide(state, &notify, program, ServerTime::at(at)).is_ok_and(|d| {
+        d.events
+            .iter()
+            .any(|e| matches!(e, loyalty_core::Event::ExpiryNotified(_)))
+    });
+    assert_eq!(selected, notices, "expiry notice due at {at}");
 }
 
 proptest! {
@@ -224,6 +244,19 @@ proptest! {
             .filter_map(|l| state.lot_expires_at(l))
             .min();
         prop_assert_eq!(row.next_due(), next_due);
+        // The scheduler's expiry notices over the following year, a run a week: after each,
+        // the row and the core agree (also that nothing is left to announce).
+        for week in 0..60 {
+            let when = at + chrono::Duration::weeks(week);
+            let notify = Command::NotifyExpiry(NotifyExpiry { member_id: m.clone(), occurred_at: when });
+            if let Ok(decision) = decide(&state, &notify, program, ServerTime::at(when)) {
+                for event in &decision.events {
+                    evolve(&mut state, event);
+                    row.apply(event, chrono_tz::UTC);
+                }
+            }
+            assert_same(&row, &state, program, &m, when);
+        }
     }
 }
 

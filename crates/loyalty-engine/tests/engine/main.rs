@@ -4,6 +4,7 @@ mod analytics;
 mod audit;
 mod commands;
 mod common;
+mod expiry_notices;
 mod hot;
 mod import;
 mod integrity;

@@ -93,6 +93,8 @@ pub struct ScheduledReport {
     pub expiry_runs: u64,
     pub points_expired: i64,
     pub lots_expired: u64,
+    /// `points.expiring` notices recorded (one per member notified, naming its lots).
+    pub expiry_notices: u64,
     pub tier_reviews: u64,
     pub tier_changes: u64,
     /// At most 100 failures are listed; `failures_total` counts them all.
@@ -111,6 +113,7 @@ impl From<&EngineScheduledReport> for ScheduledReport {
             expiry_runs: r.expiry_runs,
             points_expired: r.points_expired.value(),
             lots_expired: r.lots_expired,
+            expiry_notices: r.expiry_notices,
             tier_reviews: r.tier_reviews,
             tier_changes: r.tier_changes,
             failures: r.failures.iter().map(ScheduledFailure::from).collect(),

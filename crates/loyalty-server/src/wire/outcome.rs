@@ -57,6 +57,7 @@ impl From<CommandResult> for CommandResponse {
         ("redeemed" = "#/components/schemas/RedeemedOutcome"),
         ("redemption_cancelled" = "#/components/schemas/RedemptionCancelledOutcome"),
         ("expired" = "#/components/schemas/ExpiredOutcome"),
+        ("expiry_notified" = "#/components/schemas/ExpiryNotifiedOutcome"),
         ("activity_rewarded" = "#/components/schemas/ActivityRewardedOutcome"),
         ("activity_refused" = "#/components/schemas/ActivityRefusedOutcome"),
         ("adjusted" = "#/components/schemas/AdjustedOutcome"),
@@ -80,6 +81,7 @@ pub enum CommandOutcome {
     Redeemed(RedeemedOutcome),
     RedemptionCancelled(RedemptionCancelledOutcome),
     Expired(ExpiredOutcome),
+    ExpiryNotified(ExpiryNotifiedOutcome),
     ActivityRewarded(ActivityRewardedOutcome),
     ActivityRefused(ActivityRefusedOutcome),
     Adjusted(AdjustedOutcome),
@@ -115,6 +117,7 @@ outcome_tag!(RefundRecordedTag = "refund_recorded");
 outcome_tag!(RedeemedTag = "redeemed");
 outcome_tag!(RedemptionCancelledTag = "redemption_cancelled");
 outcome_tag!(ExpiredTag = "expired");
+outcome_tag!(ExpiryNotifiedTag = "expiry_notified");
 outcome_tag!(ActivityRewardedTag = "activity_rewarded");
 outcome_tag!(ActivityRefusedTag = "activity_refused");
 outcome_tag!(AdjustedTag = "adjusted");
@@ -211,6 +214,24 @@ pub struct ExpiredOutcome {
     pub outcome: ExpiredTag,
     pub points: i64,
     pub lots: Vec<LotDraw>,
+}
+
+/// The lots a notice announced (the scheduler's `points.expiring`), with what they hold.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExpiryNotifiedOutcome {
+    #[schema(inline)]
+    pub outcome: ExpiryNotifiedTag,
+    pub points: i64,
+    pub lots: Vec<NotifiedLot>,
+}
+
+/// A lot a notice announced: what it holds and when it expires.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NotifiedLot {
+    #[schema(value_type = crate::schema::Id)]
+    pub lot_id: String,
+    pub points: i64,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// The activity earned points.
@@ -483,6 +504,20 @@ impl From<&Outcome> for CommandOutcome {
                 points: points.value(),
                 lots: draws(lots),
             }),
+            Outcome::ExpiryNotified { points, lots } => {
+                CommandOutcome::ExpiryNotified(ExpiryNotifiedOutcome {
+                    outcome: ExpiryNotifiedTag::Tag,
+                    points: points.value(),
+                    lots: lots
+                        .iter()
+                        .map(|l| NotifiedLot {
+                            lot_id: l.lot_id.to_string(),
+                            points: l.points.value(),
+                            expires_at: l.expires_at,
+                        })
+                        .collect(),
+                })
+            }
             Outcome::ActivityRewarded {
                 activity_id,
                 kind,
@@ -683,6 +718,14 @@ mod tests {
             Outcome::Expired {
                 points: p(7),
                 lots: vec![draw("purchase:T1", 7)],
+            },
+            Outcome::ExpiryNotified {
+                points: p(12),
+                lots: vec![loyalty_core::NotifiedLot {
+                    lot_id: LotId::parse("purchase:T1").unwrap(),
+                    points: p(12),
+                    expires_at: at(),
+                }],
             },
             Outcome::ActivityRewarded {
                 activity_id: ActivityId::parse("a-1").unwrap(),
