@@ -208,8 +208,9 @@ impl Engine {
     }
 
     /// Starts keeping the lease `name` for this server (see `lease`): the handle says when it
-    /// is held.
-    pub(crate) fn spawn_lease(&self, name: &str) -> LeaseHandle {
+    /// is held. Other crates run their once-across-servers work under one (the webhooks'
+    /// dispatcher); the keeper stops with the engine.
+    pub fn spawn_lease(&self, name: &str) -> LeaseHandle {
         let keeper = lease::Keeper {
             store: self.inner.store.clone(),
             clock: self.inner.clock.clone(),

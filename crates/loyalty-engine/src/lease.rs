@@ -54,21 +54,21 @@ pub(crate) fn stream_name(name: &str) -> String {
 
 /// A holder's view of its lease: whether it may work now.
 #[derive(Debug, Clone)]
-pub(crate) struct LeaseHandle {
+pub struct LeaseHandle {
     /// The monotonic instant until which this server holds the lease; `None`: not held.
     held_until: watch::Receiver<Option<Instant>>,
 }
 
 impl LeaseHandle {
     /// Whether this server holds the lease now.
-    pub(crate) fn is_held(&self) -> bool {
+    pub fn is_held(&self) -> bool {
         self.held_until
             .borrow()
             .is_some_and(|until| Instant::now() < until)
     }
 
     /// Waits until this server holds the lease; `false` if the keeper stopped (shutdown).
-    pub(crate) async fn wait_held(&mut self) -> bool {
+    pub async fn wait_held(&mut self) -> bool {
         loop {
             if self.is_held() {
                 return true;
@@ -80,7 +80,7 @@ impl LeaseHandle {
     }
 
     /// Resolves once the lease is no longer held (lost, lapsed, or the keeper stopped).
-    pub(crate) async fn lost(&mut self) {
+    pub async fn lost(&mut self) {
         loop {
             let until = *self.held_until.borrow_and_update();
             match until {

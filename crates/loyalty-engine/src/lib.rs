@@ -39,6 +39,7 @@ pub use clock::{Clock, IdGenerator, ManualClock, RandomIds, SequentialIds, Syste
 pub use engine::Engine;
 pub use error::EngineError;
 pub use import::{ImportPhase, ImportReport, ImportRow, ImportRowError, MAX_IMPORT_ROWS};
+pub use lease::LeaseHandle;
 pub use metadata::{CommandContext, EventMetadata, MAX_CONTEXT_FIELD};
 pub use options::EngineOptions;
 pub use quote::Quote;
