@@ -26,8 +26,12 @@ ${CARGO:-cargo} build --quiet -p loyalty-cli --bin loyalty
 DATA="$(mktemp -d)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 BASE="http://127.0.0.1:$PORT"
+# The run creates webhook endpoints with whatever URLs the generator makes up: this server
+# checks and stores them but delivers nothing (webhooks.enabled = false), so no request ever
+# leaves for a host the generator named. The shipped settings refuse private targets as well.
 LOYALTY_STORE__PATH="$DATA/loyalty.sqlite" \
 LOYALTY_SERVER__LISTEN="127.0.0.1:$PORT" \
+LOYALTY_WEBHOOKS__ENABLED=false \
   target/debug/loyalty serve >"$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$DATA"' EXIT

@@ -221,6 +221,21 @@ impl TestServer {
         Self::answer(response).await
     }
 
+    /// Any method, with a JSON body or none (PATCH, DELETE...).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        key: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        Self::answer(request.send().await.expect("the request is sent")).await
+    }
+
     // ------------------------------------------------------------ the calls tests make often
 
     pub async fn enroll(&self, member: &str) -> Answer {

@@ -7,6 +7,7 @@ use anyhow::Context;
 use loyalty_core::Program;
 use loyalty_engine::{Clock, Engine, EngineOptions, RandomIds, SystemClock};
 use loyalty_server::{AppState, KeyRing, MetricsExposure};
+use loyalty_webhooks::Webhooks;
 
 use crate::settings::{Settings, StoreKind};
 use loyalty_store::{EventStore, InMemoryStore};
@@ -127,6 +128,8 @@ pub struct RunningServer {
     pub metrics_addr: Option<SocketAddr>,
     /// The engine behind it: tests run scheduled work or read totals through it.
     pub engine: Engine,
+    /// Its webhook endpoints and dispatcher.
+    pub webhooks: Webhooks,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -174,11 +177,13 @@ async fn start_server_until(
         .await
         .with_context(|| format!("listening on {}", settings.server.listen))?;
     let addr = listener.local_addr()?;
+    let webhooks = Webhooks::new(engine.clone(), settings.webhooks.clone());
     let state = AppState::new(
         engine.clone(),
         KeyRing::from_settings(&settings.api())?,
         settings.limits.clone(),
-    );
+    )
+    .with_webhooks(webhooks.clone());
     // `/metrics` on a listener of its own, without a key, when configured.
     let metrics = match settings.server.metrics_listen {
         Some(metrics_listen) => {
@@ -213,8 +218,13 @@ async fn start_server_until(
         .scheduler
         .interval()
         .map(|every| engine.spawn_scheduler(every));
+    // Last of what may fail to start: nothing is delivered by a server that did not start.
+    // It delivers only while it holds the `webhooks` lease (one server of those sharing a
+    // store), and not at all when `webhooks.enabled` is off.
+    webhooks.start_dispatcher();
     let grace = settings.server.shutdown_grace();
     let task_engine = engine.clone();
+    let task_webhooks = webhooks.clone();
     let task = tokio::spawn(async move {
         let served = loyalty_server::serve(listener, router, shutdown, grace).await;
         if let Some(scheduler) = scheduler {
@@ -229,6 +239,9 @@ async fn start_server_until(
                 Ok(Ok(())) => {}
             }
         }
+        // The dispatcher writes its delivery logs and checkpoints, and lets the lease go,
+        // while the engine (and its store) still runs.
+        task_webhooks.shutdown().await;
         // Only after the last request is answered: everything acknowledged is in the store.
         task_engine.shutdown().await;
         tracing::info!("stopped");
@@ -238,6 +251,7 @@ async fn start_server_until(
         addr,
         metrics_addr,
         engine,
+        webhooks,
         stop,
         task,
     })

@@ -5,7 +5,8 @@
 //! The process-wide sections (which store and its URL, the scheduler, the time window,
 //! snapshots, the cache) are the binary's: it wires the store, the engine and the HTTP server
 //! together. The HTTP server's own sections (`server`, `limits`, `api_keys`, `tokens`) are
-//! `loyalty_server`'s types, checked by it ([`ApiSettings::validate`]).
+//! `loyalty_server`'s types, checked by it ([`ApiSettings::validate`]); `webhooks` is
+//! `loyalty_webhooks`' ([`WebhookSettings::validate`]).
 //!
 //! Everything is checked once at start ([`Settings::validate`]), so that a typo fails the
 //! process before it listens instead of surfacing as a confusing 401 or 500 later.
@@ -17,6 +18,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use loyalty_server::settings::{
     ApiKeySettings, ApiSettings, LimitSettings, ServerSettings, TokenSettings,
 };
+use loyalty_webhooks::WebhookSettings;
 use serde::{Deserialize, Serialize};
 
 /// A configuration that cannot be used, and why.
@@ -50,6 +52,9 @@ pub struct Settings {
     /// Member tokens (`POST /v1/tokens`): their signing keys, audience and lifetime.
     #[serde(default)]
     pub tokens: TokenSettings,
+    /// Webhooks: how the dispatcher delivers, and which targets endpoints may name.
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
 }
 
 impl Settings {
@@ -327,6 +332,7 @@ impl Settings {
         self.api()
             .validate()
             .map_err(|e| SettingsError(e.to_string()))?;
+        self.webhooks.validate().map_err(SettingsError)?;
         Ok(())
     }
 }
@@ -354,6 +360,7 @@ mod tests {
                 stores: vec!["s1".into()],
             }],
             tokens: TokenSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 
@@ -462,6 +469,31 @@ mod tests {
             .merge(("server.listen", "127.0.0.1:8080"))
             .merge(("server.metrics_listen", "127.0.0.1:8080"));
         assert!(Settings::from_figment(same_address).is_err());
+    }
+
+    #[test]
+    fn the_webhooks_section_is_read_checked_and_safe_as_shipped() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/loyalty.toml");
+        let shipped = Settings::from_figment(Figment::new().merge(Toml::file(&file))).unwrap();
+        assert!(
+            !shipped.webhooks.allow_private_targets,
+            "the shipped file must not let endpoints reach private addresses"
+        );
+        let figment = sample()
+            .figment()
+            .merge(("webhooks.allow_private_targets", true))
+            .merge(("webhooks.initial_backoff_ms", 50));
+        let settings = Settings::from_figment(figment).unwrap();
+        assert!(settings.webhooks.allow_private_targets);
+        assert_eq!(settings.webhooks.initial_backoff_ms, 50);
+        let nonsense = sample()
+            .figment()
+            .merge(("webhooks.default_timeout_ms", 60_000))
+            .merge(("webhooks.max_timeout_ms", 30_000));
+        let error = Settings::from_figment(nonsense).unwrap_err().to_string();
+        assert!(error.contains("default_timeout_ms"), "{error}");
+        let typo = sample().figment().merge(("webhooks.max_endpoint", 3));
+        assert!(Settings::from_figment(typo).is_err());
     }
 
     #[test]

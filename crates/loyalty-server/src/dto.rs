@@ -524,6 +524,325 @@ pub struct ImportRequest {
     pub rows: Vec<crate::import::ImportRowDto>,
 }
 
+// ---------------------------------------------------------------- webhooks
+
+/// The longest webhook URL.
+pub const WEBHOOK_URL_MAX_LENGTH: usize = 2048;
+
+/// The longest description of a webhook endpoint.
+pub const WEBHOOK_DESCRIPTION_MAX_LENGTH: usize = 256;
+
+/// The longest overlap of a secret rotation (the previous secret signs too): 30 days.
+pub const MAX_ROTATION_OVERLAP_SECS: u64 = 30 * 24 * 3600;
+
+/// The shape of a webhook URL, as the document states it and as requests are checked (the
+/// registry then checks what it leads to): `http` or `https`, a host name whose last label
+/// starts with a letter (`localhost`, `hooks.example.com`) or a dotted IPv4 address without
+/// leading zeros, an optional port up to 65535, then an optional path and query of the
+/// characters RFC 3986 allows there (anything else percent-encoded). No user name or password
+/// (they would be shown to every admin who lists the endpoints) and no fragment (never sent). A last label of digits is refused unless the
+/// whole host is an IPv4 address because URL parsers read such hosts as numbers.
+pub const WEBHOOK_URL_PATTERN: &str = concat!(
+    r"^https?://",
+    r"(?:(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*",
+    r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?",
+    r"|(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}",
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))",
+    r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0))?",
+    r"(?:[/?](?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$",
+);
+
+/// The shape of a signing secret: `whsec_` and the standard base64 (padded, canonical) of 24
+/// to 64 random bytes, as the Standard Webhooks libraries write them.
+pub const WEBHOOK_SECRET_PATTERN: &str = concat!(
+    r"^whsec_(?:",
+    // 24 to 62 bytes: 8 to 20 whole groups of three bytes, then maybe one or two more bytes.
+    r"(?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?",
+    // 63 or 64 bytes.
+    r"|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?",
+    r")$",
+);
+
+fn webhook_url_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(WEBHOOK_URL_PATTERN).expect("WEBHOOK_URL_PATTERN is a valid regex")
+    });
+    &PATTERN
+}
+
+fn webhook_secret_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(WEBHOOK_SECRET_PATTERN).expect("WEBHOOK_SECRET_PATTERN is a valid regex")
+    });
+    &PATTERN
+}
+
+/// The shape of a description: no control characters (line breaks included: it is one line
+/// in a listing).
+pub const WEBHOOK_DESCRIPTION_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+
+/// The shape of a delivery log cursor (`next_cursor`): the stored batch and the attempt in it.
+pub const DELIVERIES_CURSOR_PATTERN: &str = r"^[0-9]{1,18}\.[0-9]{1,18}$";
+
+fn description_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(WEBHOOK_DESCRIPTION_PATTERN).expect("a valid regex")
+    });
+    &PATTERN
+}
+
+fn cursor_pattern() -> &'static regex::Regex {
+    static PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(DELIVERIES_CURSOR_PATTERN).expect("a valid regex")
+    });
+    &PATTERN
+}
+
+/// Whether `text` is a description as documented (length and characters).
+pub fn is_webhook_description(text: &str) -> bool {
+    text.chars().count() <= WEBHOOK_DESCRIPTION_MAX_LENGTH && description_pattern().is_match(text)
+}
+
+/// Whether `text` is shaped as a delivery log cursor.
+pub fn is_deliveries_cursor(text: &str) -> bool {
+    cursor_pattern().is_match(text)
+}
+
+/// Whether `url` has the documented shape of a webhook URL (and length).
+pub fn is_webhook_url(url: &str) -> bool {
+    url.len() <= WEBHOOK_URL_MAX_LENGTH && webhook_url_pattern().is_match(url)
+}
+
+/// Whether `secret` has the documented shape of a signing secret.
+pub fn is_webhook_secret(secret: &str) -> bool {
+    webhook_secret_pattern().is_match(secret)
+}
+
+/// A webhook URL (its schema: [`WEBHOOK_URL_PATTERN`], at most 2048 characters).
+#[derive(Debug)]
+pub struct WebhookUrl;
+
+impl utoipa::PartialSchema for WebhookUrl {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+            .pattern(Some(WEBHOOK_URL_PATTERN))
+            .max_length(Some(WEBHOOK_URL_MAX_LENGTH))
+            .description(Some(
+                "Where messages are POSTed: http or https, a host name or an IPv4 address, an \
+                 optional port, path and query; no user name, password or fragment. The host \
+                 must not resolve to a loopback, private or link-local address unless the \
+                 server allows it (`webhooks.allow_private_targets`): 422 \
+                 `webhook-target-not-allowed`.",
+            ))
+            .examples(["https://crm.example.com/hooks/loyalty"])
+            .into()
+    }
+}
+
+impl ToSchema for WebhookUrl {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("WebhookUrl")
+    }
+}
+
+/// A signing secret (its schema: [`WEBHOOK_SECRET_PATTERN`]).
+#[derive(Debug)]
+pub struct WebhookSecretText;
+
+impl utoipa::PartialSchema for WebhookSecretText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(WEBHOOK_SECRET_PATTERN))
+            .description(Some(
+                "A Standard Webhooks signing secret: `whsec_` and the standard base64 of 24 to \
+                 64 random bytes",
+            ))
+            .examples(["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
+            .into()
+    }
+}
+
+impl ToSchema for WebhookSecretText {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("WebhookSecret")
+    }
+}
+
+/// Where a new endpoint's deliveries start: `"now"` (the events appended after its creation,
+/// the default), `"start"` (the whole log) or a position of the log (the events after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookStart(pub loyalty_webhooks::endpoint::StartFrom);
+
+impl<'de> Deserialize<'de> for WebhookStart {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use loyalty_webhooks::endpoint::StartFrom;
+        let text = String::deserialize(deserializer)?;
+        match text.as_str() {
+            "now" => Ok(WebhookStart(StartFrom::Now)),
+            "start" => Ok(WebhookStart(StartFrom::Start)),
+            _ => text
+                .parse::<PositionText>()
+                .map(|p| WebhookStart(StartFrom::After(p.0)))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{:?} is not \"now\", \"start\" or a position (commit/prepare)",
+                        text.chars().take(40).collect::<String>()
+                    ))
+                }),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for WebhookStart {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .description(Some(
+                "Where deliveries start: \"now\" (the events appended after the creation, the \
+                 default), \"start\" (the whole log), or a position (the events after it; a \
+                 position past the head of the log is 409 `position-ahead-of-log`)",
+            ))
+            .item(
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some(["now", "start"])),
+            )
+            .item(utoipa::openapi::RefOr::Ref(
+                utoipa::openapi::Ref::from_schema_name("Position"),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for WebhookStart {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("WebhookStart")
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((PositionText::name().into_owned(), PositionText::schema()));
+    }
+}
+
+/// `POST /v1/webhooks/endpoints`: a new endpoint. Its id is the idempotency key: the same
+/// request again answers the same endpoint; another one with the same id is 409.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhookEndpointRequest {
+    /// The endpoint's id, chosen by the caller (never reused, even once deleted).
+    #[schema(value_type = Id)]
+    pub endpoint_id: String,
+    #[schema(value_type = WebhookUrl)]
+    pub url: String,
+    /// The types delivered; absent or empty: every type.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<crate::wire::webhooks::WebhookEventType>>, nullable = false)]
+    pub event_types: Option<Vec<loyalty_webhooks::endpoint::EventType>>,
+    /// What the endpoint is for, for the admins: one line of at most 256 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        nullable = false,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    pub description: Option<String>,
+    /// The signing secret; absent: the server generates one. Either way it is in the answer.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<WebhookSecretText>, nullable = false)]
+    pub secret: Option<String>,
+    /// Each request's timeout (`webhooks.default_timeout_ms` when absent), at most
+    /// `webhooks.max_timeout_ms`.
+    #[serde(default, deserialize_with = "present_whole")]
+    #[schema(minimum = 1, nullable = false)]
+    pub timeout_ms: Option<u64>,
+    /// Messages in flight at once (`webhooks.default_max_in_flight` when absent), at most
+    /// `webhooks.max_in_flight`; one member's messages are never in flight together.
+    #[serde(default, deserialize_with = "present_whole")]
+    #[schema(minimum = 1, nullable = false)]
+    pub max_in_flight: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<WebhookStart>, nullable = false)]
+    pub start: Option<WebhookStart>,
+}
+
+/// `PATCH /v1/webhooks/endpoints/{endpoint_id}`: what changes (at least one field; the others
+/// stay).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWebhookEndpointRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<WebhookUrl>, nullable = false)]
+    pub url: Option<String>,
+    /// The types delivered from now on; empty: every type.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<crate::wire::webhooks::WebhookEventType>>, nullable = false)]
+    pub event_types: Option<Vec<loyalty_webhooks::endpoint::EventType>>,
+    /// One line of at most 256 characters; empty: none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        nullable = false,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "present_whole")]
+    #[schema(minimum = 1, nullable = false)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present_whole")]
+    #[schema(minimum = 1, nullable = false)]
+    pub max_in_flight: Option<u32>,
+}
+
+/// `POST /v1/webhooks/endpoints/{endpoint_id}/rotate-secret`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateWebhookSecretRequest {
+    /// The new secret; absent: the server generates one. It is in the answer.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<WebhookSecretText>, nullable = false)]
+    pub secret: Option<String>,
+    /// How long the previous secret still signs too, so that receivers can switch
+    /// (`webhooks.rotation_overlap_secs` when absent; 0: not at all), at most 30 days.
+    #[serde(default, deserialize_with = "present_whole")]
+    #[schema(minimum = 0, maximum = 2_592_000, nullable = false)]
+    pub overlap_secs: Option<u64>,
+}
+
+/// `POST /v1/webhooks/endpoints/{endpoint_id}/replay`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayWebhookRequest {
+    /// Every message after this position is delivered again, in order, with its original id.
+    #[schema(value_type = PositionText)]
+    pub after: PositionText,
+}
+
+/// `?limit=N&cursor=C&message_id=M`: a page of an endpoint's delivery log, newest first.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveriesQuery {
+    /// Page size, 1 to 500 (50 by default).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    #[param(pattern = "^[0-9]{1,18}\\.[0-9]{1,18}$")]
+    pub cursor: Option<String>,
+    /// Only this message's attempts.
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
 /// Picks a page size: the default when absent, an error when outside 1..=max.
 pub fn page_size(requested: Option<usize>, default: usize, max: usize) -> Result<usize, ApiError> {
     match requested {
@@ -600,6 +919,148 @@ mod tests {
     fn points_as_a_fraction_are_refused() {
         let body = r#"{"redemption_id":"r1","occurred_at":"2026-01-01T00:00:00Z","points":1.5}"#;
         assert!(serde_json::from_str::<RedeemRequest>(body).is_err());
+    }
+
+    #[test]
+    fn webhook_urls_are_read_exactly_when_they_match_the_documented_pattern() {
+        let accepted = [
+            "https://crm.example.com/hooks/loyalty",
+            "http://localhost:8080/hooks",
+            "http://127.0.0.1:65535",
+            "https://a.example/x?y=1&z=%20",
+            "http://10.0.0.255/",
+            "https://hooks.example.com?x",
+        ];
+        let refused = [
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "https://example.com/#frag",
+            "https://example.com:65536/",
+            "https://example.com:/",
+            "https://1.2.3/",
+            "https://010.0.0.1/",
+            "https://a..b/",
+            "https://-a.com/",
+            "https://example.com/a b",
+            "https://example.com/a`b",
+            "https://example.com/a{b}",
+            "https://example.com/%zz",
+            "https://example.com/\u{e9}",
+            "https://[::1]/",
+            "example.com",
+            "",
+        ];
+        for url in accepted {
+            assert!(is_webhook_url(url), "{url} must be accepted");
+        }
+        for url in refused {
+            assert!(!is_webhook_url(url), "{url} must be refused");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(WEBHOOK_URL_MAX_LENGTH));
+        assert!(!is_webhook_url(&long));
+    }
+
+    #[test]
+    fn webhook_secrets_are_read_exactly_when_they_are_canonical_base64_of_24_to_64_bytes() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for bytes in 0..=70usize {
+            let secret = format!("whsec_{}", b64.encode(vec![0xA5u8; bytes]));
+            assert_eq!(
+                is_webhook_secret(&secret),
+                (24..=64).contains(&bytes),
+                "{bytes} bytes: {secret}"
+            );
+        }
+        // Non-canonical trailing bits, a missing padding, a foreign alphabet.
+        let good = format!("whsec_{}", b64.encode([7u8; 25]));
+        assert!(is_webhook_secret(&good));
+        let mut bits = good.clone();
+        bits.replace_range(bits.len() - 3..bits.len() - 2, "B");
+        assert!(!is_webhook_secret(&bits), "{bits}");
+        assert!(!is_webhook_secret(good.trim_end_matches('=')));
+        assert!(!is_webhook_secret(&format!("whsec_{}", "-_".repeat(16))));
+        assert!(!is_webhook_secret(&good.replacen("whsec_", "", 1)));
+    }
+
+    #[test]
+    fn a_webhook_start_is_now_start_or_a_position() {
+        use loyalty_webhooks::endpoint::StartFrom;
+        let read = |s: &str| serde_json::from_str::<WebhookStart>(s).map(|w| w.0);
+        assert_eq!(read("\"now\"").unwrap(), StartFrom::Now);
+        assert_eq!(read("\"start\"").unwrap(), StartFrom::Start);
+        assert_eq!(
+            read("\"42/41\"").unwrap(),
+            StartFrom::After(Position::new(42, 41))
+        );
+        assert!(read("\"later\"").is_err());
+        assert!(read("42").is_err());
+    }
+
+    #[test]
+    fn the_webhook_limits_are_the_registrys() {
+        use loyalty_webhooks::endpoint::{
+            MAX_DESCRIPTION_CHARS, MAX_ROTATION_OVERLAP, MAX_URL_LEN,
+        };
+        assert_eq!(WEBHOOK_URL_MAX_LENGTH, MAX_URL_LEN);
+        assert_eq!(WEBHOOK_DESCRIPTION_MAX_LENGTH, MAX_DESCRIPTION_CHARS);
+        assert_eq!(MAX_ROTATION_OVERLAP_SECS, MAX_ROTATION_OVERLAP.as_secs());
+    }
+
+    #[test]
+    fn the_documented_webhook_patterns_and_limits_are_the_ones_checked() {
+        use utoipa::PartialSchema;
+        for schema in [
+            CreateWebhookEndpointRequest::schema(),
+            UpdateWebhookEndpointRequest::schema(),
+        ] {
+            let schema = serde_json::to_value(schema).unwrap();
+            let description = &schema["properties"]["description"];
+            assert_eq!(description["pattern"], WEBHOOK_DESCRIPTION_PATTERN);
+            assert_eq!(description["maxLength"], WEBHOOK_DESCRIPTION_MAX_LENGTH);
+        }
+        let rotate = serde_json::to_value(RotateWebhookSecretRequest::schema()).unwrap();
+        assert_eq!(
+            rotate["properties"]["overlap_secs"]["maximum"],
+            MAX_ROTATION_OVERLAP_SECS
+        );
+        let params = <DeliveriesQuery as IntoParams>::into_params(|| None);
+        let cursor = params.iter().find(|p| p.name == "cursor").unwrap();
+        let cursor = serde_json::to_value(&cursor.schema).unwrap();
+        assert_eq!(cursor["pattern"], DELIVERIES_CURSOR_PATTERN);
+        let page =
+            serde_json::to_value(crate::wire::webhooks::WebhookDeliveryPage::schema()).unwrap();
+        assert_eq!(
+            page["properties"]["next_cursor"]["pattern"],
+            DELIVERIES_CURSOR_PATTERN
+        );
+        assert!(is_deliveries_cursor("12.3"));
+        assert!(!is_deliveries_cursor("12"));
+        assert!(!is_deliveries_cursor("1234567890123456789.1"));
+        assert!(is_webhook_description("The CRM, in Lyon \u{e9}"));
+        assert!(!is_webhook_description("two\nlines"));
+        assert!(!is_webhook_description("\u{85}"));
+        assert!(!is_webhook_description(&"a".repeat(257)));
+        assert!(is_webhook_description(&"\u{e9}".repeat(256)));
+    }
+
+    proptest::proptest! {
+        /// What the documented pattern lets through, the registry accepts (where the host
+        /// leads aside), and the URL it stores still has the documented shape (it is in the
+        /// answers).
+        #[test]
+        fn every_url_of_the_documented_shape_is_accepted_and_stored_in_that_shape(
+            url in proptest::string::string_regex(
+                WEBHOOK_URL_PATTERN.trim_start_matches('^').trim_end_matches('$'),
+            ).unwrap()
+        ) {
+            proptest::prop_assume!(url.len() <= WEBHOOK_URL_MAX_LENGTH);
+            proptest::prop_assert!(is_webhook_url(&url));
+            let stored = loyalty_webhooks::endpoint::check_url(&url, true);
+            proptest::prop_assert!(stored.is_ok(), "{url}: {stored:?}");
+            let stored = stored.unwrap();
+            proptest::prop_assert!(is_webhook_url(&stored), "{url} stored as {stored}");
+        }
     }
 
     #[test]

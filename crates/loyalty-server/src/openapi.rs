@@ -41,7 +41,12 @@ pub const MEMBER_TOKEN_SCHEME: &str = "memberToken";
             admin keys may call every operation."
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(Problem, crate::dto::PositionText, crate::dto::PeriodKindName))
+    components(schemas(
+        Problem,
+        crate::dto::PositionText,
+        crate::dto::PeriodKindName,
+        crate::wire::webhooks::WebhookPayload
+    ))
 )]
 pub struct ApiDoc;
 
@@ -141,7 +146,10 @@ const PROBLEMS: &[(u16, &str)] = &[
         403,
         "The key's role may not do this (or a terminal is not bound to the store)",
     ),
-    (404, "Unknown member, transaction, reward or redemption"),
+    (
+        404,
+        "Unknown member, transaction, reward, redemption, webhook endpoint or message",
+    ),
     (
         408,
         "The request took longer than server.request_timeout_ms",
@@ -419,6 +427,7 @@ pub fn document(state: &AppState) -> OpenApi {
     // the object's own schema.
     one_of_required(&mut api, "RefundRequest", "amount", "lines");
     one_of_required(&mut api, "RedeemRequest", "reward_id", "points");
+    webhook_limits(&mut api, state.webhooks.settings());
     for (path, limit) in query_params(&mut api, "limit") {
         if path.starts_with("/v1/members/{member_id}/history") {
             limit.maximum = Some(limits.history_page_max.into());
@@ -427,6 +436,30 @@ pub fn document(state: &AppState) -> OpenApi {
         }
     }
     api
+}
+
+/// The `[webhooks]` limits on what an endpoint may name, and the rule that a change names
+/// something.
+fn webhook_limits(api: &mut OpenApi, settings: &loyalty_webhooks::WebhookSettings) {
+    for name in [
+        "CreateWebhookEndpointRequest",
+        "UpdateWebhookEndpointRequest",
+    ] {
+        let Some(request) = component(api, name) else {
+            continue;
+        };
+        if let Some(RefOr::T(Schema::Object(timeout))) = request.properties.get_mut("timeout_ms") {
+            timeout.maximum = Some(settings.max_timeout_ms.into());
+        }
+        if let Some(RefOr::T(Schema::Object(in_flight))) =
+            request.properties.get_mut("max_in_flight")
+        {
+            in_flight.maximum = Some(settings.max_in_flight.into());
+        }
+    }
+    if let Some(request) = component(api, "UpdateWebhookEndpointRequest") {
+        request.min_properties = Some(1);
+    }
 }
 
 #[cfg(test)]
@@ -450,5 +483,41 @@ mod tests {
                 assert!(response.content.contains_key(PROBLEM_JSON), "{path}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn the_served_document_states_this_servers_webhook_limits() {
+        // Given a server whose endpoints may wait at most 1.5 s and have 3 messages in flight
+        let world = crate::wire::testkit::world().await;
+        let settings = loyalty_webhooks::WebhookSettings {
+            default_timeout_ms: 1_000,
+            max_timeout_ms: 1_500,
+            default_max_in_flight: 2,
+            max_in_flight: 3,
+            ..loyalty_webhooks::WebhookSettings::default()
+        };
+        let webhooks = loyalty_webhooks::Webhooks::new(world.engine.clone(), settings);
+        let state = AppState::new(
+            world.engine.clone(),
+            crate::auth::KeyRing::default(),
+            crate::settings::LimitSettings::default(),
+        )
+        .with_webhooks(webhooks);
+
+        // When its document is served
+        let document = serde_json::to_value(document(&state)).unwrap();
+
+        // Then creations and changes state those limits, and a change must name something
+        let schemas = &document["components"]["schemas"];
+        for name in [
+            "CreateWebhookEndpointRequest",
+            "UpdateWebhookEndpointRequest",
+        ] {
+            let properties = &schemas[name]["properties"];
+            assert_eq!(properties["timeout_ms"]["maximum"], 1_500, "{name}");
+            assert_eq!(properties["max_in_flight"]["maximum"], 3, "{name}");
+        }
+        assert_eq!(schemas["UpdateWebhookEndpointRequest"]["minProperties"], 1);
+        assert!(schemas["WebhookPayload"]["oneOf"].is_array());
     }
 }

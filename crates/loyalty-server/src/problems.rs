@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use loyalty_analytics::AnalyticsError;
 use loyalty_core::DomainError;
 use loyalty_engine::EngineError;
+use loyalty_webhooks::WebhookError;
 
 use crate::error::ApiError;
 
@@ -48,6 +49,8 @@ pub const PROBLEM_TYPES: &[(u16, &str)] = &[
     (404, "unknown-reward"),
     (404, "unknown-redemption"),
     (404, "not-found"),
+    (404, "webhook-endpoint-not-found"),
+    (404, "webhook-message-not-found"),
     (405, "method-not-allowed"),
     (408, "timeout"),
     (409, "already-enrolled"),
@@ -70,6 +73,9 @@ pub const PROBLEM_TYPES: &[(u16, &str)] = &[
     (409, "not-enough-data"),
     (409, "model-failed"),
     (409, "holdout-not-over"),
+    (409, "webhook-endpoint-exists"),
+    (409, "too-many-webhook-endpoints"),
+    (409, "too-many-redeliveries"),
     (413, "body-too-large"),
     (415, "unsupported-media-type"),
     (422, "invalid-request"),
@@ -96,6 +102,11 @@ pub const PROBLEM_TYPES: &[(u16, &str)] = &[
     (422, "scheduled-time-ahead"),
     (422, "limit-exceeded"),
     (422, "import-refused"),
+    (422, "invalid-webhook-url"),
+    (422, "webhook-target-not-allowed"),
+    (422, "invalid-webhook-secret"),
+    (422, "invalid-webhook-setting"),
+    (422, "invalid-cursor"),
     (429, "rate-limited"),
     (500, "internal"),
     (503, "write-conflict"),
@@ -403,6 +414,108 @@ impl From<EngineError> for ApiError {
             EngineError::Store(_) | EngineError::Schema(_) | EngineError::Corrupt(_) => {
                 ApiError::internal(detail)
             }
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        let detail = error.to_string();
+        match error {
+            WebhookError::EndpointNotFound(id) => ApiError::new(
+                NOT_FOUND,
+                "webhook-endpoint-not-found",
+                "Unknown webhook endpoint",
+                detail,
+            )
+            .with("endpoint_id", id),
+            WebhookError::EndpointExists(id) => ApiError::new(
+                CONFLICT,
+                "webhook-endpoint-exists",
+                "A webhook endpoint with this id exists with other settings",
+                detail,
+            )
+            .with("endpoint_id", id),
+            // The same problem as every other malformed id.
+            WebhookError::InvalidEndpointId(value) => {
+                ApiError::new(UNPROCESSABLE, "invalid-id", "Invalid identifier", detail)
+                    .with("field", "endpoint_id")
+                    .with("value", value)
+            }
+            WebhookError::InvalidUrl(_) => ApiError::new(
+                UNPROCESSABLE,
+                "invalid-webhook-url",
+                "Invalid webhook URL",
+                detail,
+            ),
+            // Whether a host name leads to a private address is only known once it is
+            // resolved: a rule no schema can state, so a 422 of its own.
+            WebhookError::TargetNotAllowed(_) => ApiError::new(
+                UNPROCESSABLE,
+                "webhook-target-not-allowed",
+                "The webhook URL leads to a private, loopback or link-local address",
+                detail,
+            ),
+            // How many endpoints exist is the registry's state, not the request's shape.
+            WebhookError::TooManyEndpoints { limit } => ApiError::new(
+                CONFLICT,
+                "too-many-webhook-endpoints",
+                "Too many webhook endpoints",
+                detail,
+            )
+            .with("limit", limit),
+            WebhookError::InvalidSecret(_) => ApiError::new(
+                UNPROCESSABLE,
+                "invalid-webhook-secret",
+                "Invalid webhook signing secret",
+                detail,
+            ),
+            WebhookError::InvalidSetting(_) => ApiError::new(
+                UNPROCESSABLE,
+                "invalid-webhook-setting",
+                "Invalid webhook endpoint setting",
+                detail,
+            ),
+            WebhookError::MessageNotFound(id) => ApiError::new(
+                NOT_FOUND,
+                "webhook-message-not-found",
+                "No such message in the endpoint's delivery log",
+                detail,
+            )
+            .with("message_id", id),
+            WebhookError::PositionAheadOfLog { requested, head } => ApiError::new(
+                CONFLICT,
+                "position-ahead-of-log",
+                "Position past the head of the log",
+                detail,
+            )
+            .with("wanted", requested)
+            .with("head", head),
+            WebhookError::TooManyRedeliveries { limit } => ApiError::new(
+                CONFLICT,
+                "too-many-redeliveries",
+                "Too many redeliveries waiting for this endpoint",
+                detail,
+            )
+            .with("limit", limit),
+            WebhookError::InvalidCursor => {
+                ApiError::new(UNPROCESSABLE, "invalid-cursor", "Invalid cursor", detail)
+            }
+            // The registry retries its own conflicts: one that comes out is a burst of
+            // concurrent changes, worth a retry (the same request is idempotent).
+            WebhookError::Store(loyalty_store::StoreError::WrongExpectedRevision { .. }) => {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "write-conflict",
+                    "Too many concurrent writes",
+                    detail,
+                )
+                .with("retryable", true)
+                .retry_after(1)
+            }
+            WebhookError::Store(e) => EngineError::Store(e).into(),
+            WebhookError::Engine(e) => e.into(),
+            WebhookError::Corrupt(_) => ApiError::internal(detail),
         }
     }
 }

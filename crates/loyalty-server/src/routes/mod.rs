@@ -9,6 +9,7 @@ mod quote;
 mod support;
 mod terminal;
 mod tokens;
+mod webhooks;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -75,6 +76,19 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
+        .routes(routes!(webhooks::create_endpoint, webhooks::list_endpoints))
+        .routes(routes!(
+            webhooks::get_endpoint,
+            webhooks::update_endpoint,
+            webhooks::delete_endpoint
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::pause_endpoint))
+        .routes(routes!(webhooks::resume_endpoint))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::redeliver))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::event_types_list))
 }
 
 /// `Json` whose rejections are problem documents.

@@ -16,8 +16,8 @@
 //!
 //! One file per area: [`outcome`] (the answer to a command), [`members`] (profile, history,
 //! rewards), [`audit`] (the log, as-of replays, liability, totals), [`analytics`] (retention,
-//! cohorts, concentration, RFM, the purchase models) and [`ops`] (health, readiness, the
-//! scheduler, imports).
+//! cohorts, concentration, RFM, the purchase models), [`ops`] (health, readiness, the
+//! scheduler, imports) and [`webhooks`] (endpoints, delivery status and log, event types).
 
 pub mod analytics;
 pub mod audit;
@@ -25,6 +25,7 @@ pub mod members;
 pub mod ops;
 pub mod outcome;
 mod quote;
+pub mod webhooks;
 pub use quote::PurchaseQuote;
 
 pub use analytics::{
