@@ -16,15 +16,17 @@
 //!   stream, or even a member stream) never stalls the read models: every server turns
 //!   ready, and the one in a member stream is counted as unreadable.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use loyalty_esdb_testserver::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::{Server, repo_root};
 
 const TERMINAL: &str = "demo-terminal-key";
 const APP: &str = "demo-app-key";
@@ -75,10 +77,6 @@ policy = "allow"
 point_value = "0.01"
 "#;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The shared store the servers run on.
 enum Backend {
     EventStoreDb(String),
@@ -117,55 +115,22 @@ fn loyalty(store: &Backend, program: &Path, dir: &Path) -> Command {
     command
 }
 
-/// A `loyalty serve` process; killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(store: &Backend, program: &Path, dir: &Path) -> Server {
-        let mut child = loyalty(store, program, dir)
-            .arg("serve")
-            .env("LOYALTY_SERVER__LISTEN", "127.0.0.1:0")
-            .env("LOYALTY_SCHEDULER__INTERVAL_SECS", "1")
-            .env(
-                "LOYALTY_SCHEDULER__LEASE_TTL_SECS",
-                LEASE_TTL_SECS.to_string(),
-            )
-            .env(
-                "LOYALTY_TIME__MAX_BEHIND_SECS",
-                ((BACKDATED_DAYS + 20) * 86_400).to_string(),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start loyalty serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server printed where it listens");
-        Server { child, url }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A `loyalty serve` process on `store`, with the test's program, in `dir`.
+fn start_server(store: &Backend, program: &Path, dir: &Path) -> Server {
+    let mut command = loyalty(store, program, dir);
+    command
+        .arg("serve")
+        .env("LOYALTY_SERVER__LISTEN", "127.0.0.1:0")
+        .env("LOYALTY_SCHEDULER__INTERVAL_SECS", "1")
+        .env(
+            "LOYALTY_SCHEDULER__LEASE_TTL_SECS",
+            LEASE_TTL_SECS.to_string(),
+        )
+        .env(
+            "LOYALTY_TIME__MAX_BEHIND_SECS",
+            ((BACKDATED_DAYS + 20) * 86_400).to_string(),
+        );
+    Server::spawn(command)
 }
 
 struct Answer {
@@ -322,7 +287,7 @@ async fn scenario(store: Backend, unreadable: u64) {
         .map(|i| {
             let own = dir.path().join(format!("server-{i}"));
             std::fs::create_dir_all(&own).expect("dir");
-            Server::start(&store, &program, &own)
+            start_server(&store, &program, &own)
         })
         .collect();
     let http = reqwest::Client::new();

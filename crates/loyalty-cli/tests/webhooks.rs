@@ -10,9 +10,10 @@
 //!   delivers), and when the holder is killed the other one takes over and loses nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +21,13 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::Utc;
 use serde_json::{Value, json};
+use support::{Server, repo_root};
 
 const TERMINAL: &str = "demo-terminal-key";
 const APP: &str = "demo-app-key";
 const ADMIN: &str = "demo-admin-key";
 const STORE: &str = "paris-opera";
 const LEASE_TTL_SECS: u64 = 3;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// What the receiver got: one entry per request, in arrival order.
 #[derive(Debug, Clone)]
@@ -121,72 +119,39 @@ enum Backend {
     EventStoreDb(String),
 }
 
-/// A `loyalty serve` process; killed (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(store: &Backend, dir: &Path) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_loyalty"));
-        command
-            .arg("--config")
-            .arg(repo_root().join("config/loyalty.toml"))
-            .arg("serve")
-            .current_dir(dir)
-            .env("LOYALTY_PROGRAM", repo_root().join("config/program.toml"))
-            .env("LOYALTY_SNAPSHOTS__EVERY_EVENTS", "0")
-            .env("LOYALTY_SERVER__LISTEN", "127.0.0.1:0")
-            .env(
-                "LOYALTY_SCHEDULER__LEASE_TTL_SECS",
-                LEASE_TTL_SECS.to_string(),
-            )
-            .env("LOYALTY_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")
-            .env("LOYALTY_WEBHOOKS__LOG_FLUSH_MS", "50")
-            .env("LOYALTY_WEBHOOKS__INITIAL_BACKOFF_MS", "50")
-            .env("LOYALTY_WEBHOOKS__MAX_BACKOFF_MS", "500")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        match store {
-            Backend::Sqlite(path) => {
-                command
-                    .env("LOYALTY_STORE__KIND", "sqlite")
-                    .env("LOYALTY_STORE__PATH", path);
-            }
-            Backend::EventStoreDb(url) => {
-                command
-                    .env("LOYALTY_STORE__KIND", "eventstoredb")
-                    .env("LOYALTY_STORE__URL", url);
-            }
+/// A `loyalty serve` process on `store`, in `dir`, delivering to loopback with short retries.
+fn start_server(store: &Backend, dir: &Path) -> Server {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loyalty"));
+    command
+        .arg("--config")
+        .arg(repo_root().join("config/loyalty.toml"))
+        .arg("serve")
+        .current_dir(dir)
+        .env("LOYALTY_PROGRAM", repo_root().join("config/program.toml"))
+        .env("LOYALTY_SNAPSHOTS__EVERY_EVENTS", "0")
+        .env("LOYALTY_SERVER__LISTEN", "127.0.0.1:0")
+        .env(
+            "LOYALTY_SCHEDULER__LEASE_TTL_SECS",
+            LEASE_TTL_SECS.to_string(),
+        )
+        .env("LOYALTY_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true")
+        .env("LOYALTY_WEBHOOKS__LOG_FLUSH_MS", "50")
+        .env("LOYALTY_WEBHOOKS__INITIAL_BACKOFF_MS", "50")
+        .env("LOYALTY_WEBHOOKS__MAX_BACKOFF_MS", "500")
+        .env("RUST_LOG", "warn");
+    match store {
+        Backend::Sqlite(path) => {
+            command
+                .env("LOYALTY_STORE__KIND", "sqlite")
+                .env("LOYALTY_STORE__PATH", path);
         }
-        let mut child = command.spawn().expect("start loyalty serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.trim().to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server printed where it listens");
-        Server { child, url }
+        Backend::EventStoreDb(url) => {
+            command
+                .env("LOYALTY_STORE__KIND", "eventstoredb")
+                .env("LOYALTY_STORE__URL", url);
+        }
     }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    Server::spawn(command)
 }
 
 async fn post(http: &reqwest::Client, url: &str, key: &str, path: &str, body: &Value) -> Value {
@@ -347,7 +312,7 @@ async fn a_server_killed_mid_delivery_resumes_from_its_checkpoint_and_loses_no_m
     let store = Backend::Sqlite(dir.path().join("loyalty.sqlite"));
     let receiver = Receiver::start(Duration::from_millis(5)).await;
     let http = reqwest::Client::new();
-    let mut server = Server::start(&store, dir.path());
+    let mut server = start_server(&store, dir.path());
     create_endpoint(&http, &server, &receiver).await;
     for m in 0..8 {
         enroll(&http, &server.url, &format!("m-{m}")).await;
@@ -368,7 +333,7 @@ async fn a_server_killed_mid_delivery_resumes_from_its_checkpoint_and_loses_no_m
     );
 
     // And started again on the same file, with more purchases after
-    let server = Server::start(&store, dir.path());
+    let server = start_server(&store, dir.path());
     acknowledged.extend(load(&http, vec![server.url.clone()], 8, 4, 10, "R").await);
 
     // Then every acknowledged purchase reaches the receiver, signed, once per id, in order
@@ -391,7 +356,7 @@ async fn two_servers_deliver_each_message_once_and_the_survivor_takes_over() {
     let http = reqwest::Client::new();
     let mut servers: Vec<Server> = dirs
         .iter()
-        .map(|d| Server::start(&store, d.path()))
+        .map(|d| start_server(&store, d.path()))
         .collect();
     create_endpoint(&http, &servers[0], &receiver).await;
     for m in 0..4 {

@@ -82,6 +82,27 @@ impl ToSchema for IdOrEmpty {
     }
 }
 
+/// The cursor of a webhook delivery-log page (`revision.index`).
+#[derive(Debug)]
+pub struct DeliveryCursor;
+
+impl PartialSchema for DeliveryCursor {
+    fn schema() -> RefOr<Schema> {
+        string(
+            crate::dto::DELIVERIES_CURSOR_PATTERN,
+            "Where the next (older) page of a delivery log starts: a page's next_cursor",
+        )
+        .examples(["12.3"])
+        .into()
+    }
+}
+
+impl ToSchema for DeliveryCursor {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("DeliveryCursor")
+    }
+}
+
 /// A position in the log.
 impl PartialSchema for crate::dto::PositionText {
     fn schema() -> RefOr<Schema> {

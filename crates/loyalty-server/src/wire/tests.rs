@@ -31,6 +31,13 @@ fn every_component() -> BTreeMap<String, Value> {
         components_of::<Readiness>(),
         components_of::<SchedulerRun>(),
         components_of::<ImportReport>(),
+        components_of::<webhooks::WebhookEndpointWithSecret>(),
+        components_of::<webhooks::WebhookEndpointList>(),
+        components_of::<webhooks::WebhookEndpointDetail>(),
+        components_of::<webhooks::WebhookDeliveryPage>(),
+        components_of::<webhooks::WebhookRedelivery>(),
+        components_of::<webhooks::WebhookEventTypes>(),
+        components_of::<webhooks::WebhookPayload>(),
     ];
     let mut all = BTreeMap::new();
     for part in parts {
@@ -87,6 +94,10 @@ fn the_patterns_are_the_documented_ones() {
         POSITION_PATTERN,
         ID_PATTERN,
         CURRENCY_PATTERN,
+        crate::dto::DELIVERIES_CURSOR_PATTERN,
+        webhooks::MESSAGE_ID_PATTERN,
+        crate::dto::WEBHOOK_SECRET_PATTERN,
+        crate::dto::WEBHOOK_URL_PATTERN,
     ];
     let mut seen = std::collections::BTreeSet::new();
     for (name, schema) in every_component() {
