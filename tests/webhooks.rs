@@ -461,6 +461,17 @@ async fn a_failing_receiver_is_retried_until_it_answers_and_the_log_records_ever
         "{}",
         log.body
     );
+
+    // And the server's metrics count the delivery and the failed attempts
+    let metrics = server.get(ADMIN, "/metrics").await;
+    let text = metrics.body.as_str().expect("metrics are text").to_owned();
+    let gauge = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in the metrics"))
+    };
+    assert_eq!(gauge("loyalty_webhooks_delivered"), 1);
+    assert!(gauge("loyalty_webhooks_failed_attempts") >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

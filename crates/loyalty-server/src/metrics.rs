@@ -88,6 +88,9 @@ struct Inner {
     unreadable_events: Gauge,
     scheduled_runs: Gauge,
     member_snapshot_loads: Gauge,
+    webhooks_delivered: Gauge,
+    webhooks_failed_attempts: Gauge,
+    webhooks_in_flight: Gauge,
 }
 
 /// What the engine reports, read right before rendering.
@@ -104,6 +107,8 @@ pub struct EngineGauges {
     pub unreadable_events: u64,
     pub scheduled_runs: u64,
     pub member_snapshot_loads: u64,
+    /// The webhook dispatcher's counters on this server (zero where it does not hold the lease).
+    pub webhooks: loyalty_webhooks::dispatcher::DispatcherStats,
 }
 
 fn gauge(value: impl TryInto<i64>) -> i64 {
@@ -200,6 +205,18 @@ impl Metrics {
             "member_snapshot_loads",
             "Member states loaded from their snapshot and the events after it (instead of all their events)",
         );
+        let webhooks_delivered = gauge_of(
+            "webhooks_delivered",
+            "Webhook messages delivered (a 2xx) by this server since it started",
+        );
+        let webhooks_failed_attempts = gauge_of(
+            "webhooks_failed_attempts",
+            "Webhook attempts that got no 2xx (each is retried, or the endpoint is failing)",
+        );
+        let webhooks_in_flight = gauge_of(
+            "webhooks_in_flight",
+            "Webhook requests in flight from this server now",
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -218,6 +235,9 @@ impl Metrics {
                 unreadable_events,
                 scheduled_runs,
                 member_snapshot_loads,
+                webhooks_delivered,
+                webhooks_failed_attempts,
+                webhooks_in_flight,
             }),
         }
     }
@@ -257,6 +277,10 @@ impl Metrics {
         i.unreadable_events.set(gauge(g.unreadable_events));
         i.scheduled_runs.set(gauge(g.scheduled_runs));
         i.member_snapshot_loads.set(gauge(g.member_snapshot_loads));
+        i.webhooks_delivered.set(gauge(g.webhooks.delivered));
+        i.webhooks_failed_attempts
+            .set(gauge(g.webhooks.failed_attempts));
+        i.webhooks_in_flight.set(gauge(g.webhooks.in_flight));
     }
 
     /// The Prometheus text exposition.
@@ -315,6 +339,7 @@ pub fn exposition(state: &AppState) -> Response {
         unreadable_events: engine.unreadable_events(),
         scheduled_runs: engine.scheduled_runs(),
         member_snapshot_loads: engine.member_snapshots().0,
+        webhooks: state.webhooks.dispatcher_stats(),
     });
     (
         StatusCode::OK,
