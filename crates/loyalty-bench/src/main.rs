@@ -16,6 +16,7 @@ mod plateau;
 mod postgres;
 mod replay;
 mod report;
+mod webhooks;
 mod workload;
 
 use std::future::Future;
@@ -87,6 +88,9 @@ enum Part {
     /// Ingest and replay on PostgreSQL; skipped unless `LOYALTY_BENCH_POSTGRES_URL` (or CI's
     /// `LOYALTY_TEST_POSTGRES_URL`) names a server.
     Postgres,
+    /// Webhook deliveries to a receiver on loopback: their rate, and their lag behind the
+    /// log under the ingest load.
+    Webhooks,
 }
 
 /// The sizes of one run.
@@ -217,6 +221,15 @@ async fn main() -> anyhow::Result<()> {
     if runs(Part::Analytics) {
         analytics::figures(&mut report, sizes.analytics_members)?;
         analytics::import_figures(&mut report, work.path(), sizes.import_members).await?;
+    }
+    if runs(Part::Webhooks) {
+        webhooks::run(
+            &mut report,
+            work.path(),
+            sizes.ingest_members,
+            sizes.ingest_for,
+        )
+        .await?;
     }
     if runs(Part::Postgres) {
         postgres::figures(&mut report, sizes).await?;
