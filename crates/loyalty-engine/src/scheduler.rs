@@ -64,8 +64,7 @@ impl Engine {
         let mut due = Vec::new();
         self.inner.model.for_each(|member, row| {
             let expire = row.next_due().is_some_and(|t| t <= now);
-            let notify = notice_until
-                .is_some_and(|until| row.next_notice_due(now).is_some_and(|t| t <= until));
+            let notify = notice_until.is_some_and(|until| row.notice_due(now, until));
             let review = row.review_due(program, now);
             if (expire || notify || review.is_some())
                 && let Ok(member) = MemberId::parse(member)

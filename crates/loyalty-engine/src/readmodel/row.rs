@@ -206,19 +206,20 @@ impl MemberRow {
             .and_then(instant)
     }
 
-    /// The soonest expiry after `now` of a dated lot holding points that no notice announced
-    /// yet, for the scheduler's expiry notices: the core announces a lot expiring within the
-    /// program's notice period of it. Lots past `now` are the expiry's business, and lots that
-    /// expire with the member's inactivity get no notice.
-    pub(crate) fn next_notice_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let now = nanos(now);
-        self.lots
-            .iter()
-            .filter(|l| l.remaining > 0 && !l.notified)
-            .map(|l| l.expires_at)
-            .filter(|t| *t != NEVER && *t != ON_INACTIVITY && *t > now)
-            .min()
-            .and_then(instant)
+    /// Whether an expiry notice is due: a dated lot holding points that no notice announced
+    /// yet expires after `now` and by `until` (the end of the program's notice period). Lots
+    /// past `now` are the expiry's business, and lots that expire with the member's inactivity
+    /// get no notice. The core decides `NotifyExpiry` by the same rule.
+    pub(crate) fn notice_due(&self, now: DateTime<Utc>, until: DateTime<Utc>) -> bool {
+        let (now, until) = (nanos(now), nanos(until));
+        self.lots.iter().any(|l| {
+            l.remaining > 0
+                && !l.notified
+                && l.expires_at != NEVER
+                && l.expires_at != ON_INACTIVITY
+                && l.expires_at > now
+                && l.expires_at <= until
+        })
     }
 
     /// Times the member redeemed a reward (cancellations deducted).

@@ -189,7 +189,7 @@ fn assert_same(
     // The scheduler sends an expiry notice exactly when the core has one to record.
     let selected = program
         .points_expiring_until(at)
-        .is_some_and(|until| row.next_notice_due(at).is_some_and(|t| t <= until));
+        .is_some_and(|until| row.notice_due(at, until));
     let notify = Command::NotifyExpiry(NotifyExpiry {
         member_id: m.clone(),
         occurred_at: at,
