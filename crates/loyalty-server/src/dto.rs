@@ -631,10 +631,11 @@ impl utoipa::PartialSchema for WebhookUrl {
             .max_length(Some(WEBHOOK_URL_MAX_LENGTH))
             .description(Some(
                 "Where messages are POSTed: http or https, a host name or an IPv4 address, an \
-                 optional port, path and query; no user name, password or fragment. The host \
-                 must not resolve to a loopback, private or link-local address unless the \
-                 server allows it (`webhooks.allow_private_targets`): 422 \
-                 `webhook-target-not-allowed`.",
+                 optional port, path and query; no user name, password or fragment. A loopback, \
+                 private or link-local address, or a localhost name, is 422 \
+                 `webhook-target-not-allowed` unless the server allows it \
+                 (`webhooks.allow_private_targets`); a host name is resolved at each delivery, \
+                 and an attempt to an internal address fails.",
             ))
             .examples(["https://crm.example.com/hooks/loyalty"])
             .into()

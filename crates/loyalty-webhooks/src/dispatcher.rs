@@ -141,6 +141,7 @@ pub(crate) fn start(webhooks: &Webhooks) {
         webhooks: webhooks.clone(),
         client,
         counters: running.counters.clone(),
+        lease: running.lease.clone(),
     };
     let task = tokio::spawn(supervise(ctx, running.lease.clone(), stop_rx));
     running.supervisor = Some(Supervisor { stop, task });
@@ -168,6 +169,9 @@ struct Ctx {
     webhooks: Webhooks,
     client: delivery::Client,
     counters: Arc<Counters>,
+    /// Workers watch it themselves: while the supervisor is busy (loading the registry,
+    /// stopping another worker), a lapsed lease must stop every delivery at once.
+    lease: LeaseHandle,
 }
 
 impl Ctx {
@@ -415,6 +419,7 @@ async fn run_worker(
     let max_in_flight = usize::try_from(endpoint.max_in_flight.clamp(1, 1024)).unwrap_or(1);
     let now = Instant::now();
     let mut worker = Worker {
+        lease: ctx.lease.clone(),
         failing: (endpoint.status == EndpointStatus::Failing).then_some(now),
         recovery_asked: false,
         ctx,
@@ -471,6 +476,8 @@ enum Done {
 
 struct Worker {
     ctx: Ctx,
+    /// This worker's view of the lease: it stops when the lease is lost.
+    lease: LeaseHandle,
     endpoint: Arc<Endpoint>,
     endpoint_rx: watch::Receiver<Arc<Endpoint>>,
     /// The endpoint generation the checkpoint belongs to.
@@ -583,6 +590,7 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = stop.changed() => return,
+                () = self.lease.lost() => return,
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
                     Ok(done) => self.on_done(done).await,
                     // Request tasks catch their panics; an aborted one is only seen at stop.
@@ -848,10 +856,11 @@ impl Worker {
             entry.next_at = now;
         }
         if mark {
-            self.recovery_asked = true;
-            if let Err(e) =
-                crate::registry::mark_recovered(&self.ctx.webhooks, &self.endpoint.id).await
-            {
+            // Asked once; asked again at the next delivery if the mark was not stored.
+            let marked =
+                crate::registry::mark_recovered(&self.ctx.webhooks, &self.endpoint.id).await;
+            self.recovery_asked = marked.is_ok();
+            if let Err(e) = marked {
                 tracing::warn!(endpoint = %self.id(), error = %e,
                     "endpoint not marked recovered");
             }

@@ -391,6 +391,14 @@ pub(crate) async fn status(
     id: &EndpointId,
 ) -> Result<DeliveryStatus, WebhookError> {
     crate::registry::get(webhooks, id).await?;
+    read_status(webhooks, id).await
+}
+
+/// [`status`] of an endpoint the caller knows exists.
+pub(crate) async fn read_status(
+    webhooks: &Webhooks,
+    id: &EndpointId,
+) -> Result<DeliveryStatus, WebhookError> {
     let store = webhooks.inner.engine.store().as_ref();
     let mut status = DeliveryStatus::default();
     let mut checkpoint_seen = false;

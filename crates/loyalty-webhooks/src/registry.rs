@@ -445,6 +445,15 @@ pub(crate) async fn execute(
     w: &Webhooks,
     command: &EndpointCommand,
 ) -> Result<RegistryState, WebhookError> {
+    Ok(execute_telling(w, command).await?.0)
+}
+
+/// [`execute`], and whether it appended anything (false: the command was a replay or changed
+/// nothing).
+async fn execute_telling(
+    w: &Webhooks,
+    command: &EndpointCommand,
+) -> Result<(RegistryState, bool), WebhookError> {
     let store = w.inner.engine.store();
     let limits = Limits::from_settings(&w.inner.settings);
     let mut attempt = 0;
@@ -454,7 +463,7 @@ pub(crate) async fn execute(
         let now = w.inner.engine.clock().now();
         let events = decide(&state, command, now, &limits)?;
         if events.is_empty() {
-            return Ok(state);
+            return Ok((state, false));
         }
         let data = events
             .iter()
@@ -467,10 +476,10 @@ pub(crate) async fn execute(
                     evolve(&mut state, event);
                 }
                 // Wake this server's dispatcher now (`notify_one` keeps a permit if it is not
-                // waiting at this moment); other servers see the change by polling.
-                w.inner.registry_changed.notify_waiters();
+                // waiting at this moment, and wakes it once if it is); other servers see the
+                // change by polling.
                 w.inner.registry_changed.notify_one();
-                return Ok(state);
+                return Ok((state, true));
             }
             Err(StoreError::WrongExpectedRevision { .. }) if attempt < MAX_ATTEMPTS => {
                 tracing::debug!(
@@ -493,7 +502,11 @@ fn endpoint_in(state: &RegistryState, id: &EndpointId) -> Result<Endpoint, Webho
 
 fn with_secret(endpoint: Endpoint) -> EndpointWithSecret {
     let secret = endpoint.secret.clone();
-    EndpointWithSecret { endpoint, secret }
+    EndpointWithSecret {
+        endpoint,
+        secret,
+        replayed: false,
+    }
 }
 
 async fn head(w: &Webhooks) -> Result<Position, WebhookError> {
@@ -510,9 +523,11 @@ pub(crate) async fn create(
         generated_secret: Secret::generate(),
         head: head(w).await?,
     };
-    let state = execute(w, &command).await?;
+    let (state, appended) = execute_telling(w, &command).await?;
     // A retry answers the endpoint as it is now, with the secret it signs with now.
-    endpoint_in(&state, &id).map(with_secret)
+    let mut answer = endpoint_in(&state, &id).map(with_secret)?;
+    answer.replayed = !appended;
+    Ok(answer)
 }
 
 pub(crate) async fn update(

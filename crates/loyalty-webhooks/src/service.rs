@@ -1,7 +1,5 @@
 //! The handle the server and the CLI hold: manage endpoints (appends to the registry), read
 //! delivery logs, and start and stop the dispatcher.
-//!
-//! SKELETON: signatures fixed by the lead; bodies to be filled in.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +39,8 @@ impl std::fmt::Debug for Webhooks {
 pub struct EndpointWithSecret {
     pub endpoint: Endpoint,
     pub secret: Secret,
+    /// The request changed nothing: a creation's retry, answered with the endpoint as it is.
+    pub replayed: bool,
 }
 
 impl Webhooks {
@@ -134,6 +134,16 @@ impl Webhooks {
     /// How far the endpoint's deliveries got (from its delivery-log stream).
     pub async fn status(&self, id: &EndpointId) -> Result<DeliveryStatus, WebhookError> {
         crate::log::status(self, id).await
+    }
+
+    /// The endpoint and how far its deliveries got, with one read of the registry.
+    pub async fn endpoint_with_status(
+        &self,
+        id: &EndpointId,
+    ) -> Result<(Endpoint, DeliveryStatus), WebhookError> {
+        let endpoint = self.endpoint(id).await?;
+        let status = crate::log::read_status(self, id).await?;
+        Ok((endpoint, status))
     }
 
     /// The endpoint's delivery log, newest first.

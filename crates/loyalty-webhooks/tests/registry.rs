@@ -776,6 +776,7 @@ async fn given_a_created_endpoint_when_the_creation_is_retried_then_the_same_end
     let again = webhooks.create(new_endpoint("crm")).await.unwrap();
     assert_eq!(again.endpoint, first.endpoint);
     assert_eq!(again.secret, first.secret);
+    assert!(!first.replayed && again.replayed, "the retry is told apart");
     let conflicting = NewEndpoint {
         url: "https://elsewhere.example.com/".into(),
         ..new_endpoint("crm")

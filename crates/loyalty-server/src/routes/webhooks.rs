@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loyalty_webhooks::WebhookError;
-use loyalty_webhooks::endpoint::{EndpointChanges, EndpointId, EventType, NewEndpoint, StartFrom};
+use loyalty_webhooks::endpoint::{EndpointChanges, EndpointId, NewEndpoint, StartFrom};
 use loyalty_webhooks::log::{DeliveryQuery, MAX_PAGE};
 use loyalty_webhooks::signing::Secret;
 
@@ -35,7 +35,7 @@ const DEFAULT_DELIVERIES_PAGE: usize = 50;
     path = "/v1/webhooks/endpoints",
     tag = "webhooks",
     summary = "Register an endpoint to deliver integration events to",
-    description = "Messages are POSTed as JSON, signed by the Standard Webhooks specification (`webhook-id`, `webhook-timestamp`, `webhook-signature` headers), at least once and in order per member. The answer holds the signing `secret`: it is not shown again (rotate it to get a new one). The endpoint's id is the idempotency key: the same request again answers 200 with the same endpoint (header `Idempotent-Replayed: true`); another request with the same id is 409 `webhook-endpoint-exists`. A URL whose host resolves to a loopback, private or link-local address is 422 `webhook-target-not-allowed` unless `webhooks.allow_private_targets`.",
+    description = "Messages are POSTed as JSON, signed by the Standard Webhooks specification (`webhook-id`, `webhook-timestamp`, `webhook-signature` headers), at least once and in order per member. The answer holds the signing `secret` (a retry of the same request shows it too; rotate it to get a new one). The endpoint's id is the idempotency key: the same request again answers 200 with the same endpoint (header `Idempotent-Replayed: true`); another request with the same id is 409 `webhook-endpoint-exists`. A URL naming a loopback, private or link-local address, or a `localhost` name, is 422 `webhook-target-not-allowed` unless `webhooks.allow_private_targets`; a host name is resolved at each delivery, and an attempt to an internal address fails.",
     request_body = crate::dto::CreateWebhookEndpointRequest,
     responses(
         (status = 201, description = "Created", body = crate::wire::webhooks::WebhookEndpointWithSecret,
@@ -53,7 +53,8 @@ pub async fn create_endpoint(
     let settings = state.webhooks.settings();
     let new = NewEndpoint {
         url: url(body.url)?,
-        event_types: event_types(body.event_types),
+        // Sorted and deduplicated by the registry.
+        event_types: body.event_types.unwrap_or_default(),
         description: description(body.description)?,
         secret: body.secret.as_deref().map(secret).transpose()?,
         timeout_ms: body
@@ -67,17 +68,14 @@ pub async fn create_endpoint(
         start: body.start.map_or(StartFrom::Now, |s| s.0),
         id: id.clone(),
     };
-    // Whether this is the creation or a retry of it: the registry answers both with the
-    // endpoint. Two identical creations racing may both be told 201; both got the same
-    // endpoint, which is what matters.
-    let existed = state.webhooks.endpoint(&id).await.is_ok();
+    // The registry tells the creation from a retry of it (which appends nothing).
     let created = state.webhooks.create(new).await?;
     let answer = WebhookEndpointWithSecret {
         endpoint: WebhookEndpoint::new(&created.endpoint, state.engine.clock().now()),
         secret: created.secret.expose(),
     };
     let mut response = Json(answer).into_response();
-    if existed {
+    if created.replayed {
         response
             .headers_mut()
             .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
@@ -127,8 +125,7 @@ pub async fn get_endpoint(
     ApiPath(endpoint_id): ApiPath<String>,
 ) -> Result<Json<WebhookEndpointDetail>, ApiError> {
     let id = parse_id(&endpoint_id)?;
-    let endpoint = state.webhooks.endpoint(&id).await?;
-    let status = state.webhooks.status(&id).await?;
+    let (endpoint, status) = state.webhooks.endpoint_with_status(&id).await?;
     Ok(Json(WebhookEndpointDetail {
         endpoint: WebhookEndpoint::new(&endpoint, state.engine.clock().now()),
         delivery: WebhookDeliveryStatus::from(&status),
@@ -156,7 +153,7 @@ pub async fn update_endpoint(
     let settings = state.webhooks.settings();
     let changes = EndpointChanges {
         url: body.url.map(url).transpose()?,
-        event_types: body.event_types.map(|t| event_types(Some(t))),
+        event_types: body.event_types,
         description: description(body.description)?,
         timeout_ms: body
             .timeout_ms
@@ -204,7 +201,7 @@ pub async fn delete_endpoint(
     path = "/v1/webhooks/endpoints/{endpoint_id}/rotate-secret",
     tag = "webhooks",
     summary = "A new signing secret; the previous one signs too for a while",
-    description = "During the overlap every message carries both signatures, so that receivers can switch at their pace. The answer holds the new `secret`: it is not shown again.",
+    description = "During the overlap every message carries both signatures, so that receivers can switch at their pace. The answer holds the new `secret`.",
     params(("endpoint_id" = crate::schema::Id, Path, description = "The endpoint")),
     request_body = crate::dto::RotateWebhookSecretRequest,
     responses((status = 200, description = "Rotated", body = crate::wire::webhooks::WebhookEndpointWithSecret)),
@@ -429,13 +426,6 @@ fn secret(value: &str) -> Result<Secret, ApiError> {
 }
 
 /// The event types, each once, in their documented order; empty means every type.
-fn event_types(types: Option<Vec<EventType>>) -> Vec<EventType> {
-    let mut types = types.unwrap_or_default();
-    types.sort_unstable();
-    types.dedup();
-    types
-}
-
 /// At most 256 characters, none of them a control character (as documented).
 fn description(value: Option<String>) -> Result<Option<String>, ApiError> {
     match value {

@@ -162,7 +162,7 @@ impl WebhookEndpoint {
 }
 
 /// An endpoint with the secret that signs its messages: the answer to its creation and to a
-/// rotation, the only answers that show it. Keep it: it is not shown again.
+/// rotation (and to a retry of the creation), the only answers that show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WebhookEndpointWithSecret {
     #[serde(flatten)]
@@ -193,7 +193,7 @@ impl PartialSchema for WebhookEndpointWithSecret {
                 crate::dto::WebhookSecretText::name(),
             )),
             "An endpoint and the secret that signs its messages: the answer to its creation \
-             and to a rotation, the only answers that show it. Keep it: it is not shown again.",
+             and to a rotation (and to a retry of the creation), the only answers that show it.",
         )
     }
 }
