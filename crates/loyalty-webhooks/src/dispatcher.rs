@@ -638,6 +638,10 @@ impl Worker {
     fn on_event(&mut self, event: &loyalty_store::RecordedEvent) {
         let before = self.read;
         self.read = event.position;
+        // Types the endpoint does not want are skipped before the event is decoded.
+        if !message::integration_type(&event.event_type).is_some_and(|t| self.endpoint.wants(t)) {
+            return;
+        }
         match message::from_recorded(event) {
             Ok(Some(message)) if self.endpoint.wants(message.event_type) => {
                 self.pending.insert(

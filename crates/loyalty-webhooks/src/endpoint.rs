@@ -63,10 +63,6 @@ impl EventType {
             EventType::PointsExpiring => "points.expiring",
         }
     }
-
-    pub fn parse(value: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == value)
-    }
 }
 
 /// An endpoint's id: chosen by the caller (the idempotency key of its creation), 1 to 64 of
@@ -277,12 +273,6 @@ impl Limits {
             default_max_in_flight: settings.default_max_in_flight,
             max_in_flight: settings.max_in_flight,
         }
-    }
-}
-
-impl From<&crate::WebhookSettings> for Limits {
-    fn from(settings: &crate::WebhookSettings) -> Limits {
-        Limits::from_settings(settings)
     }
 }
 
@@ -932,16 +922,5 @@ pub fn evolve(state: &mut RegistryState, event: &EndpointEvent) {
         EndpointEvent::RedeliveryDone { request, .. } => {
             endpoint.redeliveries.retain(|(r, _, _)| r != request);
         }
-    }
-}
-
-impl RegistryState {
-    /// The state these events make.
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a EndpointEvent>) -> RegistryState {
-        let mut state = RegistryState::default();
-        for event in events {
-            evolve(&mut state, event);
-        }
-        state
     }
 }

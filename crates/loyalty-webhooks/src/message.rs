@@ -39,18 +39,27 @@ use crate::endpoint::EventType;
 /// The version of the payload schema this server sends.
 pub const PAYLOAD_VERSION: u32 = 1;
 
-/// The stored event types that make a message (checked before decoding: most of `$all` is
-/// skipped without parsing a byte).
-const MAPPED_TYPES: &[&str] = &[
-    "Enrolled",
-    "PurchaseRecorded",
-    "RefundRecorded",
-    "PointsRedeemed",
-    "RedemptionCancelled",
-    "TierChanged",
-    "PointsExpired",
-    "ExpiryNotified",
+/// The stored event types that make a message, and the message's type (checked before
+/// decoding: most of `$all`, and every type an endpoint does not want, is skipped without
+/// parsing a byte).
+const MAPPED_TYPES: &[(&str, EventType)] = &[
+    ("Enrolled", EventType::MemberEnrolled),
+    ("PurchaseRecorded", EventType::PurchaseRecorded),
+    ("RefundRecorded", EventType::RefundRecorded),
+    ("PointsRedeemed", EventType::RewardRedeemed),
+    ("RedemptionCancelled", EventType::RedemptionCancelled),
+    ("TierChanged", EventType::TierChanged),
+    ("PointsExpired", EventType::PointsExpired),
+    ("ExpiryNotified", EventType::PointsExpiring),
 ];
+
+/// The integration type a stored event type makes, if any.
+pub fn integration_type(stored_type: &str) -> Option<EventType> {
+    MAPPED_TYPES
+        .iter()
+        .find(|(stored, _)| *stored == stored_type)
+        .map(|(_, t)| *t)
+}
 
 /// One integration event, ready to send: its payload is encoded once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,7 +439,7 @@ pub fn from_recorded(event: &RecordedEvent) -> Result<Option<Message>, WebhookEr
     let Some(member_id) = member_of(&event.stream) else {
         return Ok(None);
     };
-    if !MAPPED_TYPES.contains(&event.event_type.as_str())
+    if integration_type(&event.event_type).is_none()
         || event.schema_version == 0
         || event.schema_version > loyalty_core::schema::CURRENT_SCHEMA_VERSION
     {
@@ -556,9 +565,15 @@ mod tests {
 
     /// The message of a member event, and its body as JSON.
     fn message_of(event: &Event) -> (Message, Value) {
-        let message = from_recorded(&recorded(event))
+        let stored = recorded(event);
+        let message = from_recorded(&stored)
             .expect("decodes")
             .expect("makes a message");
+        // The type the dispatcher filters on before decoding is the one the message has.
+        assert_eq!(
+            integration_type(&stored.event_type),
+            Some(message.event_type)
+        );
         let body: Value = serde_json::from_slice(&message.payload).unwrap();
         (message, body)
     }
@@ -862,13 +877,17 @@ mod tests {
     fn each_integration_type_has_exactly_one_stored_source_type() {
         // The tests above map one event of each stored type listed; this keeps the list and
         // the public types in step when either grows.
-        let made: std::collections::BTreeSet<&str> = MAPPED_TYPES.iter().copied().collect();
+        let made: std::collections::BTreeSet<&str> =
+            MAPPED_TYPES.iter().map(|(stored, _)| *stored).collect();
         assert_eq!(
             made.len(),
             MAPPED_TYPES.len(),
             "a stored type is listed twice"
         );
         assert_eq!(MAPPED_TYPES.len(), EventType::ALL.len());
+        let types: std::collections::BTreeSet<EventType> =
+            MAPPED_TYPES.iter().map(|(_, t)| *t).collect();
+        assert_eq!(types.len(), EventType::ALL.len(), "each public type once");
     }
 
     #[test]

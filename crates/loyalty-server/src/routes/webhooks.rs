@@ -71,7 +71,7 @@ pub async fn create_endpoint(
     // The registry tells the creation from a retry of it (which appends nothing).
     let created = state.webhooks.create(new).await?;
     let answer = WebhookEndpointWithSecret {
-        endpoint: WebhookEndpoint::new(&created.endpoint, state.engine.clock().now()),
+        endpoint: endpoint_answer(&state, &created.endpoint),
         secret: created.secret.expose(),
     };
     let mut response = Json(answer).into_response();
@@ -127,7 +127,7 @@ pub async fn get_endpoint(
     let id = parse_id(&endpoint_id)?;
     let (endpoint, status) = state.webhooks.endpoint_with_status(&id).await?;
     Ok(Json(WebhookEndpointDetail {
-        endpoint: WebhookEndpoint::new(&endpoint, state.engine.clock().now()),
+        endpoint: endpoint_answer(&state, &endpoint),
         delivery: WebhookDeliveryStatus::from(&status),
     }))
 }
@@ -170,10 +170,7 @@ pub async fn update_endpoint(
         ));
     }
     let endpoint = state.webhooks.update(&id, changes).await?;
-    Ok(Json(WebhookEndpoint::new(
-        &endpoint,
-        state.engine.clock().now(),
-    )))
+    Ok(Json(endpoint_answer(&state, &endpoint)))
 }
 
 #[utoipa::path(
@@ -233,7 +230,7 @@ pub async fn rotate_secret(
         .rotate_secret(&id, new_secret, overlap)
         .await?;
     Ok(Json(WebhookEndpointWithSecret {
-        endpoint: WebhookEndpoint::new(&rotated.endpoint, state.engine.clock().now()),
+        endpoint: endpoint_answer(&state, &rotated.endpoint),
         secret: rotated.secret.expose(),
     }))
 }
@@ -255,10 +252,7 @@ pub async fn pause_endpoint(
 ) -> Result<Json<WebhookEndpoint>, ApiError> {
     let id = parse_id(&endpoint_id)?;
     let endpoint = state.webhooks.pause(&id).await?;
-    Ok(Json(WebhookEndpoint::new(
-        &endpoint,
-        state.engine.clock().now(),
-    )))
+    Ok(Json(endpoint_answer(&state, &endpoint)))
 }
 
 #[utoipa::path(
@@ -278,10 +272,7 @@ pub async fn resume_endpoint(
 ) -> Result<Json<WebhookEndpoint>, ApiError> {
     let id = parse_id(&endpoint_id)?;
     let endpoint = state.webhooks.resume(&id).await?;
-    Ok(Json(WebhookEndpoint::new(
-        &endpoint,
-        state.engine.clock().now(),
-    )))
+    Ok(Json(endpoint_answer(&state, &endpoint)))
 }
 
 #[utoipa::path(
@@ -305,7 +296,7 @@ pub async fn replay(
     let endpoint = state.webhooks.replay(&id, body.after.0).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(WebhookEndpoint::new(&endpoint, state.engine.clock().now())),
+        Json(endpoint_answer(&state, &endpoint)),
     ))
 }
 
@@ -389,6 +380,14 @@ pub async fn event_types_list(_: Allowed<Admins>) -> Json<WebhookEventTypes> {
     Json(WebhookEventTypes::new(
         loyalty_webhooks::message::PAYLOAD_VERSION,
     ))
+}
+
+/// An endpoint as answered: its secrets' overlap judged by the server's clock now.
+fn endpoint_answer(
+    state: &AppState,
+    endpoint: &loyalty_webhooks::endpoint::Endpoint,
+) -> WebhookEndpoint {
+    WebhookEndpoint::new(endpoint, state.engine.clock().now())
 }
 
 // ---------------------------------------------------------------- the request's checks
