@@ -776,7 +776,9 @@ impl Worker {
         let delivered = outcome.delivered();
         self.count(delivered);
         let retry_for = Duration::from_secs(self.settings().retry_for_secs);
-        let settings = self.settings().clone();
+        // A handle (an Arc), not a copy of the settings: `self.pending` is borrowed below.
+        let webhooks = self.ctx.webhooks.clone();
+        let settings = webhooks.settings();
         let Some(entry) = self.pending.get_mut(&position) else {
             return;
         };
@@ -793,7 +795,7 @@ impl Worker {
             AttemptOutcome::GaveUp
         } else {
             entry.failures = entry.failures.saturating_add(1);
-            entry.next_at = Instant::now() + backoff(&settings, entry.failures);
+            entry.next_at = Instant::now() + backoff(settings, entry.failures);
             AttemptOutcome::Retrying
         };
         let message = &entry.message;
@@ -926,7 +928,8 @@ impl Worker {
     /// Writes the attempts and the checkpoint to the delivery log.
     async fn flush(&mut self) {
         let checkpoint = self.checkpoint();
-        let settings = self.ctx.webhooks.inner.settings.clone();
+        let webhooks = self.ctx.webhooks.clone();
+        let settings = webhooks.settings();
         let written = log::append(
             self.ctx.store(),
             &self.endpoint.id,

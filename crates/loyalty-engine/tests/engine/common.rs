@@ -315,6 +315,26 @@ pub fn refund(
     })
 }
 
+/// Waits (bounded) until `member`'s latest snapshot in the store is at least at this revision
+/// of her snapshot stream; returns whether it came.
+pub async fn snapshot_stored(store: &dyn EventStore, member: &str, revision: u64) -> bool {
+    let stream = format!("snapshot-{member}");
+    eventually(async || {
+        store
+            .read_stream(
+                &stream,
+                loyalty_store::StreamFrom::End,
+                loyalty_store::Direction::Backwards,
+                1,
+            )
+            .await
+            .unwrap()
+            .first()
+            .is_some_and(|e| e.revision >= revision)
+    })
+    .await
+}
+
 /// Waits (bounded) until `condition` holds; returns whether it did.
 pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
     for _ in 0..500 {

@@ -10,7 +10,6 @@ use loyalty_core::{
     schema,
 };
 use loyalty_engine::EngineOptions;
-use loyalty_store::EventStore;
 
 use crate::common::*;
 
@@ -214,22 +213,8 @@ async fn given_a_member_loaded_from_her_snapshot_when_notified_again_then_nothin
         first.outcome
     );
     let notice_revision = first.stream_revision;
-    let store = h.store.clone();
     assert!(
-        eventually(async || {
-            store
-                .read_stream(
-                    "snapshot-alice",
-                    loyalty_store::StreamFrom::End,
-                    loyalty_store::Direction::Backwards,
-                    1,
-                )
-                .await
-                .unwrap()
-                .first()
-                .is_some_and(|e| e.revision >= 2)
-        })
-        .await,
+        snapshot_stored(h.store.as_ref(), "alice", 2).await,
         "no snapshot after the notice"
     );
     // When another server, with nothing cached, is asked for the notice again

@@ -158,22 +158,8 @@ async fn alice_with_a_snapshot(h: &Harness) -> loyalty_core::MemberId {
     for i in 1..=50 {
         h.run(purchase(&alice, &format!("T{i}"), 10, h.now())).await;
     }
-    let store = h.store.clone();
     assert!(
-        eventually(async || {
-            store
-                .read_stream(
-                    "snapshot-alice",
-                    loyalty_store::StreamFrom::End,
-                    loyalty_store::Direction::Backwards,
-                    1,
-                )
-                .await
-                .unwrap()
-                .first()
-                .is_some_and(|e| e.revision >= 1)
-        })
-        .await,
+        snapshot_stored(h.store.as_ref(), "alice", 1).await,
         "no snapshot stored"
     );
     assert!(h.engine.member_snapshots().1 >= 2);
