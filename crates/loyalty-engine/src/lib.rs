@@ -59,5 +59,5 @@ pub mod streams {
     pub use crate::codec::{MEMBER_PREFIX, TXN_PREFIX};
     pub use crate::health::HEALTH_PREFIX;
     pub use crate::lease::LEASE_PREFIX;
-    pub use crate::member_snapshot::SNAPSHOT_PREFIX;
+    pub use crate::member_snapshot::{SNAPSHOT_PREFIX, stored_revision as snapshot_member_revision};
 }

@@ -15,7 +15,7 @@
 
 use loyalty_core::{HotLimits, MemberId, MemberState};
 use loyalty_store::{
-    Bytes, Direction, EventData, EventStore, ExpectedRevision, Position, StreamFrom,
+    Bytes, Direction, EventData, EventStore, ExpectedRevision, Position, StoreError, StreamFrom,
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,17 +138,117 @@ pub(crate) async fn write(
         tracing::info!(%member, bytes = data.len(), "member snapshot too large to store");
         return Ok(());
     }
-    let event = EventData {
-        id: uuid::Uuid::new_v4(),
-        event_type: SNAPSHOT_EVENT.to_owned(),
-        schema_version: SNAPSHOT_VERSION,
-        data: Bytes::from(data),
-        metadata: Bytes::from_static(b"{}"),
-    };
+    let metadata = Bytes::from(
+        serde_json::to_vec(&SnapshotMetadata {
+            member_revision: revision,
+        })
+        .map_err(|e| EngineError::Corrupt(format!("snapshot metadata: {e}")))?,
+    );
     let stream = stream_name(member);
-    let written = store
-        .append(&stream, ExpectedRevision::Any, vec![event])
-        .await?;
-    crate::bounded::keep_last(store, &stream, written.next_expected_revision, 1).await;
+    // Snapshots are written in the background, several at once: one of an older revision may
+    // finish after a newer one. Each append expects the snapshot stream's revision it read, and
+    // one that is no newer than the stored snapshot is dropped, so the stream's last snapshot is
+    // always the newest (an older one on top would make every load replay what the newer one
+    // had already folded).
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        let last = store
+            .read_stream(&stream, StreamFrom::End, Direction::Backwards, 1)
+            .await?;
+        let expected = match last.first() {
+            Some(stored) if stored_revision(&stored.metadata).is_some_and(|r| r >= revision) => {
+                return Ok(());
+            }
+            Some(stored) => ExpectedRevision::Exact(stored.revision),
+            None => ExpectedRevision::NoStream,
+        };
+        let event = EventData {
+            id: uuid::Uuid::new_v4(),
+            event_type: SNAPSHOT_EVENT.to_owned(),
+            schema_version: SNAPSHOT_VERSION,
+            data: Bytes::from(data.clone()),
+            metadata: metadata.clone(),
+        };
+        match store.append(&stream, expected, vec![event]).await {
+            Ok(written) => {
+                crate::bounded::keep_last(store, &stream, written.next_expected_revision, 1).await;
+                return Ok(());
+            }
+            // Another snapshot landed in between: look again at what it holds.
+            Err(StoreError::WrongExpectedRevision { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::debug!(%member, revision, "member snapshot skipped: the stream kept moving");
     Ok(())
+}
+
+/// How often one snapshot is retried against others landing at once (each retry reads the
+/// stream again; past this the member simply waits for her next snapshot).
+const MAX_WRITE_ATTEMPTS: usize = 4;
+
+/// The snapshot event's metadata: the member revision it reflects, readable without
+/// decompressing the state.
+#[derive(Serialize, Deserialize)]
+struct SnapshotMetadata {
+    member_revision: u64,
+}
+
+/// The member revision a stored snapshot reflects, from its metadata (`None` for a snapshot
+/// written before the metadata held it, which any new snapshot then replaces).
+pub fn stored_revision(metadata: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<SnapshotMetadata>(metadata)
+        .ok()
+        .map(|m| m.member_revision)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+    use loyalty_store::InMemoryStore;
+
+    use super::*;
+
+    fn limits() -> HotLimits {
+        HotLimits {
+            max_purchases: 8,
+            max_redemptions: 8,
+            max_processed: 8,
+            horizon: TimeDelta::days(2),
+            qualifying_horizon: TimeDelta::days(800),
+        }
+    }
+
+    async fn stored_revision_of(store: &InMemoryStore, member: &MemberId) -> Option<u64> {
+        read(store, member, &limits())
+            .await
+            .expect("read")
+            .and_then(|cached| cached.revision)
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_finishing_after_a_newer_one_is_dropped() {
+        // Given the snapshot of alice at revision 39 stored
+        let store = InMemoryStore::new();
+        let alice = MemberId::new("alice").expect("an id");
+        let limits = limits();
+        let at = async |revision: u64| {
+            write(
+                &store,
+                &alice,
+                MemberState::default(),
+                revision,
+                Position::new(revision, revision),
+                &limits,
+            )
+            .await
+        };
+        at(39).await.expect("written");
+        // When the one at revision 19, started earlier, finishes after it
+        at(19).await.expect("dropped without an error");
+        // Then the stream still holds the newer one, and only it
+        assert_eq!(stored_revision_of(&store, &alice).await, Some(39));
+        // And a newer one still replaces it
+        at(59).await.expect("written");
+        assert_eq!(stored_revision_of(&store, &alice).await, Some(59));
+    }
 }

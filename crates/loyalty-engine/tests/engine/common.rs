@@ -315,8 +315,8 @@ pub fn refund(
     })
 }
 
-/// Waits (bounded) until `member`'s latest snapshot in the store is at least at this revision
-/// of her snapshot stream; returns whether it came.
+/// Waits (bounded) until `member`'s stored snapshot reflects at least this revision of her
+/// member stream; returns whether it came.
 pub async fn snapshot_stored(store: &dyn EventStore, member: &str, revision: u64) -> bool {
     let stream = format!("snapshot-{member}");
     eventually(async || {
@@ -330,7 +330,8 @@ pub async fn snapshot_stored(store: &dyn EventStore, member: &str, revision: u64
             .await
             .unwrap()
             .first()
-            .is_some_and(|e| e.revision >= revision)
+            .and_then(|e| loyalty_engine::streams::snapshot_member_revision(&e.metadata))
+            .is_some_and(|stored| stored >= revision)
     })
     .await
 }

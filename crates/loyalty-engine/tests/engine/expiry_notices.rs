@@ -214,7 +214,7 @@ async fn given_a_member_loaded_from_her_snapshot_when_notified_again_then_nothin
     );
     let notice_revision = first.stream_revision;
     assert!(
-        snapshot_stored(h.store.as_ref(), "alice", 2).await,
+        snapshot_stored(h.store.as_ref(), "alice", notice_revision).await,
         "no snapshot after the notice"
     );
     // When another server, with nothing cached, is asked for the notice again
