@@ -11,6 +11,9 @@
 //!   no duplicate by construction (see [`loyalty_store::spawn_catch_up`]).
 //! - **Versioned file.** `PRAGMA user_version` holds the schema version: older files are
 //!   upgraded on open, newer ones refused.
+//! - **Hash chain.** The writer hashes each event and chains it (see
+//!   [`loyalty_store::chain`]) in the transaction that inserts it, into a table truncation
+//!   never deletes from; a file written before gets the chain of the events it holds at open.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -29,6 +32,7 @@ use loyalty_store::{
     spawn_catch_up,
 };
 
+mod chain;
 mod checkpoint;
 mod reader;
 mod schema;
@@ -480,6 +484,20 @@ impl EventStore for SqliteStore {
 
     async fn head_position(&self) -> Result<Position, StoreError> {
         Ok(self.durable_head())
+    }
+
+    /// The links the writer stored with the events (also those of truncated events), up to
+    /// the durable head as every read.
+    async fn read_chain(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<loyalty_store::chain::ChainLink>, StoreError> {
+        self.limits.check_page(max_count)?;
+        let durable = self.durable_head();
+        self.readers
+            .with(move |conn| chain::read(conn, after, max_count, durable))
+            .await
     }
 
     fn limits(&self) -> Limits {

@@ -56,7 +56,24 @@ const MIGRATIONS: &[&str] = &[
         id       INTEGER PRIMARY KEY CHECK (id = 0),
         position INTEGER NOT NULL
     );",
+    // 5 -> 6: the hash chain (see `crate::chain`): one link per event, by position, kept when
+    // `truncate_before` deletes the event. A stream's last stream hash is the link at the
+    // position of its last event, which `events` or `truncated_streams` already gives with
+    // its revision, so no index is added. The links of the events an older file holds are
+    // built right after this step, in the same transaction (`chain::build`).
+    "CREATE TABLE chain (
+        position    INTEGER PRIMARY KEY,
+        stream      TEXT    NOT NULL,
+        revision    INTEGER NOT NULL,
+        event_hash  BLOB    NOT NULL,
+        stream_hash BLOB    NOT NULL,
+        chain_hash  BLOB    NOT NULL
+    );",
 ];
+
+/// The version whose step creates the `chain` table: the chain of the events a file already
+/// holds is built after that step, in Rust (SQL has no SHA-256).
+const CHAIN_VERSION: usize = 6;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -77,6 +94,12 @@ pub(crate) fn upgrade(conn: &mut Connection) -> Result<(), OpenError> {
             tracing::info!(from, to = from + 1, "upgrading event store schema");
         }
         tx.execute_batch(migration)?;
+        if from + 1 == CHAIN_VERSION {
+            let linked = crate::chain::build(&tx)?;
+            if linked > 0 {
+                tracing::info!(linked, "built the hash chain of the events the file holds");
+            }
+        }
     }
     if found == 0 {
         tracing::info!("created event store schema v{SCHEMA_VERSION}");

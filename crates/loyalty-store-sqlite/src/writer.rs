@@ -14,10 +14,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use tokio::sync::{mpsc, oneshot};
 
+use loyalty_store::chain::{EventFields, GENESIS, Hash};
 use loyalty_store::{
     AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, StoreError, StreamAppend,
 };
 
+use crate::chain::{self, AppendError};
 use crate::sync::{self, Committed, Failed};
 use crate::{from_sql_int, to_sql_int};
 
@@ -184,6 +186,23 @@ impl From<StoreError> for Refusal {
     }
 }
 
+impl From<AppendError> for Refusal {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Sql(e) => Self::Sql(e),
+            AppendError::Store(e) => Self::Store(e),
+        }
+    }
+}
+
+/// Where the log ends while a batch is written: the last position assigned and the hash
+/// chain's last hash. An append that is rolled back leaves it as it was.
+#[derive(Debug, Clone, Copy)]
+struct Tip {
+    position: i64,
+    chain: Hash,
+}
+
 /// Commits the batch in one transaction. Each append gets its own outcome; an error of the
 /// whole transaction (say, the disk is full at commit) fails every append of the batch, and
 /// then none of them is stored.
@@ -233,15 +252,19 @@ fn write_in_transaction(
     // Read inside the write transaction rather than cached: even a second process writing the
     // same file (which BEGIN IMMEDIATE serialises) cannot make positions collide. A
     // truncation may have deleted the row of the highest position: `log_head` keeps it.
-    let mut last_position: i64 = conn
-        .prepare_cached(
-            "SELECT MAX(COALESCE((SELECT MAX(position) FROM events), 0),
-                        COALESCE((SELECT position FROM log_head WHERE id = 0), 0))",
-        )?
-        .query_row([], |r| r.get(0))?;
+    // The chain's last hash likewise: the links of a batch follow the file's last link.
+    let mut tip = Tip {
+        position: conn
+            .prepare_cached(
+                "SELECT MAX(COALESCE((SELECT MAX(position) FROM events), 0),
+                            COALESCE((SELECT position FROM log_head WHERE id = 0), 0))",
+            )?
+            .query_row([], |r| r.get(0))?,
+        chain: chain::head(conn)?,
+    };
     // What another store on the same file committed is in the log this batch's fsync covers:
     // published with it, it becomes readable here too.
-    let mut new_head = u64::try_from(last_position)
+    let mut new_head = u64::try_from(tip.position)
         .ok()
         .filter(|&p| p > 0)
         .map(|p| Position::new(p, p));
@@ -251,22 +274,22 @@ fn write_in_transaction(
         let applied = match &request.op {
             // The parts of one request stand or fall together: one savepoint covers them all.
             Op::Append(parts) => parts.iter().try_fold(
-                (Vec::with_capacity(parts.len()), last_position),
-                |(mut results, last), part| {
-                    let (result, last) = append_one(conn, part, last)?;
+                (Vec::with_capacity(parts.len()), tip),
+                |(mut results, tip), part| {
+                    let (result, tip) = append_one(conn, part, tip)?;
                     results.push(result);
-                    Ok::<_, Refusal>((results, last))
+                    Ok::<_, Refusal>((results, tip))
                 },
             ),
             Op::Truncate { stream, before } => {
-                truncate(conn, stream, *before, last_position).map(|()| (Vec::new(), last_position))
+                truncate(conn, stream, *before, tip.position).map(|()| (Vec::new(), tip))
             }
         };
         match applied {
-            Ok((results, last)) => {
+            Ok((results, next)) => {
                 run_cached(conn, "RELEASE append")?;
-                if last > last_position {
-                    last_position = last;
+                if next.position > tip.position {
+                    tip = next;
                     new_head = results.iter().map(|r| r.position).max().or(new_head);
                 }
                 outcomes.push(Ok(results));
@@ -292,16 +315,16 @@ fn write_in_transaction(
 /// (it cost a random page per event), that is a bounded scan of the stream's own index.
 pub(crate) const RETRY_WINDOW: usize = 256;
 
-/// Applies one append after `last_position`; returns its result and the last position used.
+/// Applies one append after `tip`, and chains its events; returns its result and the new tip.
 fn append_one(
     conn: &Connection,
     request: &StreamAppend,
-    last_position: i64,
-) -> Result<(AppendResult, i64), Refusal> {
+    tip: Tip,
+) -> Result<(AppendResult, Tip), Refusal> {
     let stream = request.stream.as_str();
-    let current = last_revision(conn, stream)?;
+    let current = last_event(conn, stream)?;
     let actual = match current {
-        Some(r) => CurrentRevision::Current(from_sql_int(r)?),
+        Some((r, _)) => CurrentRevision::Current(from_sql_int(r)?),
         None => CurrentRevision::NoStream,
     };
     match (request.expected.check(stream, actual), request.expected) {
@@ -319,22 +342,28 @@ fn append_one(
             };
             let stored = stored_from(conn, stream, from, request.events.len())?;
             return match retry_result(stream, &stored, &request.events)? {
-                Some(original) => Ok((original, last_position)),
+                Some(original) => Ok((original, tip)),
                 None => Err(conflict.into()),
             };
         }
         (Ok(()), ExpectedRevision::Any | ExpectedRevision::StreamExists) if current.is_some() => {
             let stored = stored_last(conn, stream, RETRY_WINDOW.max(request.events.len()))?;
             if let Some(original) = retry_result(stream, &stored, &request.events)? {
-                return Ok((original, last_position));
+                return Ok((original, tip));
             }
         }
         // The stream is where the caller expected it: whatever comes is new.
         (Ok(()), _) => {}
     }
 
-    let mut revision = current.map_or(0, |r| r + 1);
-    let mut position = last_position;
+    let mut revision = current.map_or(0, |(r, _)| r + 1);
+    let mut position = tip.position;
+    let mut chain_hash = tip.chain;
+    // The stream's chain goes on from the link of its last event, which outlives the event.
+    let mut stream_hash = match current {
+        Some((_, last)) => chain::stream_hash_at(conn, last)?.unwrap_or(GENESIS),
+        None => GENESIS,
+    };
     let mut insert = conn.prepare_cached(
         "INSERT INTO events
             (position, stream, revision, event_id, event_type, schema_version, data, metadata)
@@ -352,6 +381,22 @@ fn append_one(
             event.data.as_ref(),
             event.metadata.as_ref(),
         ])?;
+        let at = from_sql_int(position)?;
+        (chain_hash, stream_hash) = chain::append(
+            conn,
+            EventFields {
+                position: Position::new(at, at),
+                stream,
+                revision: from_sql_int(revision)?,
+                id: event.id,
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                data: &event.data,
+                metadata: &event.metadata,
+            },
+            &chain_hash,
+            &stream_hash,
+        )?;
         revision += 1;
     }
     let last_revision = revision - 1;
@@ -361,26 +406,33 @@ fn append_one(
             next_expected_revision: unsigned(last_revision)?,
             position: Position::new(unsigned(position)?, unsigned(position)?),
         },
-        position,
+        Tip {
+            position,
+            chain: chain_hash,
+        },
     ))
 }
 
-/// The stream's last revision: its last event's, or, when a truncation deleted them all, the
-/// one `truncated_streams` kept. The second lookup only happens for streams without events
-/// (new ones, mostly).
-fn last_revision(conn: &Connection, stream: &str) -> Result<Option<i64>, rusqlite::Error> {
-    let stored: Option<i64> = conn
+/// The stream's last revision and that event's position: its last event's, or, when a
+/// truncation deleted them all, the ones `truncated_streams` kept. The second lookup only
+/// happens for streams without events (new ones, mostly). The first is answered by the
+/// `(stream, revision)` index alone, which holds the position (the rowid).
+fn last_event(conn: &Connection, stream: &str) -> Result<Option<(i64, i64)>, rusqlite::Error> {
+    let stored: Option<(i64, i64)> = conn
         .prepare_cached(
-            "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
+            "SELECT revision, position FROM events WHERE stream = ?1
+             ORDER BY revision DESC LIMIT 1",
         )?
-        .query_row([stream], |r| r.get(0))
+        .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     if stored.is_some() {
         return Ok(stored);
     }
-    conn.prepare_cached("SELECT last_revision FROM truncated_streams WHERE stream = ?1")?
-        .query_row([stream], |r| r.get(0))
-        .optional()
+    conn.prepare_cached(
+        "SELECT last_revision, last_position FROM truncated_streams WHERE stream = ?1",
+    )?
+    .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
 }
 
 /// Deletes the events of `stream` below `before` (below its end, if `before` is past it).

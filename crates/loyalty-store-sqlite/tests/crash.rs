@@ -138,6 +138,18 @@ async fn check_store(store: &SqliteStore, acks: &[Ack]) -> u64 {
     let total: u64 = lengths.values().map(|e| e.len() as u64).sum();
     assert_eq!(in_all, total, "$all and the streams disagree");
     assert_eq!(store.head_position().await.expect("head"), after);
+    // The hash chain was written with the events: every one has its link, none is torn.
+    let report = loyalty_store::chain::verify(
+        store,
+        loyalty_store::chain::VerifyOptions {
+            up_to: None,
+            may_truncate: &|_| false,
+        },
+    )
+    .await
+    .expect("verify the chain");
+    assert_eq!(report.mismatch, None, "the chain after a crash");
+    assert_eq!(report.links, total, "one link per event");
     total
 }
 

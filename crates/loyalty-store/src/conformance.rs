@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::chain::{self, ChainLink, GENESIS, VerifyOptions};
 use crate::{
     AppendResult, Bytes, CurrentRevision, Direction, EventData, EventStore, ExpectedRevision,
     Position, RecordedEvent, StoreError, StreamAppend, StreamFilter, StreamFrom,
@@ -1219,6 +1220,392 @@ pub async fn truncated_events_leave_all_at_once<F: StoreFactory>(factory: &F) {
     assert!(next.position > last.position, "positions never go back");
 }
 
+/// Every link of the store's chain strictly after `after`, read in pages of `page` links;
+/// `None` when the store keeps no chain (EventStoreDB: see [`crate::chain`]).
+async fn chain_after<S: EventStore + ?Sized>(
+    store: &S,
+    after: Position,
+    page: usize,
+) -> Option<Vec<ChainLink>> {
+    let mut links: Vec<ChainLink> = Vec::new();
+    let mut last = after;
+    loop {
+        let batch = match store.read_chain(last, page).await {
+            Err(StoreError::Unsupported(_)) if links.is_empty() => return None,
+            other => other.expect("read chain"),
+        };
+        let Some(tail) = batch.last() else {
+            return Some(links);
+        };
+        last = tail.position;
+        links.extend(batch);
+    }
+}
+
+/// `may_truncate` for a case on a store that may be shared with other cases: every stream
+/// may have been truncated but this case's `member` streams.
+fn all_but_members(p: &str) -> impl Fn(&str) -> bool + Send + Sync + use<> {
+    let members = format!("{p}member");
+    move |stream: &str| !stream.starts_with(members.as_str())
+}
+
+/// A store that keeps no chain still verifies: the chain is derived from `$all`, and its
+/// head is at the last event up to `up_to`.
+async fn derived_chain_verifies<S: EventStore>(store: &S, p: &str, up_to: Position) {
+    let may_truncate = all_but_members(p);
+    let report = chain::verify(
+        store,
+        VerifyOptions {
+            up_to: Some(up_to),
+            may_truncate: &may_truncate,
+        },
+    )
+    .await
+    .expect("verify");
+    assert!(report.derived, "{report:?}");
+    assert_eq!(report.mismatch, None);
+    assert_eq!(report.head.map(|h| h.position), Some(up_to));
+}
+
+/// The links match the events `$all` returns: one per event, at its position, naming its
+/// stream and revision, with the hash of the event as read. Pages of any size return the
+/// same links, and a page too large is refused.
+pub async fn chain_links_match_the_events_read_from_all<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let (a, b) = (format!("{p}member-1"), format!("{p}member-2"));
+    let before = store.head_position().await.unwrap();
+    store
+        .append(&a, ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    store
+        .append(&b, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    let last = store
+        .append(&a, ExpectedRevision::Exact(2), events(2))
+        .await
+        .unwrap();
+    let page = store.limits().max_page_size;
+    let Some(links) = chain_after(&store, before, page).await else {
+        return derived_chain_verifies(&store, &p, last.position).await;
+    };
+    let events = read_all_with_prefix(&store, before, &p, 100).await;
+    let mine: Vec<&ChainLink> = links.iter().filter(|l| l.stream.starts_with(&p)).collect();
+    assert_eq!(mine.len(), 7);
+    assert_eq!(mine.len(), events.len());
+    for (link, event) in mine.iter().zip(&events) {
+        assert_eq!(
+            (link.position, &link.stream, link.revision),
+            (event.position, &event.stream, event.revision)
+        );
+        assert_eq!(
+            link.event_hash,
+            chain::event_hash(event.into()),
+            "the link of {} revision {} does not hash the event read back",
+            event.stream,
+            event.revision
+        );
+    }
+    let small_pages = chain_after(&store, before, 2).await.expect("read chain");
+    assert_eq!(
+        small_pages
+            .iter()
+            .filter(|l| l.stream.starts_with(&p))
+            .collect::<Vec<_>>(),
+        mine
+    );
+    let err = store.read_chain(before, page + 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::PageTooLarge { .. }), "{err}");
+}
+
+/// From [`GENESIS`], each link's chain hash follows from the previous link's and its event
+/// hash, and each link's stream hash from the previous link of its stream: over the whole
+/// chain, with this case's streams starting at revision 0.
+pub async fn chain_and_stream_chains_are_continuous_from_genesis<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let (a, b) = (format!("{p}member-1"), format!("{p}member-2"));
+    store
+        .append(&a, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+    store
+        .append_many(vec![
+            StreamAppend {
+                stream: b.clone(),
+                expected: ExpectedRevision::NoStream,
+                events: events(2),
+            },
+            StreamAppend {
+                stream: a.clone(),
+                expected: ExpectedRevision::Exact(1),
+                events: events(1),
+            },
+        ])
+        .await
+        .unwrap();
+    let last = store
+        .append(&b, ExpectedRevision::Exact(1), events(1))
+        .await
+        .unwrap();
+    let Some(links) = chain_after(&store, Position::START, store.limits().max_page_size).await
+    else {
+        return derived_chain_verifies(&store, &p, last.position).await;
+    };
+    let mut previous = GENESIS;
+    let mut last_position = Position::START;
+    let mut streams: std::collections::HashMap<&str, chain::Hash> = Default::default();
+    for link in &links {
+        assert!(link.position > last_position, "links in position order");
+        last_position = link.position;
+        assert_eq!(
+            link.chain_hash,
+            chain::link(&previous, &link.event_hash),
+            "chain hash at {}",
+            link.position
+        );
+        previous = link.chain_hash;
+        let stream_previous = streams
+            .get(link.stream.as_str())
+            .copied()
+            .unwrap_or(GENESIS);
+        assert_eq!(
+            link.stream_hash,
+            chain::link(&stream_previous, &link.event_hash),
+            "stream hash of {} revision {}",
+            link.stream,
+            link.revision
+        );
+        streams.insert(&link.stream, link.stream_hash);
+    }
+    for (stream, count) in [(&a, 3), (&b, 3)] {
+        let revisions: Vec<u64> = links
+            .iter()
+            .filter(|l| &l.stream == stream)
+            .map(|l| l.revision)
+            .collect();
+        assert_eq!(revisions, (0..count).collect::<Vec<_>>(), "{stream}");
+    }
+    assert!(links.iter().any(|l| l.position == last.position));
+}
+
+/// `truncate_before` removes events, never their links: the links read before and after are
+/// the same, the chain still verifies with truncation allowed for the stream (and names the
+/// first truncated event where it is not, on a store that removes truncated events from
+/// `$all`), and later appends continue the stream's chain from its last link, also after
+/// truncating past the end and reopening.
+pub async fn chain_links_survive_truncate_before<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let stream = format!("{p}checkpoint-1");
+    let before = store.head_position().await.unwrap();
+    let written = store
+        .append(&stream, ExpectedRevision::NoStream, events(6))
+        .await
+        .unwrap();
+    let page = store.limits().max_page_size;
+    let of_stream = |links: Vec<ChainLink>| -> Vec<ChainLink> {
+        links.into_iter().filter(|l| l.stream == stream).collect()
+    };
+    let Some(links) = chain_after(&store, before, page).await.map(of_stream) else {
+        store.truncate_before(&stream, 4).await.unwrap();
+        return derived_chain_verifies(&store, &p, written.position).await;
+    };
+    assert_eq!(links.len(), 6);
+
+    store.truncate_before(&stream, 4).await.unwrap();
+
+    let kept = of_stream(chain_after(&store, before, page).await.expect("chain"));
+    assert_eq!(kept, links, "the links of truncated events are kept");
+    let allowed = all_but_members(&p);
+    let report = chain::verify(
+        &store,
+        VerifyOptions {
+            up_to: Some(written.position),
+            may_truncate: &allowed,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.mismatch, None);
+    assert!(report.truncated >= 4, "{report:?}");
+    assert_eq!(report.head.map(|h| h.position), Some(written.position));
+    let gone_from_all = !read_all_with_prefix(&store, before, &p, 100)
+        .await
+        .iter()
+        .any(|e| e.revision == 0);
+    if gone_from_all {
+        let never = |s: &str| s != stream.as_str();
+        let report = chain::verify(
+            &store,
+            VerifyOptions {
+                up_to: Some(written.position),
+                may_truncate: &never,
+            },
+        )
+        .await
+        .unwrap();
+        let mismatch = report.mismatch.expect("a missing event of a kept stream");
+        assert_eq!(
+            (
+                mismatch.position,
+                mismatch.stream.as_str(),
+                mismatch.revision
+            ),
+            (links[0].position, stream.as_str(), 0)
+        );
+    }
+
+    // Truncated past its end, reopened: the stream's chain goes on from its last link.
+    store.truncate_before(&stream, 100).await.unwrap();
+    let store = factory.reopen(store).await;
+    let next = store
+        .append(&stream, ExpectedRevision::Exact(5), events(1))
+        .await
+        .unwrap();
+    let after = of_stream(
+        chain_after(&store, written.position, page)
+            .await
+            .expect("chain"),
+    );
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].position, next.position);
+    assert_eq!(
+        after[0].stream_hash,
+        chain::link(&links[5].stream_hash, &after[0].event_hash),
+        "the stream's chain continues from its last (truncated) link"
+    );
+}
+
+/// After appends, multi-stream appends, truncations and a reopen, `verify` passes up to the
+/// last append, and its head is that append's link (derived on a store that keeps no chain).
+pub async fn verify_passes_after_appends_truncations_and_a_reopen<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let (member, other, snapshots) = (
+        format!("{p}member-1"),
+        format!("{p}member-2"),
+        format!("{p}snapshot-1"),
+    );
+    store
+        .append(&member, ExpectedRevision::NoStream, events(3))
+        .await
+        .unwrap();
+    store
+        .append(&snapshots, ExpectedRevision::NoStream, events(5))
+        .await
+        .unwrap();
+    let middle = store
+        .append_many(vec![
+            StreamAppend {
+                stream: other.clone(),
+                expected: ExpectedRevision::NoStream,
+                events: events(2),
+            },
+            StreamAppend {
+                stream: snapshots.clone(),
+                expected: ExpectedRevision::Exact(4),
+                events: events(1),
+            },
+        ])
+        .await
+        .unwrap();
+    store.truncate_before(&snapshots, 4).await.unwrap();
+    let store = factory.reopen(store).await;
+    store
+        .append(&member, ExpectedRevision::Exact(2), events(1))
+        .await
+        .unwrap();
+    store.truncate_before(&snapshots, 6).await.unwrap();
+    let last = store
+        .append(&other, ExpectedRevision::Exact(1), events(2))
+        .await
+        .unwrap();
+    let keeps_chain = chain_after(&store, last.position, 1).await.is_some();
+
+    let allowed = all_but_members(&p);
+    for up_to in [middle[1].position, last.position] {
+        let report = chain::verify(
+            &store,
+            VerifyOptions {
+                up_to: Some(up_to),
+                may_truncate: &allowed,
+            },
+        )
+        .await
+        .expect("verify");
+        assert_eq!(report.mismatch, None, "up to {up_to}");
+        assert_eq!(report.derived, !keeps_chain);
+        let head = report.head.clone().expect("a head");
+        if !keeps_chain {
+            // Derived from `$all`, which may or may not still show truncated events.
+            assert!(head.position <= up_to, "{report:?}");
+            continue;
+        }
+        // The links of truncated events are kept: the head is the link at `up_to`, and the
+        // walk to the last append took in this case's 14 events (and any before them).
+        assert_eq!(head.position, up_to);
+        if up_to == last.position {
+            assert!(report.links >= 14, "{report:?}");
+        }
+        {
+            let at = chain_after(&store, Position::START, store.limits().max_page_size)
+                .await
+                .expect("chain")
+                .into_iter()
+                .find(|l| l.position == up_to)
+                .expect("the link at up_to");
+            assert_eq!(head.chain_hash, at.chain_hash);
+        }
+    }
+}
+
+/// The parts of an `append_many` are chained in position order, part after part, each
+/// stream's events in revision order, and each part's result is its last link's position.
+pub async fn append_many_parts_are_chained_in_position_order<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let p = prefix();
+    let names = [format!("{p}a"), format!("{p}b"), format!("{p}c")];
+    let before = store.head_position().await.unwrap();
+    let results = store
+        .append_many(
+            names
+                .iter()
+                .zip([2, 3, 1])
+                .map(|(stream, count)| StreamAppend {
+                    stream: stream.clone(),
+                    expected: ExpectedRevision::NoStream,
+                    events: events(count),
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let last = results.last().expect("results").position;
+    let Some(links) = chain_after(&store, before, store.limits().max_page_size).await else {
+        return derived_chain_verifies(&store, &p, last).await;
+    };
+    let mine: Vec<(&str, u64)> = links
+        .iter()
+        .filter(|l| l.stream.starts_with(&p))
+        .map(|l| (l.stream.as_str(), l.revision))
+        .collect();
+    let (a, b, c) = (names[0].as_str(), names[1].as_str(), names[2].as_str());
+    assert_eq!(
+        mine,
+        vec![(a, 0), (a, 1), (b, 0), (b, 1), (b, 2), (c, 0)],
+        "links in the order of the parts"
+    );
+    for (stream, result) in names.iter().zip(&results) {
+        let last_of_stream = links.iter().rfind(|l| &l.stream == stream).expect("a link");
+        assert_eq!(last_of_stream.position, result.position, "{stream}");
+    }
+    let positions: Vec<Position> = links.iter().map(|l| l.position).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+}
+
 /// Expands to one `#[tokio::test]` per conformance case, each calling the case with a fresh
 /// factory made by `$factory` (an expression evaluated per test). The calling crate needs
 /// `tokio` with the `macros` and `rt-multi-thread` features among its dev-dependencies.
@@ -1259,6 +1646,11 @@ macro_rules! conformance_tests {
             truncate_before_is_idempotent_and_never_moves_back,
             truncate_before_past_the_end_empties_the_stream_but_keeps_its_revision,
             truncate_before_leaves_other_streams_alone,
+            chain_links_match_the_events_read_from_all,
+            chain_and_stream_chains_are_continuous_from_genesis,
+            chain_links_survive_truncate_before,
+            verify_passes_after_appends_truncations_and_a_reopen,
+            append_many_parts_are_chained_in_position_order,
         );
     };
     (@tests $factory:expr; $($case:ident),* $(,)?) => {

@@ -38,6 +38,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store failed: {0}")]
     Backend(String),
+    /// This store does not do that (a feature another backend has).
+    #[error("this store does not keep {0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {

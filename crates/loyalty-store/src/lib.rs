@@ -32,6 +32,7 @@ use async_trait::async_trait;
 pub use bytes::Bytes;
 pub use uuid::Uuid;
 
+pub mod chain;
 mod error;
 mod memory;
 mod read_ahead;
@@ -453,6 +454,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The last position of `$all`, or [`Position::START`] if the store is empty.
     async fn head_position(&self) -> Result<Position, StoreError>;
+
+    /// Up to `max_count` links of the store's hash chain strictly after `after`, forwards,
+    /// including the links of truncated events (see [`chain`]). The default, for stores that
+    /// do not keep the chain, answers [`StoreError::Unsupported`].
+    async fn read_chain(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<chain::ChainLink>, StoreError> {
+        let _ = (after, max_count);
+        Err(StoreError::Unsupported("a hash chain"))
+    }
 
     fn limits(&self) -> Limits;
 }

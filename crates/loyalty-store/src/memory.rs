@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use crate::chain::{self, ChainLink, EventFields, GENESIS, Hash};
 use crate::{
     AppendResult, CurrentRevision, Direction, EventData, EventStore, ExpectedRevision, Limits,
     Position, RecordedEvent, StoreError, StreamFilter, StreamFrom, Subscription, spawn_catch_up,
@@ -41,6 +42,10 @@ struct State {
     offset: u64,
     /// The last position ever assigned: it stays the head when its event is truncated.
     head: Position,
+    /// One link per event ever appended, in position order, kept when the event is truncated
+    /// (about 150 bytes each, for good: this store is for tests). Appends hold the state's
+    /// mutex, so the chain is computed in position order.
+    chain: Vec<ChainLink>,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +56,9 @@ struct StreamState {
     events: VecDeque<Position>,
     /// Event id -> revision of the stored events, to recognise retries.
     ids: HashMap<uuid::Uuid, u64>,
+    /// The `stream_hash` of the stream's last event, truncated or not (the default, all
+    /// zeros, is `GENESIS`).
+    last_hash: Hash,
 }
 
 impl StreamState {
@@ -144,19 +152,28 @@ impl EventStore for InMemoryStore {
                 let position = Position::new(state.offset, state.offset);
                 entry.events.push_back(position);
                 entry.ids.insert(event.id, revision);
-                state.log.insert(
+                let recorded = RecordedEvent {
+                    stream: stream.to_owned(),
+                    revision,
                     position,
-                    RecordedEvent {
-                        stream: stream.to_owned(),
-                        revision,
-                        position,
-                        id: event.id,
-                        event_type: event.event_type,
-                        schema_version: event.schema_version,
-                        data: event.data,
-                        metadata: event.metadata,
-                    },
-                );
+                    id: event.id,
+                    event_type: event.event_type,
+                    schema_version: event.schema_version,
+                    data: event.data,
+                    metadata: event.metadata,
+                };
+                let event_hash = chain::event_hash(EventFields::from(&recorded));
+                let previous = state.chain.last().map_or(GENESIS, |l| l.chain_hash);
+                entry.last_hash = chain::link(&entry.last_hash, &event_hash);
+                state.chain.push(ChainLink {
+                    position,
+                    stream: stream.to_owned(),
+                    revision,
+                    event_hash,
+                    stream_hash: entry.last_hash,
+                    chain_hash: chain::link(&previous, &event_hash),
+                });
+                state.log.insert(position, recorded);
                 state.head = position;
                 result = Some(AppendResult {
                     next_expected_revision: revision,
@@ -281,6 +298,21 @@ impl EventStore for InMemoryStore {
 
     async fn head_position(&self) -> Result<Position, StoreError> {
         Ok(self.state().head)
+    }
+
+    async fn read_chain(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<ChainLink>, StoreError> {
+        self.inner.limits.check_page(max_count)?;
+        let state = self.state();
+        let start = state.chain.partition_point(|l| l.position <= after);
+        Ok(state.chain[start..]
+            .iter()
+            .take(max_count)
+            .cloned()
+            .collect())
     }
 
     fn limits(&self) -> Limits {
