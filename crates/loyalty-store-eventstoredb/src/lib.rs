@@ -25,7 +25,17 @@
 //!   with `schema_version` 0 and its raw data and custom metadata, never as an error: an
 //!   error would end the subscription, which would reopen at the same event forever;
 //! - `truncate_before` sets the stream's `$tb` metadata (never lowering it, never past the
-//!   stream's end); the server keeps the events in `$all` until a scavenge.
+//!   stream's end); the server keeps the events in `$all` until a scavenge;
+//! - no hash chain is kept: [`EventStore::read_chain`] answers
+//!   [`StoreError::Unsupported`], and `loyalty_store::chain::verify` derives the chain from
+//!   `$all` as it reads it (`derived: true`). The server assigns the positions, inside its
+//!   own commit, so no client can chain an event at append time, and a client-side chain
+//!   stored in another stream could not be written in the same transaction as the events it
+//!   covers. A derived chain proves the log against an anchor (its root up to the anchor's
+//!   position), not event by event. A scavenge after truncation removes the truncated events
+//!   from `$all`, which changes the derived chain: anchors taken on EventStoreDB hold between
+//!   scavenges, so take a new anchor after each one (and keep the old ones with the report of
+//!   the scavenge).
 #![forbid(unsafe_code)]
 
 mod connection;

@@ -59,11 +59,22 @@
 //! it), so several stores (tests, tenants) can share one database. Schema versions are kept
 //! in `loyalty_schema_version`; older schemas are upgraded on connect, newer ones refused.
 //!
+//! **Hash chain.** Every event's link of the store's hash chain ([`loyalty_store::chain`]) is
+//! computed by the writer and stored in the append's own transaction, under the log lock that
+//! already orders positions: the links are in position order with no gap, and commit or roll
+//! back with their events (a refused append of a batch rolls its links back with its rows).
+//! Links are never deleted ([`EventStore::truncate_before`] deletes event rows only), and
+//! [`EventStore::read_chain`] pages them by position. A database written by an earlier build,
+//! or events stored by a process of an earlier build still running during an upgrade, are
+//! chained at open and before the next append, for the events still stored (what was
+//! truncated before cannot be chained). The cost: one more row, three 32-byte hashes, per
+//! event, and one SHA-256 of the event per append, in the writer.
+//!
 //! Mapping decisions:
 //! - the retry of an append is recognised among all of its stream's stored events (an index on
 //!   event ids per stream), whatever its expected revision;
 //! - `truncate_before` deletes the rows at once (they leave `$all` too) and keeps the stream's
-//!   last revision in `streams`, and the highest position in `log_head`;
+//!   last revision in `streams`, the highest position in `log_head`, and the events' links;
 //! - `$all` never yields streams whose names start with `$` (the trait refuses to write them);
 //! - errors: connection and pool failures, a server shutting down or read-only (a standby),
 //!   serialization failures, deadlocks and timeouts are [`StoreError::Unavailable`]
@@ -75,6 +86,7 @@
 //!   local socket.
 #![forbid(unsafe_code)]
 
+mod chain;
 mod error;
 mod listener;
 mod schema;
@@ -305,6 +317,11 @@ impl PostgresStore {
         let mut client = pool.get().await.sql()?;
         check_session(&client).await?;
         schema::upgrade(&mut client, &names).await?;
+        let chained = chain::catch_up_at_open(&mut client, &names).await?;
+        if chained > 0 {
+            let schema = names.schema.as_str();
+            tracing::info!(schema, chained, "chained the events of an earlier build");
+        }
         let head = read_head(&client).await?;
         drop(client);
 
@@ -466,7 +483,12 @@ async fn write_batch(
         .start()
         .await
         .sql()?;
-    take_log_lock(&tx, names.log_lock).await?;
+    let mut chain_head = lock_and_read_head(&tx, names.log_lock).await?;
+    if chain_head.pending() {
+        // Events an earlier build's process stored (see `chain`): chained first, so that the
+        // links below continue from the end of the log.
+        chain::chain_pending(&tx, &mut chain_head, None).await?;
+    }
     // A batch of one needs no savepoint: its failure rolls the transaction back.
     let single = batch.len() == 1;
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -475,7 +497,8 @@ async fn write_batch(
         if !single {
             tx.batch_execute("SAVEPOINT append").await.sql()?;
         }
-        match append_parts(&tx, &request.parts).await {
+        let before = chain_head;
+        match append_parts(&tx, &request.parts, &mut chain_head).await {
             Ok((results, wrote)) => {
                 if !single {
                     tx.batch_execute("RELEASE SAVEPOINT append").await.sql()?;
@@ -485,11 +508,12 @@ async fn write_batch(
             }
             Err(e) if single => return Err(e),
             Err(e) => {
-                // Undoes this append's rows and counter update, and clears an aborted
-                // transaction state; the appends before it stand.
+                // Undoes this append's rows, links and counter update, and clears an aborted
+                // transaction state; the appends before it stand, and so does their chain.
                 tx.batch_execute("ROLLBACK TO SAVEPOINT append")
                     .await
                     .sql()?;
+                chain_head = before;
                 outcomes.push(Err(e));
             }
         }
@@ -512,11 +536,12 @@ async fn write_batch(
 async fn append_parts(
     tx: &deadpool_postgres::Transaction<'_>,
     parts: &[StreamAppend],
+    chain_head: &mut chain::ChainHead,
 ) -> Result<(Vec<AppendResult>, Option<Position>), StoreError> {
     let mut results = Vec::with_capacity(parts.len());
     let mut wrote_up_to = None;
     for part in parts {
-        let (result, wrote) = append_part(tx, part).await?;
+        let (result, wrote) = append_part(tx, part, chain_head).await?;
         if wrote {
             wrote_up_to = Some(result.position);
         }
@@ -603,6 +628,25 @@ fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// Takes the log lock and then reads the head of the log and of its chain, in one round trip:
+/// the two statements are pipelined, and the server runs them in order, so the head is read
+/// (READ COMMITTED: a snapshot per statement) once the lock is held.
+async fn lock_and_read_head(
+    tx: &deadpool_postgres::Transaction<'_>,
+    key: i64,
+) -> Result<chain::ChainHead, StoreError> {
+    let lock = tx
+        .prepare_typed_cached("SELECT pg_advisory_xact_lock($1)", &[Type::INT8])
+        .await
+        .sql()?;
+    let head = tx.prepare_cached(chain::HEAD_QUERY).await.sql()?;
+    let locked = async { tx.execute(&lock, &[&key]).await.sql() };
+    let read = async { tx.query_one(&head, &[]).await.sql() };
+    // `try_join!` polls them in this order, so the lock's request is sent first.
+    let (_, row) = futures::try_join!(locked, read)?;
+    chain::head_from_row(&row)
+}
+
 /// Takes the log lock, held until the transaction ends: every write transaction's first
 /// statement (see the crate documentation).
 async fn take_log_lock(
@@ -622,13 +666,14 @@ async fn take_log_lock(
 async fn append_part(
     tx: &deadpool_postgres::Transaction<'_>,
     part: &StreamAppend,
+    chain_head: &mut chain::ChainHead,
 ) -> Result<(AppendResult, bool), StoreError> {
     let stream = part.stream.as_str();
     let events = &part.events;
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
 
     let last_revision = tx
-        .prepare_cached("SELECT last_revision FROM streams WHERE stream = $1")
+        .prepare_cached("SELECT last_revision, last_hash FROM streams WHERE stream = $1")
         .await
         .sql()?;
     let stored_ids = tx
@@ -644,9 +689,15 @@ async fn append_part(
         async { tx.query_opt(&last_revision, &[&stream]).await.sql() },
         async { tx.query(&stored_ids, &[&stream, &ids]).await.sql() },
     )?;
-    let current = match current {
-        Some(row) => CurrentRevision::Current(to_u64(row.try_get(0).sql()?, "last_revision")?),
-        None => CurrentRevision::NoStream,
+    let (current, mut stream_hash) = match current {
+        Some(row) => (
+            CurrentRevision::Current(to_u64(row.try_get(0).sql()?, "last_revision")?),
+            match row.try_get::<_, Option<Vec<u8>>>(1).sql()? {
+                Some(bytes) => chain::to_hash(bytes, "streams.last_hash")?,
+                None => loyalty_store::chain::GENESIS,
+            },
+        ),
+        None => (CurrentRevision::NoStream, loyalty_store::chain::GENESIS),
     };
     let mut stored = HashMap::with_capacity(found.len());
     for row in &found {
@@ -677,12 +728,27 @@ async fn append_part(
     let versions: Vec<i64> = events.iter().map(|e| i64::from(e.schema_version)).collect();
     let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_ref()).collect();
     let metadata: Vec<&[u8]> = events.iter().map(|e| e.metadata.as_ref()).collect();
+    // The links, at the positions the counter is about to give (the log lock is held since the
+    // head was read): checked against what it gives below.
+    let expected_head = chain_head.position + count;
+    let links = chain::links(chain_head, &mut stream_hash, stream, first, events);
+    let [event_hashes, stream_hashes, chain_hashes] = chain::hash_columns(&links);
     // One statement: take `count` positions from the counter (its row is only ever updated
-    // under the log lock), insert the events at them, and move the stream's last revision.
+    // under the log lock), insert the events at them with their links, and move the stream's
+    // last revision and hash and the chain's head.
     let insert = tx
         .prepare_typed_cached(
             "WITH head AS (
-                UPDATE log_head SET position = position + $2 WHERE id = 0 RETURNING position
+                UPDATE log_head SET position = position + $2, chained_to = position + $2,
+                                    chain_hash = $12
+                WHERE id = 0 RETURNING position
+            ), chained AS (
+                INSERT INTO chain
+                    (position, stream, revision, event_hash, stream_hash, chain_hash)
+                SELECT head.position - $2 + c.n, $1, $3 + c.n - 1, c.event_hash, c.stream_hash,
+                       c.chain_hash
+                FROM head, UNNEST($9::bytea[], $10::bytea[], $11::bytea[])
+                    WITH ORDINALITY AS c(event_hash, stream_hash, chain_hash, n)
             ), written AS (
                 INSERT INTO events
                     (position, stream, revision, event_id, event_type, schema_version, data,
@@ -692,8 +758,9 @@ async fn append_part(
                 FROM head, UNNEST($4::uuid[], $5::text[], $6::int8[], $7::bytea[], $8::bytea[])
                     WITH ORDINALITY AS e(event_id, event_type, schema_version, data, metadata, n)
             ), stream AS (
-                INSERT INTO streams (stream, last_revision) VALUES ($1, $3 + $2 - 1)
-                ON CONFLICT (stream) DO UPDATE SET last_revision = EXCLUDED.last_revision
+                INSERT INTO streams (stream, last_revision, last_hash) VALUES ($1, $3 + $2 - 1, $13)
+                ON CONFLICT (stream) DO UPDATE
+                    SET last_revision = EXCLUDED.last_revision, last_hash = EXCLUDED.last_hash
             )
             SELECT position FROM head",
             &[
@@ -705,6 +772,11 @@ async fn append_part(
                 Type::INT8_ARRAY,
                 Type::BYTEA_ARRAY,
                 Type::BYTEA_ARRAY,
+                Type::BYTEA_ARRAY,
+                Type::BYTEA_ARRAY,
+                Type::BYTEA_ARRAY,
+                Type::BYTEA,
+                Type::BYTEA,
             ],
         )
         .await
@@ -713,12 +785,31 @@ async fn append_part(
         .query_one(
             &insert,
             &[
-                &stream, &count_sql, &first_sql, &ids, &types, &versions, &data, &metadata,
+                &stream,
+                &count_sql,
+                &first_sql,
+                &ids,
+                &types,
+                &versions,
+                &data,
+                &metadata,
+                &event_hashes,
+                &stream_hashes,
+                &chain_hashes,
+                &chain_head.hash.as_slice(),
+                &stream_hash.as_slice(),
             ],
         )
         .await
         .sql()?;
     let head = to_u64(row.try_get(0).sql()?, "log_head.position")?;
+    if head != expected_head {
+        // Only a writer that skipped the log lock could do this: refuse to link the events to
+        // positions they do not have (the transaction is rolled back).
+        return Err(StoreError::Corrupt(format!(
+            "log_head moved to {head} under the log lock, where {expected_head} was expected"
+        )));
+    }
     Ok((
         AppendResult {
             next_expected_revision: last,
@@ -1013,6 +1104,15 @@ impl EventStore for PostgresStore {
     async fn head_position(&self) -> Result<Position, StoreError> {
         let client = self.client().await?;
         read_head(&client).await
+    }
+
+    async fn read_chain(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<loyalty_store::chain::ChainLink>, StoreError> {
+        let client = self.client().await?;
+        chain::read_chain(&client, self.limits, after, max_count).await
     }
 
     fn limits(&self) -> Limits {

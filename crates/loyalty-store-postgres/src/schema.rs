@@ -48,6 +48,30 @@ const MIGRATIONS: &[&str] = &[
         position BIGINT NOT NULL CHECK (position >= 0)
     );
     INSERT INTO log_head (id, position) VALUES (0, 0);"#,
+    // 1 -> 2: the hash chain (`loyalty_store::chain`).
+    //
+    // `chain` keeps one link per event, written in the append's transaction, and never
+    // deleted: truncation removes an event's bytes from `events`, not its link. `streams`
+    // gains each stream's last `stream_hash` (NULL: the stream's chain has not started, the
+    // next link starts from GENESIS), `log_head` the chain's head: every event at a position
+    // up to `chained_to` that was stored when it was chained has its link, and `chain_hash` is
+    // the last link's. Events written before (by an earlier build, or by a process of an
+    // earlier build still running during an upgrade) sit above `chained_to`: the store chains
+    // them, in position order, at open and before its next append (see `chain_pending`).
+    r#"CREATE TABLE chain (
+        position    BIGINT PRIMARY KEY CHECK (position > 0),
+        stream      TEXT COLLATE "C" NOT NULL,
+        revision    BIGINT NOT NULL CHECK (revision >= 0),
+        event_hash  BYTEA  NOT NULL CHECK (octet_length(event_hash) = 32),
+        stream_hash BYTEA  NOT NULL CHECK (octet_length(stream_hash) = 32),
+        chain_hash  BYTEA  NOT NULL CHECK (octet_length(chain_hash) = 32)
+    );
+    ALTER TABLE streams
+        ADD COLUMN last_hash BYTEA CHECK (octet_length(last_hash) = 32);
+    ALTER TABLE log_head
+        ADD COLUMN chained_to BIGINT NOT NULL DEFAULT 0 CHECK (chained_to >= 0),
+        ADD COLUMN chain_hash BYTEA NOT NULL DEFAULT decode(repeat('00', 32), 'hex')
+            CHECK (octet_length(chain_hash) = 32);"#,
 ];
 
 /// The schema version this build writes.

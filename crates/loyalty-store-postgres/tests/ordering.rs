@@ -179,6 +179,22 @@ async fn a_subscriber_sees_every_event_of_concurrent_writers_once_and_in_order()
         subscriber.head_position().await.unwrap(),
         seen.last().unwrap().position
     );
+    // ...and the hash chain the eight stores' writers computed, batch by batch, covers every
+    // one of them in that order and verifies.
+    let report = loyalty_store::chain::verify(
+        &subscriber,
+        loyalty_store::chain::VerifyOptions {
+            up_to: None,
+            may_truncate: &|_| false,
+        },
+    )
+    .await
+    .expect("verify runs");
+    assert_eq!(report.mismatch, None);
+    assert_eq!(
+        (report.links, report.events_checked),
+        (total as u64, total as u64)
+    );
 
     for store in stores {
         Arc::try_unwrap(store)
