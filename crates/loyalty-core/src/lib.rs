@@ -48,6 +48,7 @@ pub mod schema;
 mod state;
 pub mod tiers;
 pub mod time;
+pub mod what_if;
 
 pub use command::*;
 pub use decide::{ImportedAward, decide, decide_imported};

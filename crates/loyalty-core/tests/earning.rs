@@ -35,7 +35,9 @@ fn enrolling_awards_the_welcome_bonus_spendable_at_once() {
     assert_eq!(welcome.points, p(50));
     assert_eq!(welcome.spendable_from, t(ENROLLED));
     assert_eq!(enrolled.tier.name, "Bronze");
-    assert_eq!(enrolled.rules_version, "test-1");
+    // The version of the rules that decided: the hash of the program's normalised text.
+    assert_eq!(enrolled.rules_version, program().version());
+    assert_eq!(enrolled.rules_version.len(), 64);
     assert_eq!(
         decision.outcome,
         Outcome::Enrolled {
@@ -118,7 +120,7 @@ fn a_purchase_records_points_per_line_and_per_rule() {
     assert_eq!(recorded.lines[1].points, p(24));
     assert_eq!(recorded.points, p(28));
     assert_eq!(recorded.eligible_amount, d("16.50"));
-    assert_eq!(recorded.rules_version, "test-1");
+    assert_eq!(recorded.rules_version, program().version());
 }
 
 #[test]

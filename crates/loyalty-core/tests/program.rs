@@ -27,7 +27,8 @@ fn the_demo_program_loads_with_every_rule() {
     assert_eq!(p.name(), "Crumb & Bean Rewards");
     assert_eq!(p.currency().as_str(), "EUR");
     assert_eq!(p.timezone(), chrono_tz::Europe::Paris);
-    assert_eq!(p.rules_version(), "2026.11.2");
+    assert_eq!(p.label(), Some("2026.11.2"));
+    assert_eq!(p.version().len(), 64);
     assert_eq!(p.point_value().to_string(), "0.01");
     assert_eq!(p.tiers().len(), 4);
     assert!(p.rewards().len() >= 3);

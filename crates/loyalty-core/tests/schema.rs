@@ -1,12 +1,20 @@
-//! The stored schema: every event round-trips, and documents written by v1 stay readable.
+//! The stored schema: every event round-trips, and documents written by every version stay
+//! readable. The golden files under `tests/golden/<Type>/v<N>.json` are the stored documents of
+//! every event type at every schema version it has, written once (`UPDATE_GOLDEN=1 cargo test
+//! -p loyalty-core --test schema` writes the missing ones and never rewrites a file) and read
+//! by every later build.
 
 mod support;
+
+use std::path::{Path, PathBuf};
 
 use loyalty_core::schema;
 use loyalty_core::*;
 use support::*;
 
-/// A history touching every event type.
+/// A history touching every event type. The golden files `v1.json` were written from it (the
+/// first event of each type): change it only by adding commands at the end, or the golden
+/// files no longer match what it decides.
 fn full_history() -> Vec<Event> {
     given([
         enroll_referred_by("R9"),
@@ -85,30 +93,7 @@ fn money_is_stored_as_strings_never_as_floats() {
 }
 
 /// Written by hand as v1 stored it: this must stay readable for as long as history exists.
-const PURCHASE_V1: &str = r#"{
-  "transaction_id": "T-2026-0001",
-  "store": "paris-opera",
-  "terminal": "till-3",
-  "occurred_at": "2026-03-28T09:15:00Z",
-  "currency": "EUR",
-  "lines": [
-    {"sku": "CROISSANT", "category": "pastry", "quantity": "2", "amount": "3.40",
-     "eligible_amount": "3.40",
-     "rules": [{"rule": "base", "points": 3}, {"rule": "campaign:pastry-x2", "points": 3}],
-     "points": 6}
-  ],
-  "transaction_rules": [],
-  "points": 6,
-  "eligible_amount": "3.40",
-  "campaigns_applied": ["pastry-x2"],
-  "credit": {
-    "lot_id": "purchase:T-2026-0001", "points": 6, "debt_repaid": 0,
-    "earned_at": "2026-03-28T09:15:00Z", "spendable_from": "2026-04-11T08:15:00Z",
-    "expiry": {"kind": "at", "at": "2027-04-30T22:00:00Z"}
-  },
-  "rules_version": "2026.03.1",
-  "fingerprint": "00000000000000aa"
-}"#;
+const PURCHASE_V1: &str = include_str!("golden/PurchaseRecorded/v1.hand-written.json");
 
 #[test]
 fn a_hand_written_v1_purchase_decodes() {
@@ -128,9 +113,7 @@ fn a_hand_written_v1_purchase_decodes() {
 
 #[test]
 fn a_hand_written_v1_redemption_decodes() {
-    let doc = r#"{"redemption_id": "R-77", "reward_id": "free-latte", "points": 120,
-        "draws": [{"lot_id": "welcome:M1", "points": 50}, {"lot_id": "purchase:T1", "points": 70}],
-        "occurred_at": "2026-05-01T12:00:00Z", "fingerprint": "abc"}"#;
+    let doc = include_str!("golden/PointsRedeemed/v1.hand-written.json");
     let Event::PointsRedeemed(r) = schema::decode("PointsRedeemed", 1, doc.as_bytes()).unwrap()
     else {
         panic!("wrong variant");
@@ -141,7 +124,7 @@ fn a_hand_written_v1_redemption_decodes() {
 
 #[test]
 fn a_reinstatement_recorded_before_reinstatements_had_reasons_still_decodes() {
-    let old = r#"{"operator": "alice", "occurred_at": "2026-05-01T12:00:00Z"}"#;
+    let old = include_str!("golden/MemberReinstated/v1.without-reason.json");
     let Event::MemberReinstated(r) = schema::decode("MemberReinstated", 1, old.as_bytes()).unwrap()
     else {
         panic!("wrong variant");
@@ -158,13 +141,7 @@ fn a_reinstatement_recorded_before_reinstatements_had_reasons_still_decodes() {
 
 /// An expiry notice as v1 stores it: this must stay readable for as long as history exists
 /// (the webhooks read it to send `points.expiring`).
-const EXPIRY_NOTIFIED_V1: &str = r#"{
-  "occurred_at": "2027-01-17T23:00:00.250Z",
-  "lots": [
-    {"lot_id": "welcome:M1", "points": 50, "expires_at": "2027-01-31T23:00:00Z"},
-    {"lot_id": "purchase:S1:T1", "points": 70, "expires_at": "2027-01-31T23:00:00Z"}
-  ]
-}"#;
+const EXPIRY_NOTIFIED_V1: &str = include_str!("golden/ExpiryNotified/v1.hand-written.json");
 
 #[test]
 fn a_hand_written_v1_expiry_notice_decodes_and_encodes_back_to_the_same_document() {
@@ -201,9 +178,225 @@ fn an_unknown_type_or_version_is_its_own_error() {
         schema::decode("PointsTeleported", 1, b"{}"),
         Err(SchemaError::UnknownEventType { .. })
     ));
+    let newer = schema::CURRENT_SCHEMA_VERSION + 1;
     assert!(matches!(
-        schema::decode("PointsRedeemed", 2, b"{}"),
-        Err(SchemaError::UnknownVersion { version: 2, .. })
+        schema::decode("PointsRedeemed", newer, b"{}"),
+        Err(SchemaError::UnknownVersion { version, .. }) if version == newer
+    ));
+    assert!(matches!(
+        schema::decode("PointsRedeemed", 0, b"{}"),
+        Err(SchemaError::UnknownVersion { version: 0, .. })
+    ));
+}
+
+#[test]
+fn a_version_past_the_newest_is_told_apart_from_a_foreign_events_and_an_unknown_types() {
+    // Given the newest version this build reads of a known type
+    let newest = schema::newest_version("PointsRedeemed").unwrap();
+    // Then only a greater version of a known type is a newer writer's
+    assert!(schema::is_newer("PointsRedeemed", newest + 1));
+    assert!(!schema::is_newer("PointsRedeemed", newest));
+    assert!(
+        !schema::is_newer("PointsRedeemed", 0),
+        "version 0: a foreign event"
+    );
+    assert!(
+        !schema::is_newer("PointsTeleported", 99),
+        "an unknown type is unreadable"
+    );
+    assert_eq!(schema::newest_version("PointsTeleported"), None);
+}
+
+// ---- golden files ----
+
+/// The `rules_version` written into the golden files: the decisions' rules version changes
+/// meaning over time (a label, then a hash of the program), so the files hold a fixed value
+/// and the expected events are given the same one.
+const GOLDEN_RULES_VERSION: &str = "golden-rules-1";
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// The stored document of `event`, with the fixed rules version.
+fn golden_document(event: &Event) -> serde_json::Value {
+    let mut document: serde_json::Value =
+        serde_json::from_slice(&schema::encode(event).data).unwrap();
+    if let Some(version) = document.get_mut("rules_version") {
+        *version = serde_json::Value::String(GOLDEN_RULES_VERSION.to_owned());
+    }
+    document
+}
+
+/// `event` as its golden file must decode: the same, with the fixed rules version.
+fn expected_from_golden(event: &Event) -> Event {
+    let document = serde_json::to_vec(&golden_document(event)).unwrap();
+    schema::decode(event.event_type(), 1, &document).unwrap()
+}
+
+/// The first event of each type in the history.
+fn first_of_each_type() -> Vec<Event> {
+    let mut firsts: Vec<Event> = Vec::new();
+    for event in full_history() {
+        if !firsts.iter().any(|e| e.event_type() == event.event_type()) {
+            firsts.push(event);
+        }
+    }
+    firsts
+}
+
+/// With `UPDATE_GOLDEN=1`: writes the golden file of every type at the version `encode`
+/// writes, when it does not exist yet. An existing file is history: never rewritten.
+fn write_missing_golden_files() {
+    if std::env::var_os("UPDATE_GOLDEN").is_none_or(|v| v != "1") {
+        return;
+    }
+    for event in first_of_each_type() {
+        let stored = schema::encode(&event);
+        let dir = golden_dir().join(stored.event_type);
+        let path = dir.join(format!("v{}.json", stored.schema_version));
+        if path.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = serde_json::to_string_pretty(&golden_document(&event)).unwrap();
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+/// Every golden file: (type, version, file name, document).
+fn golden_files() -> Vec<(String, u32, String, String)> {
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(golden_dir()).unwrap() {
+        let dir = dir.unwrap().path();
+        let event_type = dir.file_name().unwrap().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(&dir).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let version = name
+                .strip_prefix('v')
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or_else(|| panic!("{name}: golden files are named v<N>[.what].json"));
+            files.push((
+                event_type.clone(),
+                version,
+                name,
+                std::fs::read_to_string(&path).unwrap(),
+            ));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_event_type_has_a_golden_file_at_every_schema_version_it_has() {
+    write_missing_golden_files();
+    let files = golden_files();
+    let mut missing = Vec::new();
+    for event_type in schema::EVENT_TYPES {
+        let newest = schema::newest_version(event_type).unwrap();
+        for version in 1..=newest {
+            let name = format!("v{version}.json");
+            if !files
+                .iter()
+                .any(|(t, _, n, _)| t == event_type && *n == name)
+            {
+                missing.push(format!("{event_type}/{name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "no golden file for {missing:?}: run UPDATE_GOLDEN=1 cargo test -p loyalty-core --test schema"
+    );
+    for (event_type, version, name, _) in &files {
+        assert!(
+            schema::EVENT_TYPES.contains(&event_type.as_str()),
+            "golden file {event_type}/{name} is of no known type"
+        );
+        assert!(
+            *version <= schema::newest_version(event_type).unwrap(),
+            "golden file {event_type}/{name} is newer than this build"
+        );
+    }
+}
+
+#[test]
+fn every_golden_file_decodes_with_todays_code_into_the_event_it_was_written_from() {
+    write_missing_golden_files();
+    let expected = first_of_each_type();
+    let mut checked = 0;
+    for (event_type, version, name, document) in golden_files() {
+        let decoded = schema::decode(&event_type, version, document.as_bytes())
+            .unwrap_or_else(|e| panic!("golden file {event_type}/{name} does not decode: {e}"));
+        assert_eq!(decoded.event_type(), event_type, "{event_type}/{name}");
+        // `v<N>.json` was written from the history; the others are checked one by one below.
+        if name == format!("v{version}.json") {
+            let original = expected
+                .iter()
+                .find(|e| e.event_type() == event_type)
+                .unwrap_or_else(|| panic!("the history has no {event_type}"));
+            assert_eq!(
+                decoded,
+                expected_from_golden(original),
+                "golden file {event_type}/{name}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, schema::EVENT_TYPES.len());
+}
+
+#[test]
+fn golden_documents_at_a_types_newest_version_pass_the_upcast_unchanged() {
+    for (event_type, version, name, document) in golden_files() {
+        let document: serde_json::Value = serde_json::from_str(&document).unwrap();
+        let upcast = schema::upcast(&event_type, version, document.clone())
+            .unwrap_or_else(|e| panic!("{event_type}/{name}: {e}"));
+        if version == schema::newest_version(&event_type).unwrap() {
+            assert_eq!(upcast, document, "{event_type}/{name}");
+        }
+    }
+}
+
+#[test]
+fn a_golden_document_at_the_version_encode_writes_is_what_encode_writes_again() {
+    for (event_type, version, name, document) in golden_files() {
+        if version != schema::CURRENT_SCHEMA_VERSION || name != format!("v{version}.json") {
+            continue;
+        }
+        let decoded = schema::decode(&event_type, version, document.as_bytes()).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_slice(&schema::encode(&decoded).data).unwrap();
+        let golden: serde_json::Value = serde_json::from_str(&document).unwrap();
+        assert_eq!(
+            written, golden,
+            "{event_type}/{name}: encode writes another document"
+        );
+    }
+}
+
+#[test]
+fn the_upcast_refuses_an_unknown_type_or_a_version_it_does_not_have() {
+    let doc = serde_json::json!({});
+    assert!(matches!(
+        schema::upcast("PointsTeleported", 1, doc.clone()),
+        Err(SchemaError::UnknownEventType { .. })
+    ));
+    assert!(matches!(
+        schema::upcast(
+            "PointsExpired",
+            schema::CURRENT_SCHEMA_VERSION + 1,
+            doc.clone()
+        ),
+        Err(SchemaError::UnknownVersion { .. })
+    ));
+    assert!(matches!(
+        schema::upcast("PointsExpired", 0, doc),
+        Err(SchemaError::UnknownVersion { version: 0, .. })
     ));
 }
 

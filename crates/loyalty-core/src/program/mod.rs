@@ -1,10 +1,11 @@
 //! The program: every rule of a loyalty program, typed, read from TOML and validated on load.
 //!
 //! Fields are public so the engine and reports can read them; build a `Program` with
-//! [`Program::from_toml_str`] (or call [`Program::validate`] after building one by hand), because
-//! `decide` relies on the limits being checked.
+//! [`Program::from_toml_str`], because `decide` relies on the limits being checked and the
+//! program's version (what decisions record) is derived from its text ([`version`]).
 
 mod validate;
+pub mod version;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -15,6 +16,7 @@ use crate::error::ProgramError;
 use crate::ids::{ActivityKind, CampaignId, CategoryId, RewardId, Sku, StoreId};
 use crate::money::{Currency, RoundingMode, RoundingScope};
 use crate::points::Points;
+use version::ProgramSource;
 
 /// A complete loyalty program.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -42,6 +44,11 @@ pub struct Program {
     pub win_back: Option<WinBack>,
     #[serde(default)]
     pub notices: Notices,
+    /// The normalised text this program was parsed from and its version (see [`version`]).
+    /// Set by [`Program::from_toml_str`]; a program changed in code after parsing keeps the
+    /// source it was parsed from.
+    #[serde(skip)]
+    source: ProgramSource,
 }
 
 /// `[program]`
@@ -61,8 +68,12 @@ pub struct ProgramInfo {
     /// Whether points are rounded per purchase (the default) or per line.
     #[serde(default)]
     pub rounding_scope: RoundingScope,
-    /// Recorded in every decision event, so an auditor knows which rules computed it.
-    pub rules_version: String,
+    /// A name for this version of the rules, for people (`2026.11.2`). Optional, and not what
+    /// decisions record: they record [`Program::version`], the hash of the program's text. Read
+    /// from `label`, or from `rules_version` as program files written before versions were
+    /// hashes name it.
+    #[serde(default, alias = "rules_version")]
+    pub label: Option<String>,
 }
 
 fn default_minor_units() -> u32 {
@@ -435,11 +446,13 @@ impl Default for Analytics {
 }
 
 impl Program {
-    /// Parses and validates a program. Errors name the field and the reason.
+    /// Parses and validates a program, and derives its version from its normalised text.
+    /// Errors name the field and the reason.
     pub fn from_toml_str(text: &str) -> Result<Program, ProgramError> {
-        let program: Program =
+        let mut program: Program =
             toml::from_str(text).map_err(|e| ProgramError::Parse(e.to_string()))?;
         program.validate()?;
+        program.source = ProgramSource::from_toml_str(text)?;
         Ok(program)
     }
 
@@ -460,8 +473,25 @@ impl Program {
         self.program.timezone
     }
 
+    /// The version of these rules: the lowercase hex SHA-256 of the program's normalised text
+    /// (64 characters; see [`version`]). Comments, spacing and key order do not change it.
+    pub fn version(&self) -> &str {
+        self.source.version()
+    }
+
+    /// The program's normalised text, which [`Program::version`] is the hash of.
+    pub fn normalized_text(&self) -> &str {
+        self.source.text()
+    }
+
+    /// What every decision records as its `rules_version`: [`Program::version`].
     pub fn rules_version(&self) -> &str {
-        &self.program.rules_version
+        self.version()
+    }
+
+    /// The optional label of `[program] label` (or `rules_version` in older files).
+    pub fn label(&self) -> Option<&str> {
+        self.program.label.as_deref()
     }
 
     pub fn rounding(&self) -> RoundingMode {

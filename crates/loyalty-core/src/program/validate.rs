@@ -152,7 +152,9 @@ pub(super) fn validate(p: &Program) -> Check {
 
     let info = &p.program;
     text("program.name", &info.name, 100)?;
-    text("program.rules_version", &info.rules_version, 64)?;
+    if let Some(label) = &info.label {
+        text("program.label", label, 64)?;
+    }
     if info.minor_units > 6 {
         return Err(err("program.minor_units", "must be between 0 and 6"));
     }
