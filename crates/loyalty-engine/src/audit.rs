@@ -38,7 +38,7 @@ fn log_entry(e: RecordedEvent) -> LogEntry {
 }
 
 /// When the ledger learnt of an event: the engine's `recorded_at`, else the business time.
-fn recorded_at(recorded: &RecordedEvent, event: &Event) -> DateTime<Utc> {
+pub(crate) fn recorded_at(recorded: &RecordedEvent, event: &Event) -> DateTime<Utc> {
     codec::metadata(recorded).map_or_else(|| event.occurred_at(), |m| m.recorded_at)
 }
 
@@ -177,7 +177,7 @@ fn statement(event: &Event) -> (Points, String) {
 /// How far apart the time an event was recorded at and the moment it was appended may be:
 /// a command's duration plus the clock skew between servers sharing the store, with room to
 /// spare. As-of replays rely on it to start from a snapshot and to stop early.
-const RECORDED_ORDER_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+pub(crate) const RECORDED_ORDER_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 pub(crate) struct Rebuilt {
     pub(crate) rows: HashMap<Box<str>, MemberRow>,
@@ -385,7 +385,7 @@ impl Engine {
     /// The newest archived read-model snapshot that holds only events recorded well before
     /// `as_of` (its taken-at plus [`RECORDED_ORDER_MARGIN`]), read back: where an as-of replay
     /// starts instead of the beginning of the log. `None` when there is none to use.
-    async fn archived_before(&self, as_of: DateTime<Utc>) -> Option<snapshot::Loaded> {
+    pub(crate) async fn archived_before(&self, as_of: DateTime<Utc>) -> Option<snapshot::Loaded> {
         let dir = self.inner.options.snapshot_dir.clone()?;
         let path = snapshot::archives(&dir)
             .into_iter()

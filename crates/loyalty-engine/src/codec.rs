@@ -51,12 +51,27 @@ pub(crate) fn encode(
     })
 }
 
+/// Reads a stored member event. One written by a newer release is its own error, naming the
+/// event: deciding or projecting without it would be wrong, so the caller stops there.
 pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Event, EngineError> {
-    Ok(schema::decode(
+    schema::decode(
         &recorded.event_type,
         recorded.schema_version,
         &recorded.data,
-    )?)
+    )
+    .map_err(|e| match schema::newest_version(&recorded.event_type) {
+        Some(newest_known) if recorded.schema_version > newest_known => {
+            EngineError::NewerSchema(crate::error::NewerSchemaEvent {
+                stream: recorded.stream.clone(),
+                revision: recorded.revision,
+                position: recorded.position,
+                event_type: recorded.event_type.clone(),
+                version: recorded.schema_version,
+                newest_known,
+            })
+        }
+        _ => EngineError::Schema(e),
+    })
 }
 
 /// The engine's metadata of a stored event; `None` for events written by someone else.

@@ -178,6 +178,14 @@ impl Engine {
                 options,
             }),
         };
+        // The rules in force are in the log before any decision names their version.
+        crate::program_history::record(
+            engine.inner.store.as_ref(),
+            &engine.inner.program,
+            engine.inner.clock.as_ref(),
+            engine.inner.ids.as_ref(),
+        )
+        .await?;
         // Read models restart from their latest snapshot, when there is a usable one: only the
         // events after it are replayed.
         if let Some(dir) = &engine.inner.options.snapshot_dir {
@@ -375,6 +383,7 @@ impl Engine {
                 EngineError::Store(_)
                 | EngineError::Conflict { .. }
                 | EngineError::Schema(_)
+                | EngineError::NewerSchema(_)
                 | EngineError::Corrupt(_),
             ) => {}
             _ => {
@@ -804,6 +813,11 @@ impl Engine {
 
     /// Waits (at most `read_wait_limit`) until the projections applied `position`.
     pub async fn wait_for(&self, position: Position) -> Result<(), EngineError> {
+        let stopped = || match self.newer_schema_event() {
+            Some(newer) => Err(EngineError::NewerSchema(newer)),
+            None => Ok(()),
+        };
+        stopped()?;
         if self.inner.progress.get().position < position {
             // A position past the log's head was never reached by any write (of this server or
             // another on the same store): say so at once instead of waiting out the limit.
@@ -824,7 +838,10 @@ impl Engine {
                     wanted: position,
                     reached,
                 },
-            })
+            })?;
+        // The projection publishes the position of an event it stopped at: reached, not
+        // applied.
+        stopped()
     }
 
     /// Why the store does not take writes now (`None`: the last append, or probe, succeeded).
@@ -851,8 +868,15 @@ impl Engine {
     }
 
     /// The projections have read the history that existed at start (for readiness probes).
+    /// Never, once they stopped at an event of a newer release.
     pub fn is_caught_up(&self) -> bool {
-        self.inner.progress.get().caught_up
+        self.inner.progress.get().caught_up && self.newer_schema_event().is_none()
+    }
+
+    /// The event of a newer release (a schema version this build does not read) at which the
+    /// read models stopped, if they met one: this server must be upgraded.
+    pub fn newer_schema_event(&self) -> Option<crate::error::NewerSchemaEvent> {
+        self.inner.model.halted()
     }
 
     // ---- Read models ----------------------------------------------------------------------

@@ -53,12 +53,33 @@ pub enum EngineError {
     /// A stored event cannot be read with this version of the schema.
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    /// A stored event was written by a newer release (a schema version this build does not
+    /// read): this server must be upgraded. Nothing was decided on a partial history.
+    #[error("{0}")]
+    NewerSchema(NewerSchemaEvent),
     /// Engine data in the store (a reservation, a checkpoint) that cannot be read.
     #[error("corrupt engine record: {0}")]
     Corrupt(String),
     /// The engine was shut down.
     #[error("engine is shut down")]
     ShutDown,
+}
+
+/// The event a newer release wrote, as an operator needs it named to act on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{stream} revision {revision} (position {position}) holds a {event_type} event of schema \
+     version {version}, newer than this build reads (up to v{newest_known}): upgrade this \
+     server to the release that wrote it (roll out readers first, then writers)"
+)]
+pub struct NewerSchemaEvent {
+    pub stream: String,
+    pub revision: u64,
+    pub position: Position,
+    pub event_type: String,
+    pub version: u32,
+    /// The newest version of the type this build reads.
+    pub newest_known: u32,
 }
 
 impl EngineError {

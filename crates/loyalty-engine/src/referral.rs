@@ -158,9 +158,15 @@ impl Manager {
         };
         // An event of our type that does not decode (written by something else, or damaged)
         // is skipped with a warning: stopping here would stall every referral after it. The
-        // read models count it and `verify` lists it.
+        // read models count it and `verify` lists it. One a newer release wrote is not
+        // skipped: that release reads it, so this server stops before it (and retries with
+        // backoff) rather than lose the referral it records.
         let event = match codec::decode(recorded) {
             Ok(event) => event,
+            Err(e @ EngineError::NewerSchema(_)) => {
+                tracing::error!(error = %e, "referral process manager stopped: upgrade this server");
+                return Err(e);
+            }
             Err(e) => {
                 tracing::warn!(stream = %recorded.stream, position = %recorded.position,
                     error = %e, "referral process manager skips an unreadable event");

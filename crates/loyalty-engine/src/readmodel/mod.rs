@@ -53,6 +53,9 @@ pub(crate) struct ApplyState {
     pub(crate) events: u64,
     pub(crate) unreadable: u64,
     pub(crate) errors: Vec<String>,
+    /// An event of a newer release stopped the projection there: nothing after it is applied
+    /// (read models that skipped it would answer wrong balances), until this build is upgraded.
+    pub(crate) halted: Option<crate::error::NewerSchemaEvent>,
 }
 
 /// Most unreadable-event messages kept (the count goes on).
@@ -85,8 +88,16 @@ impl ReadModel {
         self.state.read().clone()
     }
 
+    /// The event of a newer release the projection stopped at, if any.
+    pub(crate) fn halted(&self) -> Option<crate::error::NewerSchemaEvent> {
+        self.state.read().halted.clone()
+    }
+
     /// Applies one recorded event of `$all` (events of other streams only move the position).
     pub(crate) fn apply_recorded(&self, recorded: &RecordedEvent) {
+        if self.state.read().halted.is_some() {
+            return;
+        }
         if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
             match codec::decode(recorded) {
                 Ok(event) => {
@@ -101,6 +112,11 @@ impl ReadModel {
                         row.revision = recorded.revision;
                         row.last_position = recorded.position;
                     }
+                }
+                Err(crate::error::EngineError::NewerSchema(newer)) => {
+                    tracing::error!(%newer, "read models stop at an event of a newer release");
+                    self.state.write().halted = Some(newer);
+                    return;
                 }
                 Err(e) => {
                     tracing::warn!(stream = %recorded.stream, revision = recorded.revision,

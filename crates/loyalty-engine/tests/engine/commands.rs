@@ -294,7 +294,8 @@ async fn appended_events_carry_the_engines_metadata() {
     assert_eq!(meta.client_id, "enroll:alice");
     assert_eq!(meta.correlation_id.as_deref(), Some("req-1"));
     assert_eq!(meta.actor.as_deref(), Some("app"));
-    assert_eq!(meta.rules_version, "test-1");
+    // The version of the rules: the hash of the program's normalised text.
+    assert_eq!(meta.rules_version, h.engine.program().version());
     assert_eq!(meta.recorded_at, t0());
 }
 

@@ -91,3 +91,36 @@ async fn a_purchase_below_the_referral_minimum_brings_no_bonus() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referral_a_newer_release_wrote_stops_the_process_manager_instead_of_being_skipped() {
+    // Given rita, and a qualified referral of zoe's written by a newer release (a schema
+    // version this build does not read)
+    let h = Harness::new().await;
+    let rita = h.enroll("rita").await;
+    h.store
+        .append(
+            "member-zoe",
+            loyalty_store::ExpectedRevision::Any,
+            vec![loyalty_store::EventData {
+                id: loyalty_store::Uuid::new_v4(),
+                event_type: "ReferralQualified".into(),
+                schema_version: loyalty_core::schema::CURRENT_SCHEMA_VERSION + 1,
+                data: loyalty_store::Bytes::from_static(br#"{"referrer":"rita"}"#),
+                metadata: loyalty_store::Bytes::from_static(b"{}"),
+            }],
+        )
+        .await
+        .unwrap();
+    // When nina's referral qualifies after it
+    let nina = member("nina");
+    h.run(enroll_referred(&nina, &rita, h.now())).await;
+    h.run(purchase(&nina, "N1", 20, h.now())).await;
+    // Then no bonus is credited past the event this server cannot read: an upgraded server
+    // handles both, in order (a skip would have credited nina's within milliseconds)
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        count_events(h.store.as_ref(), &rita, "ReferralBonusCredited").await,
+        0
+    );
+}

@@ -80,6 +80,17 @@ async fn on_sqlite_a_purchase_and_its_reservation_are_one_durable_write() {
     let (store, engine) = sqlite_engine(&dir).await;
     let alice = member("alice");
     engine.execute(enroll(&alice, t0())).await.unwrap();
+    // And the engine's own start-up writes done (the referral process manager takes its lease
+    // in the background: a commit of its own that would land in the count below)
+    let s = store.clone();
+    assert!(
+        eventually(async || {
+            s.stream_revision("lease-referrals").await.unwrap()
+                != loyalty_store::CurrentRevision::NoStream
+        })
+        .await,
+        "the referral lease was never taken"
+    );
     let before = store.stats().commits;
     // When she buys
     engine
