@@ -17,6 +17,7 @@ mod postgres;
 mod replay;
 mod report;
 mod webhooks;
+mod what_if;
 mod workload;
 
 use std::future::Future;
@@ -91,6 +92,9 @@ enum Part {
     /// Webhook deliveries to a receiver on loopback: their rate, and their lag behind the
     /// log under the ingest load.
     Webhooks,
+    /// `loyalty what-if` over a generated history: events decided again per second, and a
+    /// year of a million-member program extrapolated from it.
+    WhatIf,
 }
 
 /// The sizes of one run.
@@ -233,6 +237,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Part::Postgres) {
         postgres::figures(&mut report, sizes).await?;
+    }
+    if runs(Part::WhatIf) {
+        what_if::figures(&mut report, work.path(), args.quick).await?;
     }
 
     report.parameter("elapsed_seconds", started.elapsed().as_secs_f64());

@@ -30,7 +30,12 @@ pub enum Commands {
     /// Rebuild every projection from the log and print totals.
     Replay,
     /// Replay into fresh projections and compare with the live ones; exit 1 on any difference.
-    Verify,
+    /// With --chain and/or --anchor FILE, verify the log itself instead (hash chain, anchor).
+    Verify(crate::audit::VerifyArgs),
+    /// Verify the hash chain and print a signed anchor of it (JSON) to keep outside the system.
+    Anchor(crate::audit::AnchorArgs),
+    /// The auditors' keys: `keygen FILE`.
+    Audit(crate::audit::AuditArgs),
     /// Print a member's statement (profile and history), or balance and tier as of an instant.
     Statement {
         member: String,
@@ -38,12 +43,9 @@ pub enum Commands {
         #[arg(long)]
         as_of: Option<DateTime<Utc>>,
     },
-    /// Print the points liability as of an instant.
-    Liability {
-        /// RFC 3339 instant, e.g. 2026-12-31T23:59:59Z.
-        #[arg(long)]
-        as_of: DateTime<Utc>,
-    },
+    /// Print the points liability as of an instant: outstanding points by expiry bucket, their
+    /// value and the breakage estimate, as a table (or CSV with --csv, JSON with --json).
+    Liability(crate::liability::LiabilityArgs),
     /// Enroll members and post purchases, refunds and redemptions to a running server.
     Demo(DemoArgs),
     /// Retention analytics from the read models, as tables (or JSON with --json).
@@ -51,6 +53,12 @@ pub enum Commands {
     /// Import a legacy program's history (members, purchases, refunds, opening balances) from
     /// CSV or NDJSON: all rows or none; running it again imports nothing twice.
     Import(ImportArgs),
+    /// The versions of the program rules recorded in the log: `history`, `show VERSION`.
+    Program(crate::program::ProgramArgs),
+    /// Decide the commands recorded in a period again under another program, in memory
+    /// (nothing is appended), and compare with what was recorded: points issued, redeemed,
+    /// expired, liability, tiers, members better or worse off.
+    WhatIf(crate::what_if::WhatIfArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -206,5 +214,37 @@ mod tests {
     fn the_settings_file_defaults_to_config_loyalty_toml() {
         let cli = Cli::try_parse_from(["loyalty", "verify"]).unwrap();
         assert_eq!(cli.config, PathBuf::from("config/loyalty.toml"));
+    }
+
+    #[test]
+    fn verify_checks_the_read_models_unless_asked_for_the_chain_or_an_anchor() {
+        let plain = Cli::try_parse_from(["loyalty", "verify"]).unwrap();
+        assert!(matches!(
+            plain.command,
+            Commands::Verify(crate::audit::VerifyArgs {
+                chain: false,
+                anchor: None,
+                ..
+            })
+        ));
+        let cli = Cli::try_parse_from([
+            "loyalty",
+            "verify",
+            "--chain",
+            "--anchor",
+            "a.json",
+            "--public-key",
+            "ab",
+        ]);
+        match cli.unwrap().command {
+            Commands::Verify(args) => {
+                assert!(args.chain);
+                assert_eq!(args.anchor, Some(PathBuf::from("a.json")));
+                assert_eq!(args.public_key.as_deref(), Some("ab"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        // A trusted key means nothing without an anchor to check.
+        assert!(Cli::try_parse_from(["loyalty", "verify", "--public-key", "ab"]).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! Commands that work on the store directly, without the HTTP server: `replay`, `verify`,
-//! `statement`, `liability`. Each starts an engine on the configured store, lets its read
-//! models catch up with the head of the log, and asks it.
+//! `statement` (`liability` has a module of its own). Each starts an engine on the configured
+//! store, lets its read models catch up with the head of the log, and asks it.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,18 +107,6 @@ pub async fn statement(
             }
         }
     }
-    engine.shutdown().await;
-    Ok(())
-}
-
-/// `loyalty liability --as-of`.
-pub async fn liability(settings: &Settings, as_of: DateTime<Utc>) -> anyhow::Result<()> {
-    let engine = start_engine(settings, Arc::new(SystemClock)).await?;
-    let report = engine
-        .liability_as_of(as_of)
-        .await
-        .context("computing the liability")?;
-    print_json(&report)?;
     engine.shutdown().await;
     Ok(())
 }

@@ -55,6 +55,19 @@ pub struct Settings {
     /// Webhooks: how the dispatcher delivers, and which targets endpoints may name.
     #[serde(default)]
     pub webhooks: WebhookSettings,
+    /// The auditors' tools: the key `loyalty anchor` signs with.
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: anchors of the log's hash chain (`loyalty anchor`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The Ed25519 key anchors are signed with: a PKCS#8 PEM file, as `loyalty audit keygen
+    /// FILE` (or `openssl genpkey -algorithm ed25519`) writes it. Unset (the default): no
+    /// anchors are signed; the rest of the process does not need it.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -333,6 +346,14 @@ impl Settings {
             .validate()
             .map_err(|e| SettingsError(e.to_string()))?;
         self.webhooks.validate().map_err(SettingsError)?;
+        if self
+            .audit
+            .signing_key_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return bad("audit.signing_key_file: a path, or no setting for no anchors".into());
+        }
         Ok(())
     }
 }
@@ -361,6 +382,7 @@ mod tests {
             }],
             tokens: TokenSettings::default(),
             webhooks: WebhookSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 
@@ -501,5 +523,22 @@ mod tests {
         let mut s = sample();
         s.store.kind = StoreKind::Eventstoredb;
         assert!(s.validate().is_err());
+    }
+
+    #[test]
+    fn the_anchor_signing_key_is_absent_by_default_and_read_when_set() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/loyalty.toml");
+        let shipped = Settings::from_figment(Figment::new().merge(Toml::file(&file))).unwrap();
+        assert_eq!(shipped.audit.signing_key_file, None);
+        let figment = sample()
+            .figment()
+            .merge(("audit.signing_key_file", "/etc/loyalty/anchor.pem"));
+        let settings = Settings::from_figment(figment).unwrap();
+        assert_eq!(
+            settings.audit.signing_key_file,
+            Some(PathBuf::from("/etc/loyalty/anchor.pem"))
+        );
+        let empty = sample().figment().merge(("audit.signing_key_file", ""));
+        assert!(Settings::from_figment(empty).is_err());
     }
 }

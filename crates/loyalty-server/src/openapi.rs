@@ -45,7 +45,8 @@ pub const MEMBER_TOKEN_SCHEME: &str = "memberToken";
         Problem,
         crate::dto::PositionText,
         crate::dto::PeriodKindName,
-        crate::wire::webhooks::WebhookPayload
+        crate::wire::webhooks::WebhookPayload,
+        crate::wire::programs::ProgramRef
     ))
 )]
 pub struct ApiDoc;
@@ -148,7 +149,8 @@ const PROBLEMS: &[(u16, &str)] = &[
     ),
     (
         404,
-        "Unknown member, transaction, reward, redemption, webhook endpoint or message",
+        "Unknown member, transaction, reward, redemption, webhook endpoint or message, or \
+         program version",
     ),
     (
         408,

@@ -51,6 +51,7 @@ pub const PROBLEM_TYPES: &[(u16, &str)] = &[
     (404, "not-found"),
     (404, "webhook-endpoint-not-found"),
     (404, "webhook-message-not-found"),
+    (404, "unknown-program"),
     (405, "method-not-allowed"),
     (408, "timeout"),
     (409, "already-enrolled"),
@@ -76,6 +77,7 @@ pub const PROBLEM_TYPES: &[(u16, &str)] = &[
     (409, "webhook-endpoint-exists"),
     (409, "too-many-webhook-endpoints"),
     (409, "too-many-redeliveries"),
+    (409, "ambiguous-program-version"),
     (413, "body-too-large"),
     (415, "unsupported-media-type"),
     (422, "invalid-request"),
@@ -411,6 +413,8 @@ impl From<EngineError> for ApiError {
                 }
                 _ => ApiError::invalid(detail),
             },
+            // This server is older than the event it met: another (upgraded) one can answer.
+            EngineError::NewerSchema(_) => ApiError::unavailable(detail),
             EngineError::Store(_) | EngineError::Schema(_) | EngineError::Corrupt(_) => {
                 ApiError::internal(detail)
             }

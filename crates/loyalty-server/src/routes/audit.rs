@@ -98,21 +98,42 @@ pub async fn member_as_of(
     Ok(Json(crate::wire::MemberAsOf::from(&snapshot)))
 }
 
+/// `?as_of=INSTANT&lookback_days=N`.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LiabilityQuery {
+    /// The instant to replay to.
+    pub as_of: chrono::DateTime<chrono::Utc>,
+    /// How many days before `as_of` the breakage estimate looks back (default 365).
+    #[param(minimum = 1, maximum = 3650)]
+    pub lookback_days: Option<u32>,
+}
+
 #[utoipa::path(
     get,
     path = "/v1/liability",
     tag = "audit",
     summary = "Points liability as of an instant, replayed from the log",
-    params(crate::dto::AsOfQuery),
+    description = "The program's totals, the points outstanding by expiry bucket with their \
+        value, and a breakage estimate: the share of the points settled over the lookback that \
+        expired rather than were redeemed, applied to the owed points that have an expiry date.",
+    params(LiabilityQuery),
     responses((status = 200, description = "OK", body = crate::wire::LiabilityReport)),
     security(("apiKey" = ["auditor"])),
 )]
 pub async fn liability(
     State(state): State<AppState>,
     _: Allowed<Auditors>,
-    ApiQuery(query): ApiQuery<AsOfQuery>,
+    ApiQuery(query): ApiQuery<LiabilityQuery>,
 ) -> Result<Json<crate::wire::LiabilityReport>, ApiError> {
-    let report = state.engine.liability_as_of(query.as_of).await?;
+    let lookback = query
+        .lookback_days
+        .unwrap_or(loyalty_engine::DEFAULT_BREAKAGE_LOOKBACK_DAYS);
+    let report = state
+        .engine
+        .liability_statement(query.as_of, lookback)
+        .await?;
     Ok(Json(crate::wire::LiabilityReport::from(&report)))
 }
 

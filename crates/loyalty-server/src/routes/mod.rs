@@ -5,6 +5,7 @@ mod audit;
 mod lifecycle;
 mod members;
 mod ops;
+mod programs;
 mod quote;
 mod support;
 mod terminal;
@@ -62,6 +63,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::log))
         .routes(routes!(audit::liability))
         .routes(routes!(audit::totals))
+        .routes(routes!(programs::history))
+        .routes(routes!(programs::show))
         .routes(routes!(analytics::retention))
         .routes(routes!(analytics::cohorts))
         .routes(routes!(analytics::concentration))

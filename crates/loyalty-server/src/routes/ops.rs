@@ -63,6 +63,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
     if state.engine.is_caught_up() {
         Json(crate::wire::Readiness::ready(position.0)).into_response()
+    } else if let Some(newer) = state.engine.newer_schema_event() {
+        // Not a wait that ends by itself: the operator upgrades this server.
+        ApiError::unavailable(format!("the read models stopped: {newer}")).into_response()
     } else {
         ApiError::unavailable("the read models are still catching up with the log")
             .with(

@@ -781,3 +781,47 @@ mod lifecycle;
 
 /// Quoting a purchase: the same answer as the purchase, nothing appended.
 mod quote;
+
+/// The program versions recorded in the log, for auditors.
+mod programs;
+
+#[tokio::test]
+async fn readiness_names_the_event_of_a_newer_release_the_read_models_stopped_at() {
+    // Given a log holding an event a newer release wrote (a schema version this build does
+    // not read)
+    let store = Arc::new(TestStore::default());
+    loyalty_store::EventStore::append(
+        &store.inner,
+        "member-m1",
+        loyalty_store::ExpectedRevision::NoStream,
+        vec![loyalty_store::EventData {
+            id: uuid::Uuid::new_v4(),
+            event_type: "Enrolled".into(),
+            schema_version: loyalty_core::schema::CURRENT_SCHEMA_VERSION + 1,
+            data: loyalty_store::Bytes::from_static(b"{}"),
+            metadata: loyalty_store::Bytes::from_static(b"{}"),
+        }],
+    )
+    .await
+    .unwrap();
+    // When the server starts on it
+    let h = harness_on(store).await;
+    // Then it is not ready, and says which event stopped it and what to do
+    let mut detail = String::new();
+    for _ in 0..500 {
+        let answer = h.send(Method::GET, "/readyz", None, None).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        detail = answer.body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if detail.contains("stopped") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        detail.contains("member-m1 revision 0") && detail.contains("upgrade"),
+        "{detail}"
+    );
+}

@@ -2,8 +2,9 @@
 //! instant (replayed from the log), the program's totals (from the read models).
 use chrono::{DateTime, Utc};
 use loyalty_engine::{
-    LiabilityReport as EngineLiabilityReport, LogEntry as EngineLogEntry, LogPage as EngineLogPage,
-    MemberSnapshot, ProgramTotals as EngineProgramTotals,
+    BreakageEstimate as EngineBreakage, ExpiryBucket as EngineBucket, ExpiryBucketKind,
+    LiabilityStatement, LogEntry as EngineLogEntry, LogPage as EngineLogPage, MemberSnapshot,
+    ProgramTotals as EngineProgramTotals,
 };
 use loyalty_store::Position;
 use rust_decimal::Decimal;
@@ -119,22 +120,151 @@ impl From<&MemberSnapshot> for MemberAsOf {
     }
 }
 
-/// The points liability as of an instant (`GET /v1/liability`).
+/// The points liability as of an instant (`GET /v1/liability`), replayed from the log: the
+/// program's totals, the points outstanding by expiry bucket with their value, and a breakage
+/// estimate from the program's own history of expiries (IFRS 15 style).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LiabilityReport {
     pub as_of: DateTime<Utc>,
-    /// Events replayed from the log (0 when the read models answered: `as_of` not in the
-    /// past).
+    /// Events of the log read for the report.
     pub events_replayed: u64,
+    /// Member events that could not be read (skipped, as an as-of replay skips them).
+    pub unreadable_events: u64,
     pub totals: ProgramTotals,
+    /// Every bucket, in this order: `expired_not_swept`, `within_30_days`, `within_90_days`,
+    /// `within_180_days`, `within_365_days`, `later`, `no_expiry` (empty ones included).
+    pub buckets: Vec<LiabilityBucket>,
+    pub breakage: BreakageEstimate,
+    /// `totals.liability - breakage.expected_value` (money, a decimal string).
+    #[schema(value_type = crate::schema::Amount, examples("2.72"))]
+    pub liability_net_of_breakage: Decimal,
 }
 
-impl From<&EngineLiabilityReport> for LiabilityReport {
-    fn from(r: &EngineLiabilityReport) -> Self {
+impl From<&LiabilityStatement> for LiabilityReport {
+    fn from(r: &LiabilityStatement) -> Self {
         Self {
             as_of: r.as_of,
             events_replayed: r.events_replayed,
+            unreadable_events: r.unreadable_events,
             totals: ProgramTotals::from(&r.totals),
+            buckets: r.buckets.iter().map(LiabilityBucket::from).collect(),
+            breakage: BreakageEstimate::from(&r.breakage),
+            liability_net_of_breakage: r.liability_net_of_breakage,
+        }
+    }
+}
+
+/// The points of the lots that expire within one bucket (calendar days in the program's
+/// timezone after `as_of`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LiabilityBucket {
+    pub bucket: BucketName,
+    /// Lots expiring after this instant (null: no lower bound)...
+    #[schema(required = true)]
+    pub expires_after: Option<DateTime<Utc>>,
+    /// ...and at or before this one (null: no upper bound).
+    #[schema(required = true)]
+    pub expires_by: Option<DateTime<Utc>>,
+    /// Whether these points are owed: every bucket but `expired_not_swept` (past their expiry,
+    /// which the next sweep records).
+    pub owed: bool,
+    /// Lots holding points.
+    pub lots: u64,
+    pub points: i64,
+    /// `points x point_value` (money, a decimal string).
+    #[schema(value_type = crate::schema::Amount, examples("1.30"))]
+    pub value: Decimal,
+    /// `points x breakage.rate`, rounded half to even, for the dated owed buckets; 0 for the
+    /// others.
+    pub expected_breakage_points: i64,
+    /// Their value (money, a decimal string).
+    #[schema(value_type = crate::schema::Amount, examples("0.32"))]
+    pub expected_breakage_value: Decimal,
+}
+
+/// Which bucket: by when its lots expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub enum BucketName {
+    #[serde(rename = "expired_not_swept")]
+    ExpiredNotSwept,
+    #[serde(rename = "within_30_days")]
+    Within30Days,
+    #[serde(rename = "within_90_days")]
+    Within90Days,
+    #[serde(rename = "within_180_days")]
+    Within180Days,
+    #[serde(rename = "within_365_days")]
+    Within365Days,
+    #[serde(rename = "later")]
+    Later,
+    #[serde(rename = "no_expiry")]
+    NoExpiry,
+}
+
+impl From<ExpiryBucketKind> for BucketName {
+    fn from(kind: ExpiryBucketKind) -> Self {
+        match kind {
+            ExpiryBucketKind::ExpiredNotSwept => Self::ExpiredNotSwept,
+            ExpiryBucketKind::Within30Days => Self::Within30Days,
+            ExpiryBucketKind::Within90Days => Self::Within90Days,
+            ExpiryBucketKind::Within180Days => Self::Within180Days,
+            ExpiryBucketKind::Within365Days => Self::Within365Days,
+            ExpiryBucketKind::Later => Self::Later,
+            ExpiryBucketKind::NoExpiry => Self::NoExpiry,
+        }
+    }
+}
+
+impl From<&EngineBucket> for LiabilityBucket {
+    fn from(b: &EngineBucket) -> Self {
+        Self {
+            bucket: BucketName::from(b.bucket),
+            expires_after: b.expires_after,
+            expires_by: b.expires_by,
+            owed: b.owed,
+            lots: b.lots,
+            points: b.points.value(),
+            value: b.value,
+            expected_breakage_points: b.expected_breakage_points.value(),
+            expected_breakage_value: b.expected_breakage_value,
+        }
+    }
+}
+
+/// The breakage estimate: `rate = points_expired / (points_expired + points_redeemed)` over
+/// the events recorded after `from` and at or before `to` (0 without history), applied to the
+/// owed points that have an expiry date.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BreakageEstimate {
+    #[schema(minimum = 1, maximum = 3650)]
+    pub lookback_days: u32,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Points whose expiry was recorded in the lookback.
+    pub points_expired: i64,
+    /// Points redeemed in the lookback, net of cancellations.
+    pub points_redeemed: i64,
+    /// A decimal string between 0 and 1, 4 decimals at most.
+    #[schema(value_type = crate::schema::Amount, examples("0.25"))]
+    pub rate: Decimal,
+    /// The expected breakage of the points outstanding (the buckets' sum).
+    pub expected_points: i64,
+    /// Its value (money, a decimal string).
+    #[schema(value_type = crate::schema::Amount, examples("0.88"))]
+    pub expected_value: Decimal,
+}
+
+impl From<&EngineBreakage> for BreakageEstimate {
+    fn from(b: &EngineBreakage) -> Self {
+        Self {
+            lookback_days: b.lookback_days,
+            from: b.from,
+            to: b.to,
+            points_expired: b.points_expired.value(),
+            points_redeemed: b.points_redeemed.value(),
+            rate: b.rate,
+            expected_points: b.expected_points.value(),
+            expected_value: b.expected_value,
         }
     }
 }
@@ -303,9 +433,14 @@ mod tests {
     #[tokio::test]
     async fn liability_reports_serialise_as_the_engine_reports_did() {
         let world = testkit::world().await;
-        // In the past (a replay of the log) and now (the read models).
-        for as_of in [world.now - TimeDelta::hours(1), world.now] {
-            let report = world.engine.liability_as_of(as_of).await.unwrap();
+        // In the past, now and ahead.
+        for as_of in [
+            world.now - TimeDelta::hours(1),
+            world.now,
+            world.now + TimeDelta::days(400),
+        ] {
+            let report = world.engine.liability_statement(as_of, 365).await.unwrap();
+            assert_eq!(report.buckets.len(), 7);
             let wire = LiabilityReport::from(&report);
             assert_same_json(&wire, &report);
             assert_valid::<LiabilityReport>(&wire);
