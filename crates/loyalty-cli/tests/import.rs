@@ -1,29 +1,9 @@
 //! `loyalty import` and `loyalty analytics` as a retailer runs them: the real binary on an
 //! embedded store in a temporary directory.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod offline;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn loyalty(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loyalty"))
-        .arg("--config")
-        .arg(repo_root().join("config/loyalty.toml"))
-        .args(args)
-        .current_dir(dir)
-        .env("LOYALTY_PROGRAM", repo_root().join("config/program.toml"))
-        .env("LOYALTY_STORE__PATH", dir.join("store.sqlite"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the loyalty binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use offline::{loyalty, text};
 
 const HEADER: &str = "type,member_id,occurred_at,store,transaction_id,amount,category,refund_id,points,balance_id,expires_at\n";
 

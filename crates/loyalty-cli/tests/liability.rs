@@ -1,32 +1,13 @@
 //! `loyalty liability` as an accountant runs it: the real binary on an embedded store holding
 //! imported opening balances, as a table, as CSV and as JSON.
 
+mod offline;
+
+use offline::{loyalty, repo_root, text};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use chrono::{DateTime, Days, SecondsFormat, Utc};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn loyalty(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loyalty"))
-        .arg("--config")
-        .arg(repo_root().join("config/loyalty.toml"))
-        .args(args)
-        .current_dir(dir)
-        .env("LOYALTY_PROGRAM", repo_root().join("config/program.toml"))
-        .env("LOYALTY_STORE__PATH", dir.join("store.sqlite"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("the loyalty binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn date(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d").to_string()
