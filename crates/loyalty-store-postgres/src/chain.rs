@@ -12,7 +12,7 @@
 //! simply never holds them.
 use std::collections::HashMap;
 
-use loyalty_store::chain::{ChainLink, EventFields, GENESIS, Hash, event_hash, link};
+use loyalty_store::chain::{ChainLink, EventFields, GENESIS, Hash, chain_link, event_hash, link};
 use loyalty_store::{Limits, Position, RecordedEvent, StoreError};
 use tokio_postgres::types::Type;
 
@@ -85,7 +85,7 @@ pub(crate) fn links(
             metadata: &e.metadata,
         });
         *stream_hash = link(stream_hash, &hash);
-        head.hash = link(&head.hash, &hash);
+        head.hash = chain_link(&head.hash, position, stream, revision, &hash);
         head.position = p;
         head.chained_to = p;
         out.push(ChainLink {
@@ -240,7 +240,13 @@ pub(crate) async fn chain_pending(
 fn link_of(event: &RecordedEvent, stream_hash: &mut Hash, chain_hash: &mut Hash) -> ChainLink {
     let hash = event_hash(EventFields::from(event));
     *stream_hash = link(stream_hash, &hash);
-    *chain_hash = link(chain_hash, &hash);
+    *chain_hash = chain_link(
+        chain_hash,
+        event.position,
+        &event.stream,
+        event.revision,
+        &hash,
+    );
     ChainLink {
         position: event.position,
         stream: event.stream.clone(),

@@ -45,7 +45,13 @@ pub(crate) fn append(
 ) -> Result<(Hash, Hash), AppendError> {
     let event_hash = chain::event_hash(event);
     let stream_hash = chain::link(stream_previous, &event_hash);
-    let chain_hash = chain::link(previous, &event_hash);
+    let chain_hash = chain::chain_link(
+        previous,
+        event.position,
+        event.stream,
+        event.revision,
+        &event_hash,
+    );
     conn.prepare_cached(
         "INSERT INTO chain (position, stream, revision, event_hash, stream_hash, chain_hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

@@ -257,7 +257,13 @@ async fn a_file_written_before_the_chain_gets_one_at_open_for_the_events_it_hold
     // ...chained over them in position order from GENESIS, as `$all` reads now...
     let mut derived = GENESIS;
     for (link, event) in links.iter().zip(&held) {
-        derived = chain::link(&derived, &chain::event_hash(event.into()));
+        derived = chain::chain_link(
+            &derived,
+            event.position,
+            &event.stream,
+            event.revision,
+            &chain::event_hash(event.into()),
+        );
         assert_eq!(link.chain_hash, derived);
     }
     // ...and it verifies with no stream allowed to have lost an event since.

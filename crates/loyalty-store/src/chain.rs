@@ -6,8 +6,12 @@
 //!   events encode alike);
 //! - `stream_hash = link(previous stream_hash, event_hash)`, from [`GENESIS`] at the stream's
 //!   first event: a member's statement is proven by her stream alone;
-//! - `chain_hash = link(previous chain_hash, event_hash)` in position order over every event
-//!   ever appended, from [`GENESIS`]: the head of this chain is what an anchor signs.
+//! - `chain_hash = chain_link(previous chain_hash, position, stream, revision, event_hash)` in
+//!   position order over every event ever appended, from [`GENESIS`]: the head of this chain
+//!   is what an anchor signs. It commits to the link's labels too, because a truncated event's
+//!   link is all that is left of it: a link relabelled as a truncatable stream's would otherwise
+//!   hide a deleted member event. (The stream hash needs no such cover: `verify` recomputes it
+//!   from the event hashes and labels the chain protects.)
 //!
 //! A store that computes the chain keeps one [`ChainLink`] per event for good, also when the
 //! event is truncated (`truncate_before` removes the event's bytes, never its link), so that
@@ -36,6 +40,7 @@ pub const GENESIS: Hash = [0; 32];
 /// Domain separation: a digest of one kind can never be taken for one of the other.
 const EVENT_TAG: &[u8] = b"loyalty-event-v1\0";
 const LINK_TAG: &[u8] = b"loyalty-link-v1\0";
+const CHAIN_TAG: &[u8] = b"loyalty-chain-v1\0";
 
 /// What an event's hash covers, borrowed from wherever the backend holds it.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +96,28 @@ pub fn link(previous: &Hash, event_hash: &Hash) -> Hash {
     let mut h = Sha256::new();
     h.update(LINK_TAG);
     h.update(previous);
+    h.update(event_hash);
+    h.finalize().into()
+}
+
+/// The next hash of the store-wide chain: it commits to the event's hash and to the place the
+/// link names (position, stream, revision), so that a link whose event was truncated, or
+/// deleted, cannot be relabelled (say, as a bookkeeping stream's, which may be truncated)
+/// without changing every chain hash after it.
+pub fn chain_link(
+    previous: &Hash,
+    position: Position,
+    stream: &str,
+    revision: u64,
+    event_hash: &Hash,
+) -> Hash {
+    let mut h = Sha256::new();
+    h.update(CHAIN_TAG);
+    h.update(previous);
+    h.update(position.commit.to_be_bytes());
+    h.update(position.prepare.to_be_bytes());
+    bytes(&mut h, stream.as_bytes());
+    h.update(revision.to_be_bytes());
     h.update(event_hash);
     h.finalize().into()
 }
@@ -283,7 +310,15 @@ impl Walk<'_> {
                 self.last_position
             ));
         }
-        if l.chain_hash != link(&self.chain, &l.event_hash) {
+        if l.chain_hash
+            != chain_link(
+                &self.chain,
+                l.position,
+                &l.stream,
+                l.revision,
+                &l.event_hash,
+            )
+        {
             return at(
                 "the chain is broken here: the link's chain hash does not follow from \
                  the previous link's and its event hash"
@@ -418,7 +453,13 @@ async fn derive(
                 return Ok(report);
             }
             after = e.position;
-            chain = link(&chain, &event_hash(e.into()));
+            chain = chain_link(
+                &chain,
+                e.position,
+                &e.stream,
+                e.revision,
+                &event_hash(e.into()),
+            );
             report.links += 1;
             report.events_checked += 1;
             report.head = Some(ChainHead {
@@ -703,7 +744,13 @@ mod tests {
         let rewritten = ChainLink {
             event_hash: new_hash,
             stream_hash: link(&previous.stream_hash, &new_hash),
-            chain_hash: link(&previous.chain_hash, &new_hash),
+            chain_hash: chain_link(
+                &previous.chain_hash,
+                links[8].position,
+                &links[8].stream,
+                links[8].revision,
+                &new_hash,
+            ),
             ..links[8].clone()
         };
         tampered.links = Some(Arc::new(move |page| {
@@ -741,6 +788,36 @@ mod tests {
         let report = verify(&tampered, options(&|_| true)).await.unwrap();
         assert_eq!(report.mismatch, None);
         assert_eq!(report.truncated, 4);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_event_whose_link_is_relabelled_as_a_truncatable_stream_is_named() {
+        // Given member-1's revision 1 deleted, and its link relabelled as the first event of a
+        // checkpoint stream, its stream hash recomputed to fit the new label...
+        let store = history().await;
+        let gone = events_of(&store).await[1].clone();
+        assert_eq!((gone.stream.as_str(), gone.revision), ("member-1", 1));
+        let mut tampered = Tampered::new(&store);
+        let at = gone.position;
+        tampered.events = Arc::new(move |page| page.retain(|e| e.position != at));
+        tampered.links = Some(Arc::new(move |page| {
+            for l in page.iter_mut().filter(|l| l.position == at) {
+                l.stream = "checkpoint-zzz".to_owned();
+                l.revision = 0;
+                l.stream_hash = link(&GENESIS, &l.event_hash);
+            }
+        }));
+
+        // ...when member streams may not be truncated, the relabelled link breaks the chain:
+        // the store-wide chain commits to the labels of every link
+        let report = verify(&tampered, options(&checkpoints)).await.unwrap();
+        let mismatch = report.mismatch.expect("a mismatch");
+        assert_eq!(mismatch.position, at);
+        assert!(
+            mismatch.reason.contains("chain is broken"),
+            "{}",
+            mismatch.reason
+        );
     }
 
     #[tokio::test]

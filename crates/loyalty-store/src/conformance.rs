@@ -1362,7 +1362,13 @@ pub async fn chain_and_stream_chains_are_continuous_from_genesis<F: StoreFactory
         last_position = link.position;
         assert_eq!(
             link.chain_hash,
-            chain::link(&previous, &link.event_hash),
+            chain::chain_link(
+                &previous,
+                link.position,
+                &link.stream,
+                link.revision,
+                &link.event_hash
+            ),
             "chain hash at {}",
             link.position
         );

@@ -171,7 +171,13 @@ impl EventStore for InMemoryStore {
                     revision,
                     event_hash,
                     stream_hash: entry.last_hash,
-                    chain_hash: chain::link(&previous, &event_hash),
+                    chain_hash: chain::chain_link(
+                        &previous,
+                        position,
+                        stream,
+                        revision,
+                        &event_hash,
+                    ),
                 });
                 state.log.insert(position, recorded);
                 state.head = position;
