@@ -63,7 +63,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub anchor: Option<PathBuf>,
     /// The public key (hex) the anchor must be signed by. Default: the key of
-    /// `[audit] signing_key_file` when set, else only the anchor's own key is checked.
+    /// `[audit] signing_key_file` when set; without either, `--anchor` is refused (the key an
+    /// anchor names proves nothing by itself).
     #[arg(long, value_name = "HEX", requires = "anchor")]
     pub public_key: Option<String>,
 }
@@ -220,10 +221,12 @@ pub async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<bo
         out.insert("chain".into(), report_json(&report));
     }
     if let Some(anchor) = &anchor {
+        // The key an anchor names proves nothing by itself: whoever rewrote the log can sign a
+        // new anchor with a key of their own. Only a key the auditor trusts makes it evidence.
         if trusted.is_none() {
-            eprintln!(
-                "verify --anchor: no trusted key (--public-key): the signature is checked against \
-                 the key the anchor names"
+            bail!(
+                "verify --anchor needs the key the anchor must be signed by: --public-key HEX \
+                 (as `loyalty audit keygen` printed it), or [audit] signing_key_file"
             );
         }
         let verdict = verify_anchor_store(store.as_ref(), anchor, trusted)

@@ -159,6 +159,12 @@ fn print_tables(r: &WhatIfReport, currency: &str) {
         r.summary.commands_decided,
         r.summary.commands_refused,
     );
+    if r.unreadable_events > 0 {
+        println!(
+            "{} events skipped: they do not decode (damaged, or another application's)",
+            r.unreadable_events
+        );
+    }
     println!();
     let (a, b) = (&r.summary.recorded, &r.summary.what_if);
     let mut t = table(&["", "recorded", "what-if", "difference"]);

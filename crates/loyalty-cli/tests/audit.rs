@@ -226,7 +226,7 @@ fn an_anchor_signed_by_another_key_or_edited_does_not_verify() {
     let dir = tempfile::tempdir().unwrap();
     // Given the operator's key, another key, and an anchor signed with the other one
     let (_, operator) = keygen(dir.path(), "operator.pem");
-    let (other, _) = keygen(dir.path(), "other.pem");
+    let (other, other_public) = keygen(dir.path(), "other.pem");
     history(dir.path());
     let (file, mut anchor) = anchor(dir.path(), &other, "anchor.json");
     // Then it fails against the operator's public key
@@ -244,10 +244,28 @@ fn an_anchor_signed_by_another_key_or_edited_does_not_verify() {
     anchor["events"] = (anchor["events"].as_u64().unwrap() - 1).into();
     let edited = dir.path().join("edited.json");
     std::fs::write(&edited, anchor.to_string()).unwrap();
-    let out = loyalty(dir.path(), &["verify", "--anchor", path(&edited)]);
+    let out = loyalty(
+        dir.path(),
+        &[
+            "verify",
+            "--anchor",
+            path(&edited),
+            "--public-key",
+            &other_public,
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("signature does not verify"),
+        "{}",
+        text(&out.stderr)
+    );
+    // And an anchor checked against no trusted key at all is refused: the key it names
+    // proves nothing by itself
+    let out = loyalty(dir.path(), &["verify", "--anchor", path(&file)]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("needs the key the anchor must be signed by"),
         "{}",
         text(&out.stderr)
     );

@@ -149,11 +149,23 @@ fn decode(event: &RecordedEvent) -> Result<RecordedProgram, EngineError> {
     })
 }
 
+/// How a scan treats an event it cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unreadable {
+    /// An error: the auditors' queries must not hide a record they cannot read.
+    Refuse,
+    /// Skipped with a warning: a start-up only looks for its own version, and one record a
+    /// newer release wrote (or one damaged) must not keep every server of this one from
+    /// starting.
+    Skip,
+}
+
 /// Visits the recorded programs newest first, at most [`MAX_PROGRAM_VERSIONS`], until `visit`
 /// says stop (`false`). Returns the revision of the newest event read (`None`: none) and
 /// whether older events were left unread because of the bound.
 async fn scan_newest_first(
     store: &dyn EventStore,
+    unreadable: Unreadable,
     mut visit: impl FnMut(RecordedProgram) -> bool,
 ) -> Result<(Option<u64>, bool), EngineError> {
     let mut from = StreamFrom::End;
@@ -172,7 +184,15 @@ async fn scan_newest_first(
                 return Ok((newest, true));
             }
             read += 1;
-            if !visit(decode(event)?) {
+            let program = match (decode(event), unreadable) {
+                (Ok(program), _) => program,
+                (Err(e), Unreadable::Skip) => {
+                    tracing::warn!(error = %e, "a recorded program this build cannot read is skipped");
+                    continue;
+                }
+                (Err(e), Unreadable::Refuse) => return Err(e),
+            };
+            if !visit(program) {
                 return Ok((newest, false));
             }
         }
@@ -198,7 +218,7 @@ pub(crate) async fn record(
         // readable event, which must not be taken for one that does not exist.)
         let before = store.stream_revision(PROGRAM_STREAM).await?;
         let mut found = None;
-        let (newest, _) = scan_newest_first(store, |p| {
+        let (newest, _) = scan_newest_first(store, Unreadable::Skip, |p| {
             if p.info.version == version {
                 found = Some(p.info.revision);
             }
@@ -270,7 +290,7 @@ impl<'a> ProgramLog<'a> {
     /// [`MAX_PROGRAM_VERSIONS`]).
     pub async fn history(&self) -> Result<ProgramHistory, EngineError> {
         let mut versions = Vec::new();
-        let (_, more) = scan_newest_first(self.store, |p| {
+        let (_, more) = scan_newest_first(self.store, Unreadable::Refuse, |p| {
             versions.push(p.info);
             true
         })
@@ -282,7 +302,7 @@ impl<'a> ProgramLog<'a> {
     /// The recorded program of exactly this version, with its text.
     pub async fn text(&self, version: &str) -> Result<Option<RecordedProgram>, EngineError> {
         let mut found = None;
-        scan_newest_first(self.store, |p| {
+        scan_newest_first(self.store, Unreadable::Refuse, |p| {
             if p.info.version == version {
                 found = Some(p);
             }
@@ -301,7 +321,7 @@ impl<'a> ProgramLog<'a> {
         let mut exact = None;
         let mut by_prefix: Vec<RecordedProgram> = Vec::new();
         let mut by_label = None;
-        scan_newest_first(self.store, |p| {
+        scan_newest_first(self.store, Unreadable::Refuse, |p| {
             if p.info.version == reference {
                 exact = Some(p);
                 return false;

@@ -73,6 +73,9 @@ pub struct WhatIfReport {
     /// Member streams read, and their events read (up to the period's end).
     pub streams_read: u64,
     pub events_read: u64,
+    /// Events skipped because they do not decode (damaged, or another application's), as the
+    /// read models skip them; an event of a newer schema stops the run instead.
+    pub unreadable_events: u64,
     pub elapsed_ms: u64,
     #[serde(flatten)]
     pub summary: WhatIfSummary,
@@ -81,7 +84,8 @@ pub struct WhatIfReport {
 }
 
 /// One member's part: her outcome (none if not enrolled by the period's end) and the events read.
-type MemberPart = (Option<MemberOutcome>, u64);
+/// A member's outcome, the events read and the events skipped as unreadable.
+type MemberPart = (Option<MemberOutcome>, u64, u64);
 
 impl Engine {
     /// Decides the commands the log recorded in `period` again under `program`, member by
@@ -105,7 +109,7 @@ impl Engine {
             .saturating_mul(2)
             .clamp(1, MAX_IN_FLIGHT);
         let mut totals = WhatIfTotals::default();
-        let (mut streams, mut events, mut done) = (0u64, 0u64, 0u64);
+        let (mut streams, mut events, mut unreadable, mut done) = (0u64, 0u64, 0u64, 0u64);
         for bucket in 0..buckets {
             let mut members = Vec::new();
             self.inner.model.for_each(|member, row| {
@@ -130,10 +134,11 @@ impl Engine {
                 let Some(joined) = tasks.join_next().await else {
                     break;
                 };
-                let (outcome, read) = joined
+                let (outcome, read, skipped) = joined
                     .map_err(|e| EngineError::Corrupt(format!("what-if task failed: {e}")))??;
                 streams += 1;
                 events = events.saturating_add(read);
+                unreadable = unreadable.saturating_add(skipped);
                 if let Some(outcome) = outcome {
                     totals.add(outcome);
                 }
@@ -151,6 +156,7 @@ impl Engine {
             what_if_program: ProgramName::of(&program),
             streams_read: streams,
             events_read: events,
+            unreadable_events: unreadable,
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             summary: totals.finish(&self.inner.program, &program),
             carried_over_unchanged: CARRIED_OVER_UNCHANGED
@@ -175,6 +181,7 @@ impl Engine {
         let mut metadata: Option<EventMetadata> = None;
         let mut next = 0u64;
         let mut read = 0u64;
+        let mut skipped = 0u64;
         let page_size = self.inner.page_size;
         'pages: loop {
             let page = self
@@ -191,7 +198,16 @@ impl Engine {
             for recorded in &page {
                 next = recorded.revision.saturating_add(1);
                 read += 1;
-                let event = codec::decode(recorded)?;
+                let event = match codec::decode(recorded) {
+                    Ok(event) => event,
+                    Err(e @ EngineError::NewerSchema(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(stream = %recorded.stream, position = %recorded.position,
+                            error = %e, "what-if skips an unreadable event");
+                        skipped += 1;
+                        continue;
+                    }
+                };
                 let meta = codec::metadata(recorded);
                 // A new metadata document (or none: an event written without the engine) starts
                 // a new decision.
@@ -216,7 +232,7 @@ impl Engine {
         if !decision.is_empty() {
             apply(&mut run, &decision, metadata.as_ref());
         }
-        Ok((run.finish(), read))
+        Ok((run.finish(), read, skipped))
     }
 }
 

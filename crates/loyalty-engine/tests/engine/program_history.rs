@@ -378,3 +378,36 @@ async fn a_recorded_text_that_does_not_hash_to_its_version_is_reported_corrupt()
     assert!(error.contains("program revision 1"), "{error}");
     assert!(error.contains("does not hash"), "{error}");
 }
+
+#[tokio::test]
+async fn a_program_record_of_a_newer_release_does_not_keep_this_one_from_starting() {
+    // Given a log whose newest program record a newer release wrote (a schema version this
+    // build does not read)
+    let h = Harness::new().await;
+    h.store
+        .append(
+            PROGRAM_STREAM,
+            ExpectedRevision::Any,
+            vec![EventData {
+                id: uuid::Uuid::new_v4(),
+                event_type: PROGRAM_RECORDED.to_owned(),
+                schema_version: 2,
+                data: Bytes::from_static(b"{\"future\":true}"),
+                metadata: Bytes::from_static(b"{}"),
+            }],
+        )
+        .await
+        .unwrap();
+    // When a server of this release restarts with a new program
+    h.engine.shutdown().await;
+    let changed = program_with("points_per_unit = \"1\"", "points_per_unit = \"2\"");
+    let started = start(h.store.clone(), changed.clone(), h.clock.clone(), options()).await;
+    // Then it started and recorded its program after the record it could not read
+    let events = program_events(h.store.as_ref()).await;
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[2].event_type, PROGRAM_RECORDED);
+    assert_eq!(events[2].schema_version, 1);
+    // And the auditors' history, which must not hide a record, says it cannot read one
+    assert!(started.program_history().await.is_err());
+    started.shutdown().await;
+}

@@ -254,3 +254,32 @@ async fn a_redemption_the_new_program_cannot_afford_is_counted_not_fatal() {
     assert_eq!(fred_diff, Some(-15));
     h.engine.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_event_that_does_not_decode_is_skipped_and_counted_not_fatal() {
+    // Given the known history, and a damaged event in ana's stream
+    let h = Harness::with(recorded_program(), small_pages()).await;
+    known_history(&h).await;
+    h.store
+        .append(
+            "member-ana",
+            loyalty_store::ExpectedRevision::Any,
+            vec![loyalty_store::EventData {
+                id: loyalty_store::Uuid::new_v4(),
+                event_type: "PointsAdjusted".into(),
+                schema_version: 1,
+                data: loyalty_store::Bytes::from_static(b"{not json"),
+                metadata: loyalty_store::Bytes::from_static(b"{}"),
+            }],
+        )
+        .await
+        .unwrap();
+    h.settle().await;
+    // When the period is decided again under the same program
+    let report = run(&h, recorded_program()).await;
+    // Then the run goes on past it, says so, and the rest is as recorded
+    assert_eq!(report.unreadable_events, 1);
+    assert_eq!(report.summary.recorded, report.summary.what_if);
+    assert_eq!(report.summary.commands_decided, 5);
+    h.engine.shutdown().await;
+}
