@@ -70,6 +70,12 @@
 //! truncated before cannot be chained). The cost: one more row, three 32-byte hashes, per
 //! event, and one SHA-256 of the event per append, in the writer.
 //!
+//! **Key vault.** The members' data keys ([`loyalty_store::vault`]) live in two tables of the
+//! store's schema, `member_keys` and `member_erasures`, used through the store's pool
+//! ([`EventStore::key_vault`]). An erasure deletes the member's keys, then rewrites the key
+//! table (`VACUUM FULL`) so that their bytes leave the table's files too; PostgreSQL's
+//! write-ahead log, its archives, base backups and replicas keep them until rotated.
+//!
 //! Mapping decisions:
 //! - the retry of an append is recognised among all of its stream's stored events (an index on
 //!   event ids per stream), whatever its expected revision;
@@ -90,6 +96,7 @@ mod chain;
 mod error;
 mod listener;
 mod schema;
+mod vault;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1113,6 +1120,15 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<loyalty_store::chain::ChainLink>, StoreError> {
         let client = self.client().await?;
         chain::read_chain(&client, self.limits, after, max_count).await
+    }
+
+    /// The vault in this schema's tables, through this store's pool: it answers
+    /// [`StoreError::Closed`] once the store is closed.
+    fn key_vault(&self) -> Option<Arc<dyn loyalty_store::vault::KeyVault>> {
+        Some(Arc::new(vault::PostgresKeyVault::new(
+            self.pool.clone(),
+            Arc::clone(&self.names),
+        )))
     }
 
     fn limits(&self) -> Limits {

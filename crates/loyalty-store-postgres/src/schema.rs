@@ -72,6 +72,19 @@ const MIGRATIONS: &[&str] = &[
         ADD COLUMN chained_to BIGINT NOT NULL DEFAULT 0 CHECK (chained_to >= 0),
         ADD COLUMN chain_hash BYTEA NOT NULL DEFAULT decode(repeat('00', 32), 'hex')
             CHECK (octet_length(chain_hash) = 32);"#,
+    // 2 -> 3: the key vault (see `crate::vault`): each member's live key (at most one; an
+    // erasure deletes it) and each member's latest erasure. Ids are compared byte for byte,
+    // as stream names are.
+    r#"CREATE TABLE member_keys (
+        key_id     TEXT COLLATE "C" PRIMARY KEY,
+        member_id  TEXT COLLATE "C" NOT NULL UNIQUE,
+        secret     BYTEA NOT NULL CHECK (octet_length(secret) = 32),
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    CREATE TABLE member_erasures (
+        member_id TEXT COLLATE "C" PRIMARY KEY,
+        erased_at TIMESTAMPTZ NOT NULL
+    );"#,
 ];
 
 /// The schema version this build writes.

@@ -21,3 +21,9 @@ async fn truncated_events_leave_all_at_once() {
     };
     loyalty_store::conformance::truncated_events_leave_all_at_once(&factory).await;
 }
+
+// The key vault's cases, on the vault of a store in a fresh schema.
+loyalty_store::vault_conformance_tests!(match Schemas::from_env() {
+    Some(factory) => factory,
+    None => return,
+});

@@ -14,6 +14,10 @@
 //! - **Hash chain.** The writer hashes each event and chains it (see
 //!   [`loyalty_store::chain`]) in the transaction that inserts it, into a table truncation
 //!   never deletes from; a file written before gets the chain of the events it holds at open.
+//! - **Key vault.** The members' data keys ([`loyalty_store::vault`]) live in tables of the
+//!   same file, written by the same writer thread; [`SqliteKeyVault`] also opens a key file of
+//!   its own (for a log kept elsewhere). See [`SqliteKeyVault`] for how an erased key's bytes
+//!   leave the files.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -37,10 +41,12 @@ mod checkpoint;
 mod reader;
 mod schema;
 mod sync;
+mod vault;
 mod writer;
 
 use reader::ReaderPool;
 pub use schema::SCHEMA_VERSION;
+pub use vault::SqliteKeyVault;
 
 /// Why a store file could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -267,14 +273,11 @@ impl SqliteStore {
     }
 }
 
-fn open_writer(
-    path: &Path,
-    wal: checkpoint::WalBounds,
-    counters: Arc<writer::Counters>,
-) -> Result<(Connection, Position, JoinHandle<()>, std::fs::File), OpenError> {
-    let mut conn = Connection::open(path)?;
+/// Opens the file's write connection in WAL mode, refusing a file of a newer schema before
+/// touching it in any way (even its journal mode). The schema is not upgraded yet.
+pub(crate) fn open_write_connection(path: &Path) -> Result<Connection, OpenError> {
+    let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    // Refuse a newer file before touching it in any way (even its journal mode).
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(OpenError::SchemaTooNew {
@@ -288,6 +291,15 @@ fn open_writer(
             "the file system refused WAL mode (got {mode})"
         ))));
     }
+    Ok(conn)
+}
+
+fn open_writer(
+    path: &Path,
+    wal: checkpoint::WalBounds,
+    counters: Arc<writer::Counters>,
+) -> Result<(Connection, Position, JoinHandle<()>, std::fs::File), OpenError> {
+    let mut conn = open_write_connection(path)?;
     // In WAL mode, synchronous=NORMAL fsyncs the log only at checkpoints, so COMMIT returns
     // before the batch is durable. The syncer thread fsyncs the log after each commit and only
     // then answers the appends (see `sync`): "an append returns once durable" holds, and the
@@ -498,6 +510,15 @@ impl EventStore for SqliteStore {
         self.readers
             .with(move |conn| chain::read(conn, after, max_count, durable))
             .await
+    }
+
+    /// The vault in this file's tables, written through this store's writer thread; it
+    /// answers [`StoreError::Closed`] once the store is closed.
+    fn key_vault(&self) -> Option<Arc<dyn loyalty_store::vault::KeyVault>> {
+        Some(Arc::new(SqliteKeyVault::for_store(
+            &self.appends,
+            Arc::clone(&self.readers),
+        )))
     }
 
     fn limits(&self) -> Limits {

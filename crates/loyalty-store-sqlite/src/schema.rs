@@ -69,6 +69,27 @@ const MIGRATIONS: &[&str] = &[
         stream_hash BLOB    NOT NULL,
         chain_hash  BLOB    NOT NULL
     );",
+    // 6 -> 7: the key vault (see `crate::vault`). `member_keys` holds every key ever made, by
+    // `seq`, the order they were made in; a destroyed key keeps its row, with `live = 0` and a
+    // secret of zeros written over the old one in place. Rows are never deleted and always
+    // added at the end, so SQLite never moves a key's row to another page: a move leaves the
+    // old copy in the page's unallocated space, which not even `secure_delete` zeroes (see
+    // `crate::vault`). A member has at most one live key: the partial unique index.
+    // `member_erasures` holds each member's latest erasure. Times are RFC 3339 UTC text of
+    // fixed width, so that they compare as text.
+    "CREATE TABLE member_keys (
+        seq        INTEGER PRIMARY KEY,
+        key_id     TEXT    NOT NULL UNIQUE,
+        member_id  TEXT    NOT NULL,
+        secret     BLOB    NOT NULL CHECK (length(secret) = 32),
+        live       INTEGER NOT NULL CHECK (live IN (0, 1)),
+        created_at TEXT    NOT NULL
+    );
+    CREATE UNIQUE INDEX member_keys_live ON member_keys (member_id) WHERE live = 1;
+    CREATE TABLE member_erasures (
+        member_id TEXT PRIMARY KEY,
+        erased_at TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The version whose step creates the `chain` table: the chain of the events a file already

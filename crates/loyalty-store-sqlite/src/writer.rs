@@ -33,7 +33,13 @@ pub(crate) enum Request {
         pages: u64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    /// Work that needs the write connection to itself, run between batches (no transaction is
+    /// open then): the key vault's writes (see `crate::vault`). It gets the connection, or,
+    /// once an fsync has failed, the error every write then gets; it answers its caller itself.
+    Exclusive(Exclusive),
 }
+
+pub(crate) type Exclusive = Box<dyn FnOnce(Result<&mut Connection, StoreError>) + Send>;
 
 pub(crate) struct WriteRequest {
     pub op: Op,
@@ -80,7 +86,7 @@ pub(crate) fn run(
 ) {
     let mut batch = Vec::with_capacity(limits.max_appends);
     while let Some(first) = requests.blocking_recv() {
-        let Some(first) = write_or_configure(&conn, first) else {
+        let Some(first) = write_or_configure(&mut conn, &failed, first) else {
             continue;
         };
         let mut bytes = request_bytes(&first);
@@ -88,7 +94,7 @@ pub(crate) fn run(
         while batch.len() < limits.max_appends && bytes < limits.max_bytes {
             match requests.try_recv() {
                 Ok(next) => {
-                    if let Some(next) = write_or_configure(&conn, next) {
+                    if let Some(next) = write_or_configure(&mut conn, &failed, next) {
                         bytes += request_bytes(&next);
                         batch.push(next);
                     }
@@ -140,11 +146,25 @@ pub(crate) fn run(
     }
 }
 
-/// A write to batch, or `None` once a configuration request has been carried out (there is
-/// no transaction open when the writer gathers a batch).
-fn write_or_configure(conn: &Connection, request: Request) -> Option<WriteRequest> {
+/// A write to batch, or `None` once a configuration request or exclusive work has been carried
+/// out (there is no transaction open when the writer gathers a batch). Exclusive work runs
+/// before the writes gathered so far: it comes from callers that wait for it, so nothing
+/// queued depends on it.
+fn write_or_configure(
+    conn: &mut Connection,
+    failed: &Failed,
+    request: Request,
+) -> Option<WriteRequest> {
     match request {
         Request::Write(write) => Some(write),
+        Request::Exclusive(work) => {
+            if failed.is_set() {
+                work(Err(sync::failed_error()));
+            } else {
+                work(Ok(conn));
+            }
+            None
+        }
         Request::MaxPageCount { pages, reply } => {
             let applied = conn
                 .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {

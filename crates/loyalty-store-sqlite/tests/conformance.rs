@@ -43,3 +43,14 @@ loyalty_store::conformance_tests!(SqliteFiles::new());
 async fn truncated_events_leave_all_at_once() {
     loyalty_store::conformance::truncated_events_leave_all_at_once(&SqliteFiles::new()).await;
 }
+
+loyalty_store::vault_conformance_tests!(SqliteFiles::new());
+
+/// A key file of its own (for a log kept in EventStoreDB) keeps the same contract.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_of_its_own_keeps_the_vault_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vault = loyalty_store_sqlite::SqliteKeyVault::open(dir.path().join("keys.db"))
+        .expect("open key file");
+    loyalty_store::conformance::run_vault(std::sync::Arc::new(vault)).await;
+}

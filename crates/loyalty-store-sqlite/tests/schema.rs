@@ -145,3 +145,47 @@ async fn a_file_that_is_not_a_database_is_refused() {
         .unwrap_err();
     assert!(matches!(err, OpenError::Sqlite(_)), "{err}");
 }
+
+#[tokio::test]
+async fn a_file_of_schema_version_6_is_upgraded_and_gets_a_key_vault() {
+    // Given a file as schema version 6 left it (this build's file without the vault's
+    // tables, which the step to 7 adds), holding an event...
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
+    let appended = store
+        .append(
+            "member-7",
+            ExpectedRevision::NoStream,
+            vec![loyalty_store::conformance::sample_event(0)],
+        )
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE member_keys; DROP TABLE member_erasures; PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    assert_eq!(user_version(&path), 6);
+
+    // ...when this build opens it...
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
+
+    // ...then it is at the current version, its event is there, and its vault works.
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert_eq!(
+        store.stream_revision("member-7").await.unwrap(),
+        CurrentRevision::Current(appended.next_expected_revision)
+    );
+    let vault = store.key_vault().expect("a vault");
+    let key = vault.key_for("m-7").await.unwrap();
+    assert_eq!(vault.key(&key.key_id).await.unwrap(), Some(key));
+    drop(vault);
+    store.close().await.unwrap();
+}

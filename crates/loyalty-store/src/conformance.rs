@@ -1,7 +1,8 @@
 //! The conformance suite: the contract of [`EventStore`], checked the same way on every backend.
 //!
-//! A backend's test file provides a [`StoreFactory`] and expands [`conformance_tests!`] to get
-//! one `#[tokio::test]` per case, so that a failure names its case:
+//! A backend's test file provides a [`StoreFactory`] and expands
+//! [`conformance_tests!`](crate::conformance_tests) to get one `#[tokio::test]` per case, so
+//! that a failure names its case:
 //!
 //! ```text
 //! loyalty_store::conformance_tests!(MyFactory::new());
@@ -9,13 +10,21 @@
 //!
 //! Every case uses stream names with a fresh random prefix and only looks at its own events in
 //! `$all`, so cases can run concurrently against one shared server.
+//!
+//! The key vault's contract ([`crate::vault`]) has cases of its own, for the stores that keep
+//! a vault: [`vault_conformance_tests!`](crate::vault_conformance_tests) expands them for a
+//! [`StoreFactory`] (each case on the vault of a store it creates), and [`run_vault`] runs them
+//! on any one [`KeyVault`] (a vault that is not a store's, such as a key file). They use fresh
+//! member ids, so they too can share one vault.
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
 
 use crate::chain::{self, ChainLink, GENESIS, VerifyOptions};
+use crate::vault::{KEY_BYTES, KeyVault, MemberKey};
 use crate::{
     AppendResult, Bytes, CurrentRevision, Direction, EventData, EventStore, ExpectedRevision,
     Position, RecordedEvent, StoreError, StreamAppend, StreamFilter, StreamFrom,
@@ -1676,4 +1685,281 @@ macro_rules! conformance_tests {
 /// Runs every case in turn against one factory (for a backend that prefers one test).
 pub async fn run_all<F: StoreFactory>(factory: &F) {
     crate::conformance_tests!(@list run factory);
+}
+
+// The key vault.
+
+/// A member id no other case uses.
+fn fresh_member() -> String {
+    format!("m-{}", Uuid::new_v4().simple())
+}
+
+/// A time with whole microseconds (what every backend keeps), `seconds` after a fixed one.
+fn instant(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_780_000_000 + seconds, 123_456_000)
+        .single()
+        .expect("a valid time")
+}
+
+/// `k_` and 32 lowercase hex digits.
+fn is_key_id(id: &str) -> bool {
+    id.len() == 34
+        && id.starts_with("k_")
+        && id[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn check_new_key(key: &MemberKey, member: &str) {
+    assert!(is_key_id(&key.key_id), "key id {:?}", key.key_id);
+    assert_eq!(key.member_id, member);
+    assert_ne!(key.secret, [0u8; KEY_BYTES], "a secret of zeros");
+}
+
+/// The first `key_for` makes the member's key; later calls return that same key, and
+/// nothing was erased.
+pub async fn key_for_creates_a_key_once_and_returns_the_same_key_after(vault: Arc<dyn KeyVault>) {
+    let member = fresh_member();
+    assert_eq!(vault.erased_at(&member).await.unwrap(), None);
+    let key = vault.key_for(&member).await.expect("key_for");
+    check_new_key(&key, &member);
+    for _ in 0..3 {
+        assert_eq!(vault.key_for(&member).await.unwrap(), key);
+    }
+    assert_eq!(vault.erased_at(&member).await.unwrap(), None);
+}
+
+/// Many callers asking for a new member's key at once all get one and the same key.
+pub async fn concurrent_key_for_calls_for_one_member_agree_on_one_key(vault: Arc<dyn KeyVault>) {
+    let member = fresh_member();
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let (vault, member) = (Arc::clone(&vault), member.clone());
+            tokio::spawn(async move { vault.key_for(&member).await })
+        })
+        .collect();
+    let keys: Vec<MemberKey> = tokio::time::timeout(LIVENESS, futures::future::join_all(callers))
+        .await
+        .expect("the callers finish")
+        .into_iter()
+        .map(|k| k.expect("caller task").expect("key_for"))
+        .collect();
+    let first = &keys[0];
+    check_new_key(first, &member);
+    assert!(
+        keys.iter().all(|k| k == first),
+        "the callers got {} different keys",
+        keys.iter().map(|k| &k.key_id).collect::<HashSet<_>>().len()
+    );
+    assert_eq!(&vault.key_for(&member).await.unwrap(), first);
+    assert_eq!(
+        vault.key(&first.key_id).await.unwrap().as_ref(),
+        Some(first)
+    );
+}
+
+/// `key` finds a live key by its id, whoever asks; an id never made finds nothing.
+pub async fn key_finds_a_live_key_by_id_and_nothing_for_an_unknown_id(vault: Arc<dyn KeyVault>) {
+    let (ana, ben) = (fresh_member(), fresh_member());
+    let a = vault.key_for(&ana).await.unwrap();
+    let b = vault.key_for(&ben).await.unwrap();
+    assert_ne!(a.key_id, b.key_id);
+    assert_ne!(a.secret, b.secret);
+    assert_eq!(vault.key(&a.key_id).await.unwrap(), Some(a));
+    assert_eq!(vault.key(&b.key_id).await.unwrap(), Some(b));
+    let unknown = format!("k_{}", Uuid::new_v4().simple());
+    assert_eq!(vault.key(&unknown).await.unwrap(), None);
+    assert_eq!(vault.key("not a key id").await.unwrap(), None);
+}
+
+/// An erasure destroys the member's key (it is found no more), says how many keys it
+/// destroyed, and is remembered with its time.
+pub async fn erase_destroys_every_key_of_the_member_and_remembers_when(vault: Arc<dyn KeyVault>) {
+    let member = fresh_member();
+    let key = vault.key_for(&member).await.unwrap();
+    let at = instant(0);
+    let erasure = vault.erase(&member, at).await.expect("erase");
+    assert_eq!(erasure.member_id, member);
+    assert_eq!(erasure.keys_destroyed, 1);
+    assert_eq!(erasure.erased_at, at);
+    assert_eq!(vault.key(&key.key_id).await.unwrap(), None);
+    assert_eq!(vault.erased_at(&member).await.unwrap(), Some(at));
+}
+
+/// After an erasure the member's next key is a new one: another id and another secret. The
+/// destroyed key stays destroyed, and the erasure stays remembered.
+pub async fn key_for_after_an_erasure_makes_a_new_key(vault: Arc<dyn KeyVault>) {
+    let member = fresh_member();
+    let old = vault.key_for(&member).await.unwrap();
+    vault.erase(&member, instant(0)).await.unwrap();
+    let new = vault.key_for(&member).await.expect("key_for after erase");
+    check_new_key(&new, &member);
+    assert_ne!(new.key_id, old.key_id);
+    assert_ne!(new.secret, old.secret);
+    assert_eq!(vault.key_for(&member).await.unwrap(), new);
+    assert_eq!(vault.key(&new.key_id).await.unwrap(), Some(new));
+    assert_eq!(vault.key(&old.key_id).await.unwrap(), None);
+    assert_eq!(vault.erased_at(&member).await.unwrap(), Some(instant(0)));
+    // The new key goes the same way as the old one.
+    let erasure = vault.erase(&member, instant(60)).await.unwrap();
+    assert_eq!(erasure.keys_destroyed, 1);
+    assert_eq!(vault.erased_at(&member).await.unwrap(), Some(instant(60)));
+}
+
+/// Erasing again (an operator's retry) destroys nothing more and reports so; the later time is
+/// remembered, and an earlier one (another server's clock) does not move it back.
+pub async fn erasing_again_destroys_nothing_more_and_keeps_the_latest_time(
+    vault: Arc<dyn KeyVault>,
+) {
+    let member = fresh_member();
+    let key = vault.key_for(&member).await.unwrap();
+    assert_eq!(
+        vault
+            .erase(&member, instant(0))
+            .await
+            .unwrap()
+            .keys_destroyed,
+        1
+    );
+    let again = vault
+        .erase(&member, instant(10))
+        .await
+        .expect("erase again");
+    assert_eq!(again.keys_destroyed, 0);
+    assert_eq!(again.erased_at, instant(10));
+    assert_eq!(vault.erased_at(&member).await.unwrap(), Some(instant(10)));
+    let earlier = vault.erase(&member, instant(5)).await.unwrap();
+    assert_eq!(earlier.keys_destroyed, 0);
+    assert_eq!(vault.erased_at(&member).await.unwrap(), Some(instant(10)));
+    assert_eq!(vault.key(&key.key_id).await.unwrap(), None);
+}
+
+/// A member who never had a key can be erased: nothing is destroyed, the erasure is
+/// remembered, and a later key is a new one as usual.
+pub async fn erasing_a_member_without_a_key_remembers_the_erasure(vault: Arc<dyn KeyVault>) {
+    let member = fresh_member();
+    let erasure = vault.erase(&member, instant(0)).await.expect("erase");
+    assert_eq!(erasure.keys_destroyed, 0);
+    assert_eq!(vault.erased_at(&member).await.unwrap(), Some(instant(0)));
+    let key = vault.key_for(&member).await.unwrap();
+    check_new_key(&key, &member);
+    assert_eq!(vault.key(&key.key_id).await.unwrap(), Some(key));
+}
+
+/// Erasing one member touches nobody else's key or erasure.
+pub async fn erasing_one_member_leaves_other_members_keys_alone(vault: Arc<dyn KeyVault>) {
+    let (ana, ben, cleo) = (fresh_member(), fresh_member(), fresh_member());
+    let a = vault.key_for(&ana).await.unwrap();
+    let b = vault.key_for(&ben).await.unwrap();
+    let c = vault.key_for(&cleo).await.unwrap();
+    vault.erase(&cleo, instant(0)).await.unwrap();
+    vault.erase(&ana, instant(30)).await.unwrap();
+    assert_eq!(vault.key(&a.key_id).await.unwrap(), None);
+    assert_eq!(vault.key(&c.key_id).await.unwrap(), None);
+    assert_eq!(vault.key(&b.key_id).await.unwrap(), Some(b.clone()));
+    assert_eq!(vault.key_for(&ben).await.unwrap(), b);
+    assert_eq!(vault.erased_at(&ben).await.unwrap(), None);
+    assert_eq!(vault.erased_at(&cleo).await.unwrap(), Some(instant(0)));
+    assert_eq!(vault.erased_at(&ana).await.unwrap(), Some(instant(30)));
+}
+
+/// Erasures racing `key_for` calls for the same member never leave two live keys: once the
+/// race is over, every `key_for` returns one key, which `key` finds.
+pub async fn erasures_racing_key_for_calls_leave_one_live_key(vault: Arc<dyn KeyVault>) {
+    let member = fresh_member();
+    let calls: Vec<_> = (0..12)
+        .map(|n| {
+            let (vault, member) = (Arc::clone(&vault), member.clone());
+            tokio::spawn(async move {
+                if n % 3 == 0 {
+                    vault.erase(&member, instant(n)).await.map(|_| ())
+                } else {
+                    vault.key_for(&member).await.map(|_| ())
+                }
+            })
+        })
+        .collect();
+    for outcome in tokio::time::timeout(LIVENESS, futures::future::join_all(calls))
+        .await
+        .expect("the calls finish")
+    {
+        outcome.expect("task").expect("erase or key_for");
+    }
+    let key = vault.key_for(&member).await.unwrap();
+    check_new_key(&key, &member);
+    assert_eq!(vault.key_for(&member).await.unwrap(), key);
+    assert_eq!(vault.key(&key.key_id).await.unwrap(), Some(key));
+    assert_eq!(vault.erased_at(&member).await.unwrap(), Some(instant(9)));
+}
+
+/// The store's vault keeps its keys and erasures across a reopen of the store.
+pub async fn vault_keys_and_erasures_survive_a_reopen<F: StoreFactory>(factory: &F) {
+    let store = factory.create().await;
+    let vault = store.key_vault().expect("this store keeps a key vault");
+    let (ana, ben) = (fresh_member(), fresh_member());
+    let a = vault.key_for(&ana).await.unwrap();
+    let b = vault.key_for(&ben).await.unwrap();
+    vault.erase(&ben, instant(0)).await.unwrap();
+    drop(vault);
+    let store = factory.reopen(store).await;
+    let vault = store
+        .key_vault()
+        .expect("the reopened store keeps a key vault");
+    assert_eq!(vault.key(&a.key_id).await.unwrap(), Some(a.clone()));
+    assert_eq!(vault.key_for(&ana).await.unwrap(), a);
+    assert_eq!(vault.key(&b.key_id).await.unwrap(), None);
+    assert_eq!(vault.erased_at(&ben).await.unwrap(), Some(instant(0)));
+    assert_eq!(vault.erased_at(&ana).await.unwrap(), None);
+}
+
+/// Expands to one `#[tokio::test]` per key vault case, each on the vault of a store the
+/// factory `$factory` (an expression evaluated per test) creates, and one for
+/// [`vault_keys_and_erasures_survive_a_reopen`]. For stores whose
+/// [`EventStore::key_vault`] answers a vault.
+#[macro_export]
+macro_rules! vault_conformance_tests {
+    ($factory:expr) => {
+        $crate::vault_conformance_tests!(@list store $factory);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn vault_keys_and_erasures_survive_a_reopen() {
+            let factory = $factory;
+            $crate::conformance::vault_keys_and_erasures_survive_a_reopen(&factory).await;
+        }
+    };
+    // The one list of vault cases, expanded as tests or as one sequential run.
+    (@list $mode:ident $arg:expr) => {
+        $crate::vault_conformance_tests!(@$mode $arg;
+            key_for_creates_a_key_once_and_returns_the_same_key_after,
+            concurrent_key_for_calls_for_one_member_agree_on_one_key,
+            key_finds_a_live_key_by_id_and_nothing_for_an_unknown_id,
+            erase_destroys_every_key_of_the_member_and_remembers_when,
+            key_for_after_an_erasure_makes_a_new_key,
+            erasing_again_destroys_nothing_more_and_keeps_the_latest_time,
+            erasing_a_member_without_a_key_remembers_the_erasure,
+            erasing_one_member_leaves_other_members_keys_alone,
+            erasures_racing_key_for_calls_leave_one_live_key,
+        );
+    };
+    (@store $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let factory = $factory;
+                let store = $crate::conformance::StoreFactory::create(&factory).await;
+                let vault = $crate::EventStore::key_vault(&store)
+                    .expect("this store keeps a key vault");
+                $crate::conformance::$case(vault).await;
+                drop(store);
+            }
+        )*
+    };
+    (@run $vault:expr; $($case:ident),* $(,)?) => {
+        $( $crate::conformance::$case(::std::sync::Arc::clone($vault)).await; )*
+    };
+}
+
+/// Runs every key vault case in turn on `vault` (a vault that is not a store's).
+pub async fn run_vault(vault: Arc<dyn KeyVault>) {
+    crate::vault_conformance_tests!(@list run &vault);
 }

@@ -37,6 +37,7 @@ mod error;
 mod memory;
 mod read_ahead;
 mod subscription;
+pub mod vault;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -465,6 +466,13 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<chain::ChainLink>, StoreError> {
         let _ = (after, max_count);
         Err(StoreError::Unsupported("a hash chain"))
+    }
+
+    /// The key vault kept beside the log (see [`vault`]), if this backend has one: the
+    /// embedded and PostgreSQL stores keep it in the same database; EventStoreDB has none (the
+    /// server opens a key file of its own).
+    fn key_vault(&self) -> Option<std::sync::Arc<dyn vault::KeyVault>> {
+        None
     }
 
     fn limits(&self) -> Limits;

@@ -1,7 +1,8 @@
 //! The in-memory store: for tests of the layers above, with the same semantics as every other
 //! backend (it runs the same conformance suite). Nothing survives the process.
 //!
-//! Clones share one store: a clone is how a test "reopens" it.
+//! Clones share one store: a clone is how a test "reopens" it. The store's key vault (a
+//! [`MemoryVault`]) is shared the same way.
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,6 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::chain::{self, ChainLink, EventFields, GENESIS, Hash};
+use crate::vault::{KeyVault, MemoryVault};
 use crate::{
     AppendResult, CurrentRevision, Direction, EventData, EventStore, ExpectedRevision, Limits,
     Position, RecordedEvent, StoreError, StreamFilter, StreamFrom, Subscription, spawn_catch_up,
@@ -30,6 +32,7 @@ struct Inner {
     state: Mutex<State>,
     head: watch::Sender<Position>,
     limits: Limits,
+    vault: MemoryVault,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +95,7 @@ impl InMemoryStore {
                 state: Mutex::new(State::default()),
                 head,
                 limits,
+                vault: MemoryVault::new(),
             }),
         }
     }
@@ -319,6 +323,11 @@ impl EventStore for InMemoryStore {
             .take(max_count)
             .cloned()
             .collect())
+    }
+
+    /// The store's own vault: every clone of the store answers the same one.
+    fn key_vault(&self) -> Option<Arc<dyn KeyVault>> {
+        Some(Arc::new(self.inner.vault.clone()))
     }
 
     fn limits(&self) -> Limits {
