@@ -376,6 +376,35 @@ impl Command {
         }
     }
 
+    /// The fingerprint adjustments and goodwill grants were recorded with before notes were
+    /// sealed (the note included): a retry of one of those must still be recognised.
+    pub(crate) fn legacy_fingerprint(&self) -> Option<String> {
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        match self {
+            Command::Adjust(c) => Some(
+                Fingerprint::new("adjust")
+                    .field(&c.adjustment_id)
+                    .field(c.points.to_string())
+                    .field(&c.reason_code)
+                    .field(&c.note)
+                    .field(&c.operator)
+                    .field(at(c.occurred_at))
+                    .finish(),
+            ),
+            Command::Goodwill(c) => Some(
+                Fingerprint::new("goodwill")
+                    .field(&c.complaint_id)
+                    .field(c.points.to_string())
+                    .field(&c.reason_code)
+                    .field(&c.note)
+                    .field(&c.operator)
+                    .field(at(c.occurred_at))
+                    .finish(),
+            ),
+            _ => None,
+        }
+    }
+
     /// A digest of the command's content, stored in its events: a retry must match it exactly.
     /// `occurred_at` is part of the content (a terminal's retry resends the same time).
     pub fn fingerprint(&self) -> String {
@@ -441,19 +470,21 @@ impl Command {
                 .field(&c.kind)
                 .field(at(c.occurred_at))
                 .finish(),
-            Command::Adjust(c) => Fingerprint::new("adjust")
+            // Without the note: the fingerprint is stored in clear and FNV-1a can be run
+            // backwards, so a note in it would outlive the note's erasure (a short note, a
+            // phone number, can be recovered from it in a second). A note never changes a
+            // decision, so a retry with another note is the same adjustment.
+            Command::Adjust(c) => Fingerprint::new("adjust/2")
                 .field(&c.adjustment_id)
                 .field(c.points.to_string())
                 .field(&c.reason_code)
-                .field(&c.note)
                 .field(&c.operator)
                 .field(at(c.occurred_at))
                 .finish(),
-            Command::Goodwill(c) => Fingerprint::new("goodwill")
+            Command::Goodwill(c) => Fingerprint::new("goodwill/2")
                 .field(&c.complaint_id)
                 .field(c.points.to_string())
                 .field(&c.reason_code)
-                .field(&c.note)
                 .field(&c.operator)
                 .field(at(c.occurred_at))
                 .finish(),

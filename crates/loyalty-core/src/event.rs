@@ -339,7 +339,8 @@ pub struct PointsAdjusted {
     /// Requested, signed.
     pub points: Points,
     pub reason_code: ReasonCode,
-    pub note: String,
+    /// Personal data: sealed once stored (see [`crate::Note`]).
+    pub note: crate::Note,
     pub operator: OperatorId,
     pub occurred_at: DateTime<Utc>,
     /// For a positive adjustment.
@@ -353,7 +354,8 @@ pub struct PointsAdjusted {
 pub struct GoodwillGranted {
     pub complaint_id: ComplaintId,
     pub reason_code: ReasonCode,
-    pub note: String,
+    /// Personal data: sealed once stored (see [`crate::Note`]).
+    pub note: crate::Note,
     pub operator: OperatorId,
     pub occurred_at: DateTime<Utc>,
     pub credit: Credit,

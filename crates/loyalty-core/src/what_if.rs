@@ -265,6 +265,15 @@ fn imported_award(event: &Event) -> ImportedAward {
     }
 }
 
+/// A recorded note, for a command replayed in memory: the text when it is plain; a sealed one
+/// is left sealed (a note never changes a decision, and what-if holds no keys).
+fn replayed_note(note: &crate::Note) -> String {
+    match note {
+        crate::Note::Plain(text) => text.clone(),
+        crate::Note::Sealed(_) => "(sealed note)".to_owned(),
+    }
+}
+
 /// The command one event records.
 fn from_event(
     member: &MemberId,
@@ -366,7 +375,7 @@ fn from_event(
             adjustment_id: e.adjustment_id.clone(),
             points: e.points,
             reason_code: e.reason_code.clone(),
-            note: e.note.clone(),
+            note: replayed_note(&e.note),
             operator: e.operator.clone(),
             occurred_at: e.occurred_at,
         }),
@@ -375,7 +384,7 @@ fn from_event(
             complaint_id: e.complaint_id.clone(),
             points: e.credit.points,
             reason_code: e.reason_code.clone(),
-            note: e.note.clone(),
+            note: replayed_note(&e.note),
             operator: e.operator.clone(),
             occurred_at: e.occurred_at,
         }),

@@ -130,7 +130,7 @@ pub(super) fn adjust(mut ctx: Ctx<'_>, c: &Adjust) -> Result<Decision, DomainErr
         adjustment_id: c.adjustment_id.clone(),
         points: c.points,
         reason_code: c.reason_code.clone(),
-        note: c.note.clone(),
+        note: crate::Note::Plain(c.note.clone()),
         operator: c.operator.clone(),
         occurred_at: ctx.at,
         credit,
@@ -154,7 +154,7 @@ pub(super) fn goodwill(mut ctx: Ctx<'_>, c: &Goodwill) -> Result<Decision, Domai
     let primary = ctx.push(Event::GoodwillGranted(GoodwillGranted {
         complaint_id: c.complaint_id.clone(),
         reason_code: c.reason_code.clone(),
-        note: c.note.clone(),
+        note: crate::Note::Plain(c.note.clone()),
         operator: c.operator.clone(),
         occurred_at: ctx.at,
         credit,

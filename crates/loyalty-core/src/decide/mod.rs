@@ -78,7 +78,11 @@ pub fn decide_imported(
     if let Some(client_id) = command.client_id()
         && let Some(done) = state.processed(&client_id)
     {
-        if done.fingerprint == command.fingerprint() {
+        if done.fingerprint == command.fingerprint()
+            || command
+                .legacy_fingerprint()
+                .is_some_and(|legacy| legacy == done.fingerprint)
+        {
             return Ok(Decision {
                 events: Vec::new(),
                 outcome: done.outcome.clone(),

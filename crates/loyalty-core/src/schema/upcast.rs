@@ -4,9 +4,11 @@
 //! once, when its version is introduced, and never changed afterwards: history written by any
 //! release stays readable by every later one.
 //!
-//! Today every event type is at version 1 and [`STEPS`] is empty: fields added since v1 was
-//! first written (`activity_deadline`, a reinstatement's `reason_code`) are optional fields with
-//! `#[serde(default)]`, which need no new version. `schema/mod.rs` says how a version 2 is added.
+//! Two types are at version 2 (`PointsAdjusted` and `GoodwillGranted`, whose note became an
+//! object when notes began to be sealed); every other is at version 1: fields added since v1
+//! was first written (`activity_deadline`, a reinstatement's `reason_code`) are optional fields
+//! with `#[serde(default)]`, which need no new version. `schema/mod.rs` says how a version is
+//! added.
 
 use serde_json::{Map, Value};
 
@@ -34,7 +36,34 @@ impl std::fmt::Debug for Step {
 
 /// Every step this build knows, for every type. A type's versions run from 1 to 1 + the number
 /// of its steps, without gaps (checked by the tests).
-pub const STEPS: &[Step] = &[];
+pub const STEPS: &[Step] = &[
+    Step {
+        event_type: "PointsAdjusted",
+        from: 1,
+        apply: note_becomes_an_object,
+    },
+    Step {
+        event_type: "GoodwillGranted",
+        from: 1,
+        apply: note_becomes_an_object,
+    },
+];
+
+/// v1 -> v2 of the two types with a support note: the note, a string in v1, is an object in
+/// v2 (`{"plain": text}` or `{"sealed": {...}}`), because notes are sealed since v2. A v1 note
+/// was written in the clear, so it becomes `{"plain": text}`.
+fn note_becomes_an_object(doc: &mut Map<String, Value>) -> Result<(), String> {
+    match doc.remove("note") {
+        Some(Value::String(text)) => {
+            let mut note = Map::new();
+            note.insert("plain".to_owned(), Value::String(text));
+            doc.insert("note".to_owned(), Value::Object(note));
+            Ok(())
+        }
+        Some(other) => Err(format!("a v1 note is a string, not {other}")),
+        None => Err("a v1 document has a note".to_owned()),
+    }
+}
 
 /// The newest version of `event_type` under `steps` (1 when it has none).
 pub(super) fn newest_in(steps: &[Step], event_type: &str) -> u32 {
@@ -212,5 +241,19 @@ mod tests {
         }
         // What readers compare with to tell a newer writer's events (the webhooks do).
         assert_eq!(newest_of_all, super::super::CURRENT_SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_v1_note_in_the_clear_becomes_a_plain_note_object_in_v2() {
+        let v1 = json!({"adjustment_id": "A1", "note": "called twice"});
+        let v2 = upcast_in(STEPS, "PointsAdjusted", 1, v1).unwrap();
+        assert_eq!(
+            v2,
+            json!({"adjustment_id": "A1", "note": {"plain": "called twice"}})
+        );
+        let missing = upcast_in(STEPS, "GoodwillGranted", 1, json!({})).unwrap_err();
+        assert!(missing.contains("has a note"), "{missing}");
+        let odd = upcast_in(STEPS, "GoodwillGranted", 1, json!({"note": 3})).unwrap_err();
+        assert!(odd.contains("is a string"), "{odd}");
     }
 }

@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::command::RevocationReason;
 use crate::event::{self as ev, Event};
 use crate::ids::{
-    ActivityId, ActivityKind, AdjustmentId, CampaignId, CategoryId, ComplaintId, LotId, MemberId,
-    OperatorId, ReasonCode, RedemptionId, RefundId, RewardId, Sku, StoreId, TerminalId,
-    TransactionId,
+    ActivityId, ActivityKind, AdjustmentId, CampaignId, CategoryId, LotId, MemberId, OperatorId,
+    ReasonCode, RedemptionId, RefundId, RewardId, Sku, StoreId, TerminalId, TransactionId,
 };
 use crate::money::Currency;
 use crate::points::Points;
@@ -20,7 +19,7 @@ type Instant = DateTime<Utc>;
 /// parser reads them several times faster than the general parser its serde support uses,
 /// which was a tenth of the time replay spent decoding. Anything the fixed-format parser
 /// refuses goes to the general parser, so every stored document reads as it did before.
-mod instant {
+pub(super) mod instant {
     use std::fmt;
 
     use chrono::{DateTime, Utc};
@@ -48,11 +47,13 @@ mod instant {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    pub(in crate::schema) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<DateTime<Utc>, D::Error> {
         d.deserialize_str(Rfc3339)
     }
 
-    pub(super) fn deserialize_opt<'de, D: Deserializer<'de>>(
+    pub(in crate::schema) fn deserialize_opt<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<DateTime<Utc>>, D::Error> {
         #[derive(Deserialize)]
@@ -102,7 +103,7 @@ enum LotExpiryV1 {
 }
 
 #[derive(Serialize, Deserialize)]
-struct CreditV1 {
+pub(super) struct CreditV1 {
     lot_id: LotId,
     points: Points,
     #[serde(default)]
@@ -123,7 +124,7 @@ struct LotDrawV1 {
 }
 
 #[derive(Serialize, Deserialize)]
-struct DebitV1 {
+pub(super) struct DebitV1 {
     draws: Vec<LotDrawV1>,
     #[serde(default)]
     debt_added: Points,
@@ -452,34 +453,6 @@ struct ActivityRefusedV1 {
 }
 
 #[derive(Serialize, Deserialize)]
-struct PointsAdjustedV1 {
-    adjustment_id: AdjustmentId,
-    points: Points,
-    reason_code: ReasonCode,
-    note: String,
-    operator: OperatorId,
-    #[serde(deserialize_with = "instant::deserialize")]
-    occurred_at: Instant,
-    #[serde(default)]
-    credit: Option<CreditV1>,
-    #[serde(default)]
-    debit: Option<DebitV1>,
-    fingerprint: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct GoodwillGrantedV1 {
-    complaint_id: ComplaintId,
-    reason_code: ReasonCode,
-    note: String,
-    operator: OperatorId,
-    #[serde(deserialize_with = "instant::deserialize")]
-    occurred_at: Instant,
-    credit: CreditV1,
-    fingerprint: String,
-}
-
-#[derive(Serialize, Deserialize)]
 struct BalanceOpenedV1 {
     balance_id: AdjustmentId,
     #[serde(deserialize_with = "instant::deserialize")]
@@ -733,26 +706,8 @@ pub(super) fn encode(event: &Event) -> Vec<u8> {
             rules_version: e.rules_version.clone(),
             fingerprint: e.fingerprint.clone(),
         }),
-        Event::PointsAdjusted(e) => to_json(&PointsAdjustedV1 {
-            adjustment_id: e.adjustment_id.clone(),
-            points: e.points,
-            reason_code: e.reason_code.clone(),
-            note: e.note.clone(),
-            operator: e.operator.clone(),
-            occurred_at: e.occurred_at,
-            credit: e.credit.as_ref().map(Into::into),
-            debit: e.debit.as_ref().map(Into::into),
-            fingerprint: e.fingerprint.clone(),
-        }),
-        Event::GoodwillGranted(e) => to_json(&GoodwillGrantedV1 {
-            complaint_id: e.complaint_id.clone(),
-            reason_code: e.reason_code.clone(),
-            note: e.note.clone(),
-            operator: e.operator.clone(),
-            occurred_at: e.occurred_at,
-            credit: (&e.credit).into(),
-            fingerprint: e.fingerprint.clone(),
-        }),
+        // Version 2 since notes are sealed: `v2.rs`.
+        Event::PointsAdjusted(_) | Event::GoodwillGranted(_) => super::v2::encode(event),
         Event::BalanceOpened(e) => to_json(&BalanceOpenedV1 {
             balance_id: e.balance_id.clone(),
             occurred_at: e.occurred_at,
@@ -983,32 +938,6 @@ pub(super) fn decode(event_type: &str, data: &[u8]) -> Result<Event, serde_json:
                 period: e.period,
                 occurred_at: e.occurred_at,
                 rules_version: e.rules_version,
-                fingerprint: e.fingerprint,
-            })
-        }
-        "PointsAdjusted" => {
-            let e: PointsAdjustedV1 = serde_json::from_str(text)?;
-            Event::PointsAdjusted(ev::PointsAdjusted {
-                adjustment_id: e.adjustment_id,
-                points: e.points,
-                reason_code: e.reason_code,
-                note: e.note,
-                operator: e.operator,
-                occurred_at: e.occurred_at,
-                credit: e.credit.map(Into::into),
-                debit: e.debit.map(Into::into),
-                fingerprint: e.fingerprint,
-            })
-        }
-        "GoodwillGranted" => {
-            let e: GoodwillGrantedV1 = serde_json::from_str(text)?;
-            Event::GoodwillGranted(ev::GoodwillGranted {
-                complaint_id: e.complaint_id,
-                reason_code: e.reason_code,
-                note: e.note,
-                operator: e.operator,
-                occurred_at: e.occurred_at,
-                credit: e.credit.into(),
                 fingerprint: e.fingerprint,
             })
         }
