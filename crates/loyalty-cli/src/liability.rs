@@ -15,7 +15,7 @@ use loyalty_engine::{
 };
 use rust_decimal::Decimal;
 
-use crate::runtime::start_engine;
+use crate::runtime::start_read_only_engine;
 use crate::settings::Settings;
 
 #[derive(Debug, Clone, Args)]
@@ -37,7 +37,7 @@ pub struct LiabilityArgs {
 
 pub async fn run(settings: &Settings, args: &LiabilityArgs) -> anyhow::Result<()> {
     // The report replays the log itself: the read models need not catch up first.
-    let engine = start_engine(settings, Arc::new(SystemClock)).await?;
+    let engine = start_read_only_engine(settings, Arc::new(SystemClock)).await?;
     let report = engine
         .liability_statement(args.as_of, args.lookback_days)
         .await

@@ -33,9 +33,19 @@
 //!
 //! # Cost
 //!
-//! One pass over the log (from the newest archived read-model snapshot taken before the
-//! lookback, else from the start), folding every member's row as an as-of replay does:
-//! memory is one row per member, time grows with the log.
+//! As of an instant in the past ([`Engine::liability_statement`]): one pass over the log (from
+//! the newest archived read-model snapshot taken before the lookback, else from the start),
+//! folding every member's row as an as-of replay does: memory is one row per member, time grows
+//! with the log.
+//!
+//! Now, or as of an instant at or after everything the read models hold
+//! ([`Engine::liability_report`]): the live read models. The totals and buckets come from their
+//! rows, the breakage from the points they keep settled by day (`readmodel::settled`): whole
+//! days after the lookback's start from there, and the part of the day it starts in by reading
+//! the log from that day's first settlement (about a day of the log). The answer is the one the
+//! replay gives; the replay answers instead when the read models cannot (not caught up within
+//! the read wait, restored from a snapshot that kept no settled days for the lookback, or
+//! holding an event recorded after the instant).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +60,7 @@ use crate::audit::{RECORDED_ORDER_MARGIN, recorded_at};
 use crate::codec;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::readmodel::settled::{self, SettledDay};
 use crate::readmodel::{MemberRow, TotalsAcc};
 use crate::views::ProgramTotals;
 
@@ -179,53 +190,258 @@ struct Folded {
     redeemed: Points,
 }
 
+/// The totals and the expiry buckets, as rows are added.
+struct Buckets {
+    as_of: DateTime<Utc>,
+    /// The instants of [`BUCKET_DAYS`] after `as_of`.
+    bounds: Vec<Option<DateTime<Utc>>>,
+    totals: TotalsAcc,
+    points: [Points; 7],
+    lots: [u64; 7],
+}
+
+impl Buckets {
+    fn new(as_of: DateTime<Utc>, tz: chrono_tz::Tz) -> Self {
+        Buckets {
+            as_of,
+            bounds: BUCKET_DAYS
+                .iter()
+                .map(|days| calendar::add_days(as_of, *days, tz))
+                .collect(),
+            totals: TotalsAcc::default(),
+            points: [Points::ZERO; 7],
+            lots: [0; 7],
+        }
+    }
+
+    fn add(&mut self, row: &MemberRow) {
+        if row.status() == MemberStatus::NotEnrolled {
+            return;
+        }
+        self.totals.add(row, self.as_of);
+        for lot in row.lot_facts() {
+            let i = bucket_of(lot.expires_at, self.as_of, &self.bounds);
+            self.points[i] = self.points[i].saturating_add(lot.remaining);
+            self.lots[i] += 1;
+        }
+    }
+}
+
+/// What the report is made of besides the rows.
+struct Sources {
+    lookback_days: u32,
+    from: DateTime<Utc>,
+    /// The last member event the rows hold.
+    position: Position,
+    events: u64,
+    unreadable: u64,
+    expired: Points,
+    redeemed: Points,
+}
+
+fn check_lookback(lookback_days: u32) -> Result<(), EngineError> {
+    if lookback_days == 0 || lookback_days > MAX_BREAKAGE_LOOKBACK_DAYS {
+        return Err(EngineError::LimitExceeded {
+            what: "breakage lookback (days)",
+            requested: lookback_days as usize,
+            limit: MAX_BREAKAGE_LOOKBACK_DAYS as usize,
+        });
+    }
+    Ok(())
+}
+
+/// The lookback's start: `lookback_days` before `as_of`.
+fn lookback_start(as_of: DateTime<Utc>, lookback_days: u32) -> DateTime<Utc> {
+    as_of
+        .checked_sub_signed(TimeDelta::days(i64::from(lookback_days)))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 impl Engine {
     /// The liability report as of `as_of`, its breakage estimated over the `lookback_days`
-    /// before it (see the module's documentation for the buckets and the formula).
+    /// before it (see the module's documentation for the buckets and the formula), replayed
+    /// from the log.
     pub async fn liability_statement(
         &self,
         as_of: DateTime<Utc>,
         lookback_days: u32,
     ) -> Result<LiabilityStatement, EngineError> {
-        if lookback_days == 0 || lookback_days > MAX_BREAKAGE_LOOKBACK_DAYS {
-            return Err(EngineError::LimitExceeded {
-                what: "breakage lookback (days)",
-                requested: lookback_days as usize,
-                limit: MAX_BREAKAGE_LOOKBACK_DAYS as usize,
-            });
-        }
-        let from = as_of
-            .checked_sub_signed(TimeDelta::days(i64::from(lookback_days)))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        check_lookback(lookback_days)?;
+        let from = lookback_start(as_of, lookback_days);
         let folded = self.fold_for_liability(as_of, from).await?;
-        let program = &self.inner.program;
-        let tz = program.timezone();
-
-        let mut acc = TotalsAcc::default();
-        let mut points = [Points::ZERO; 7];
-        let mut lots = [0u64; 7];
-        let bounds: Vec<Option<DateTime<Utc>>> = BUCKET_DAYS
-            .iter()
-            .map(|days| calendar::add_days(as_of, *days, tz))
-            .collect();
+        let mut buckets = Buckets::new(as_of, self.inner.program.timezone());
         for row in folded.rows.values() {
-            if row.status() == MemberStatus::NotEnrolled {
-                continue;
+            buckets.add(row);
+        }
+        Ok(self.statement(
+            buckets,
+            Sources {
+                lookback_days,
+                from,
+                position: folded.position,
+                events: folded.events,
+                unreadable: folded.unreadable,
+                expired: folded.expired,
+                redeemed: folded.redeemed,
+            },
+        ))
+    }
+
+    /// The liability report now (`as_of` `None`: the engine's clock) or as of `as_of`: from the
+    /// live read models when they can answer it, the same as [`Engine::liability_statement`]
+    /// would; else replayed by it (see the module's documentation, Cost).
+    pub async fn liability_report(
+        &self,
+        as_of: Option<DateTime<Utc>>,
+        lookback_days: u32,
+    ) -> Result<LiabilityStatement, EngineError> {
+        check_lookback(lookback_days)?;
+        let as_of = as_of.unwrap_or_else(|| self.inner.clock.now());
+        match self
+            .liability_from_read_models(as_of, lookback_days)
+            .await?
+        {
+            Some(report) => Ok(report),
+            None => self.liability_statement(as_of, lookback_days).await,
+        }
+    }
+
+    /// The report from the read models, or `None` when they cannot give the replay's answer.
+    async fn liability_from_read_models(
+        &self,
+        as_of: DateTime<Utc>,
+        lookback_days: u32,
+    ) -> Result<Option<LiabilityStatement>, EngineError> {
+        let head = self.inner.store.head_position().await?;
+        match self.wait_for(head).await {
+            Ok(()) => {}
+            Err(EngineError::NotCaughtUp { reached, .. }) => {
+                tracing::info!(%head, %reached,
+                    "liability: the read models are behind the log, replaying it instead");
+                return Ok(None);
             }
-            acc.add(row, as_of);
-            for lot in row.lot_facts() {
-                let i = bucket_of(lot.expires_at, as_of, &bounds);
-                points[i] = points[i].saturating_add(lot.remaining);
-                lots[i] += 1;
+            Err(e) => return Err(e),
+        }
+        let model = &self.inner.model;
+        let settled = model.settled();
+        // A replay to `as_of` leaves out what was recorded after it: rows holding such an event
+        // are not what it folds.
+        if settled
+            .latest_recorded()
+            .is_some_and(|latest| latest > as_of)
+        {
+            return Ok(None);
+        }
+        let from = lookback_start(as_of, lookback_days);
+        let from_day = settled::day_of(from);
+        if !settled.covers(from_day) {
+            tracing::info!(%from,
+                "liability: the read models did not see every settlement since the lookback's \
+                 start (restored from an older snapshot), replaying the log instead");
+            return Ok(None);
+        }
+        let mut buckets = Buckets::new(as_of, self.inner.program.timezone());
+        let mut position = Position::START;
+        model.for_each(|_, row| {
+            position = position.max(row.last_position);
+            buckets.add(row);
+        });
+        // The projection went on while the rows were read: if it applied an event recorded
+        // after `as_of`, the rows are of a later moment than the ledger copied above.
+        if model
+            .settled()
+            .latest_recorded()
+            .is_some_and(|latest| latest > as_of)
+        {
+            return Ok(None);
+        }
+        // Whole days after the one the lookback starts in, then that day's part after `from`.
+        let (mut expired, mut redeemed) = settled.after_day(from_day);
+        let mut events = 0;
+        if let Some(day) = settled.days.get(&from_day) {
+            let edge = self.settled_within(*day, from, from_day, head).await?;
+            expired = expired.saturating_add(edge.0);
+            redeemed = redeemed.saturating_add(edge.1);
+            events = edge.2;
+        }
+        Ok(Some(self.statement(
+            buckets,
+            Sources {
+                lookback_days,
+                from,
+                position,
+                events,
+                unreadable: model.apply_state().unreadable,
+                expired: Points::new(expired),
+                redeemed: Points::new(redeemed),
+            },
+        )))
+    }
+
+    /// The points settled on `day` after `from` (which falls on it): (expired, redeemed,
+    /// events read). Reads the log from the day's first settlement until an event recorded
+    /// [`RECORDED_ORDER_MARGIN`] after the day's end (or `head`).
+    async fn settled_within(
+        &self,
+        day: SettledDay,
+        from: DateTime<Utc>,
+        on: i64,
+        head: Position,
+    ) -> Result<(i64, i64, u64), EngineError> {
+        let day_end = settled::start_of(on.saturating_add(1));
+        let stop_after = day_end + RECORDED_ORDER_MARGIN;
+        let (mut expired, mut redeemed, mut events) = (0i64, 0i64, 0u64);
+        let mut pages = ReadAhead::new(
+            Arc::clone(&self.inner.store),
+            day.before,
+            self.inner.page_size,
+        );
+        'pages: while let Some(page) = pages.next_page().await? {
+            for recorded in &page {
+                if recorded.position > head {
+                    break 'pages;
+                }
+                events += 1;
+                if !recorded.stream.starts_with(codec::MEMBER_PREFIX) {
+                    continue;
+                }
+                let event = match codec::decode(recorded) {
+                    Ok(event) => event,
+                    Err(e @ EngineError::NewerSchema(_)) => return Err(e),
+                    // The read models skipped it too.
+                    Err(_) => continue,
+                };
+                let at = recorded_at(recorded, &event);
+                if at > stop_after {
+                    break 'pages;
+                }
+                if at <= from || at >= day_end {
+                    continue;
+                }
+                let (e, r) = settled::settled_by(&event);
+                expired = expired.saturating_add(e);
+                redeemed = redeemed.saturating_add(r);
             }
         }
-        let totals = acc.finish(program, as_of, folded.position);
+        Ok((expired, redeemed, events))
+    }
 
-        let redeemed = folded.redeemed.max(Points::ZERO);
-        let expired = folded.expired.max(Points::ZERO);
+    /// The report from its rows' buckets and the settled points of the lookback.
+    fn statement(&self, buckets: Buckets, sources: Sources) -> LiabilityStatement {
+        let program = &self.inner.program;
+        let Buckets {
+            as_of,
+            bounds,
+            totals,
+            points,
+            lots,
+        } = buckets;
+        let totals = totals.finish(program, as_of, sources.position);
+        let redeemed = sources.redeemed.max(Points::ZERO);
+        let expired = sources.expired.max(Points::ZERO);
         let rate = breakage_rate(expired, redeemed);
         let value = |p: Points| program.points_value(p).unwrap_or(Decimal::MAX);
-        let mut buckets = Vec::with_capacity(ExpiryBucketKind::ALL.len());
+        let mut list = Vec::with_capacity(ExpiryBucketKind::ALL.len());
         let mut expected = Points::ZERO;
         for (i, kind) in ExpiryBucketKind::ALL.into_iter().enumerate() {
             let breakage = if kind.dated() {
@@ -243,7 +459,7 @@ impl Engine {
                 ExpiryBucketKind::Later => (bounds[3], None),
                 ExpiryBucketKind::NoExpiry => (None, None),
             };
-            buckets.push(ExpiryBucket {
+            list.push(ExpiryBucket {
                 bucket: kind,
                 expires_after,
                 expires_by,
@@ -257,13 +473,13 @@ impl Engine {
         }
         let expected_value = value(expected);
         let liability_net_of_breakage = totals.liability - expected_value;
-        Ok(LiabilityStatement {
+        LiabilityStatement {
             as_of,
-            events_replayed: folded.events,
-            unreadable_events: folded.unreadable,
+            events_replayed: sources.events,
+            unreadable_events: sources.unreadable,
             breakage: BreakageEstimate {
-                lookback_days,
-                from,
+                lookback_days: sources.lookback_days,
+                from: sources.from,
                 to: as_of,
                 points_expired: expired,
                 points_redeemed: redeemed,
@@ -272,9 +488,9 @@ impl Engine {
                 expected_value,
             },
             totals,
-            buckets,
+            buckets: list,
             liability_net_of_breakage,
-        })
+        }
     }
 
     /// Folds the member events recorded by `as_of` into fresh rows (or those of an archived

@@ -91,6 +91,7 @@ struct Inner {
     webhooks_delivered: Gauge,
     webhooks_failed_attempts: Gauge,
     webhooks_in_flight: Gauge,
+    webhooks_halted_endpoints: Gauge,
 }
 
 /// What the engine reports, read right before rendering.
@@ -217,6 +218,10 @@ impl Metrics {
             "webhooks_in_flight",
             "Webhook requests in flight from this server now",
         );
+        let webhooks_halted_endpoints = gauge_of(
+            "webhooks_halted_endpoints",
+            "Webhook endpoints whose deliveries stopped before an event of a newer release (upgrade this server)",
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -238,6 +243,7 @@ impl Metrics {
                 webhooks_delivered,
                 webhooks_failed_attempts,
                 webhooks_in_flight,
+                webhooks_halted_endpoints,
             }),
         }
     }
@@ -281,6 +287,8 @@ impl Metrics {
         i.webhooks_failed_attempts
             .set(gauge(g.webhooks.failed_attempts));
         i.webhooks_in_flight.set(gauge(g.webhooks.in_flight));
+        i.webhooks_halted_endpoints
+            .set(gauge(g.webhooks.halted_endpoints));
     }
 
     /// The Prometheus text exposition.

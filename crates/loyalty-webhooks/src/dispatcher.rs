@@ -23,6 +23,13 @@
 //!
 //! Workers are tasks of their own with their own HTTP timeouts: a slow endpoint never slows
 //! another, and nothing on the engine's command path waits for any of this.
+//!
+//! An event the endpoint wants that a newer release wrote (a schema version this build does not
+//! read, during a rolling upgrade) stops the worker's reading there, as it stops the read
+//! models: the messages before it are still delivered, the checkpoint never passes it, the
+//! error is logged and reported (`DispatcherStats::halted_endpoints`, `DeliveryStatus::halted`),
+//! and a server of a build that reads it goes on from the checkpoint. Skipping it would lose
+//! its message for good.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
@@ -32,7 +39,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
-use loyalty_engine::LeaseHandle;
+use loyalty_engine::{LeaseHandle, NewerSchemaEvent};
 use loyalty_store::{
     CurrentRevision, Direction, Position, StreamFilter, StreamFrom, Subscription,
     SubscriptionMessage,
@@ -69,6 +76,9 @@ pub struct DispatcherStats {
     pub failed_attempts: u64,
     /// Requests in flight now.
     pub in_flight: u64,
+    /// Endpoints whose deliveries stopped at an event of a newer release (this server must be
+    /// upgraded; [`Webhooks::halted_at`] names the event).
+    pub halted_endpoints: u64,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +86,8 @@ struct Counters {
     delivered: AtomicU64,
     failed_attempts: AtomicU64,
     in_flight: AtomicU64,
+    /// The event of a newer release each halted worker stopped at.
+    halted: parking_lot::Mutex<HashMap<EndpointId, NewerSchemaEvent>>,
 }
 
 impl Webhooks {
@@ -90,7 +102,16 @@ impl Webhooks {
             delivered: c.delivered.load(Ordering::Relaxed),
             failed_attempts: c.failed_attempts.load(Ordering::Relaxed),
             in_flight: c.in_flight.load(Ordering::Relaxed),
+            halted_endpoints: c.halted.lock().len() as u64,
         }
+    }
+
+    /// The event of a newer release the endpoint's deliveries stopped at on this server, if
+    /// they did (only the server holding the `webhooks` lease delivers).
+    pub fn halted_at(&self, id: &EndpointId) -> Option<NewerSchemaEvent> {
+        let guard = self.inner.dispatcher.lock();
+        let running = guard.as_ref()?;
+        running.counters.halted.lock().get(id).cloned()
     }
 }
 
@@ -437,6 +458,7 @@ async fn run_worker(
         stored: None,
         flush_due: None,
         flush_failed: false,
+        halted: None,
     };
     worker.run(&mut stop).await;
     worker.finish().await;
@@ -507,6 +529,8 @@ struct Worker {
     flush_due: Option<Instant>,
     /// The last write of the delivery log failed.
     flush_failed: bool,
+    /// The event of a newer release reading stopped at (nothing after it is read).
+    halted: Option<NewerSchemaEvent>,
 }
 
 /// The next message of a subscription, if there is one open.
@@ -559,7 +583,7 @@ impl Worker {
             if *stop.borrow() {
                 return;
             }
-            if subscription.is_none() && Instant::now() >= reopen_at {
+            if subscription.is_none() && self.halted.is_none() && Instant::now() >= reopen_at {
                 match self
                     .ctx
                     .store()
@@ -604,7 +628,11 @@ impl Worker {
                 message = next_message(&mut subscription), if room && subscription.is_some() => {
                     match message {
                         Some(Ok(SubscriptionMessage::Event(event))) => {
-                            self.on_event(&event);
+                            if !self.on_event(&event) {
+                                // Halted: nothing after this event is read (the messages
+                                // before it go on being delivered).
+                                subscription = None;
+                            }
                             reopen_backoff = Duration::from_millis(10);
                         }
                         Some(Ok(SubscriptionMessage::CaughtUp { .. })) => {
@@ -621,7 +649,8 @@ impl Worker {
                         }
                     }
                 }
-                () = tokio::time::sleep_until(reopen_at), if subscription.is_none() => {}
+                () = tokio::time::sleep_until(reopen_at),
+                    if subscription.is_none() && self.halted.is_none() => {}
                 () = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {}
                 () = tokio::time::sleep_until(self.flush_due.unwrap_or(far)),
                     if self.flush_due.is_some() => self.flush().await,
@@ -634,15 +663,22 @@ impl Worker {
         }
     }
 
-    /// A member event read from the subscription.
-    fn on_event(&mut self, event: &loyalty_store::RecordedEvent) {
+    /// A member event read from the subscription; `false` when reading stops at it (an event
+    /// of a newer release: it is not read, so the checkpoint stays before it).
+    fn on_event(&mut self, event: &loyalty_store::RecordedEvent) -> bool {
         let before = self.read;
-        self.read = event.position;
         // Types the endpoint does not want are skipped before the event is decoded.
         if !message::integration_type(&event.event_type).is_some_and(|t| self.endpoint.wants(t)) {
-            return;
+            self.read = event.position;
+            return true;
         }
-        match message::from_recorded(event) {
+        let decoded = message::from_recorded(event);
+        if let Err(WebhookError::NewerSchema(newer)) = decoded {
+            self.halt(newer);
+            return false;
+        }
+        self.read = event.position;
+        match decoded {
             Ok(Some(message)) if self.endpoint.wants(message.event_type) => {
                 self.pending.insert(
                     event.position,
@@ -664,6 +700,21 @@ impl Worker {
             Err(e) => tracing::warn!(endpoint = %self.id(), position = %event.position,
                 error = %e, "webhook worker skips an unreadable event"),
         }
+        true
+    }
+
+    /// Stops reading at an event of a newer release, and says so.
+    fn halt(&mut self, newer: NewerSchemaEvent) {
+        tracing::error!(endpoint = %self.id(), stream = %newer.stream, revision = newer.revision,
+            position = %newer.position, event_type = %newer.event_type,
+            version = newer.version, newest_known = newer.newest_known,
+            "webhook deliveries stop at an event of a newer release: upgrade this server");
+        self.ctx
+            .counters
+            .halted
+            .lock()
+            .insert(self.endpoint.id.clone(), newer.clone());
+        self.halted = Some(newer);
     }
 
     /// Starts the requests that may go now; returns when the next waiting one may.
@@ -968,6 +1019,10 @@ impl Worker {
     /// At stop: requests in flight are abandoned (they will be sent again, with the same id),
     /// the log and checkpoint are written.
     async fn finish(&mut self) {
+        if self.halted.is_some() {
+            // The next worker (here or on the server that takes the lease) reads it again.
+            self.ctx.counters.halted.lock().remove(&self.endpoint.id);
+        }
         let abandoned = u64::try_from(self.tasks.len()).unwrap_or(u64::MAX);
         self.tasks.abort_all();
         self.ctx

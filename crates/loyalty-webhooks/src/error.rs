@@ -1,4 +1,4 @@
-use loyalty_engine::EngineError;
+use loyalty_engine::{EngineError, NewerSchemaEvent};
 use loyalty_store::StoreError;
 
 /// What went wrong: the request was refused (the first group, a 4xx), or the store failed.
@@ -32,6 +32,10 @@ pub enum WebhookError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A member event a newer release wrote (a schema version this build does not read):
+    /// deliveries stop before it until a build that reads it runs.
+    #[error("{0}")]
+    NewerSchema(NewerSchemaEvent),
     #[error("corrupt webhook data: {0}")]
     Corrupt(String),
 }

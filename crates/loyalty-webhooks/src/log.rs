@@ -95,6 +95,9 @@ pub struct DeliveryStatus {
     pub last_delivered_at: Option<DateTime<Utc>>,
     /// The last attempt that failed, and why.
     pub last_failure: Option<(DateTime<Utc>, String)>,
+    /// The event of a newer release deliveries stopped at, on this server (the one delivering):
+    /// nothing after it is sent until a server of a build that reads it delivers.
+    pub halted: Option<loyalty_engine::NewerSchemaEvent>,
 }
 
 const EVENT_TYPE: &str = "DeliveriesRecorded";
@@ -434,6 +437,7 @@ pub(crate) async fn read_status(
             }
         }
     }
+    status.halted = webhooks.halted_at(id);
     Ok(status)
 }
 

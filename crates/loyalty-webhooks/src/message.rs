@@ -29,6 +29,7 @@
 
 use chrono::{DateTime, Utc};
 use loyalty_core::{Event, LotExpiry, Points, TierRef};
+use loyalty_engine::NewerSchemaEvent;
 use loyalty_store::{Bytes, Position, RecordedEvent};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -432,18 +433,28 @@ pub fn member_of(stream: &str) -> Option<&str> {
 }
 
 /// The message a stored event makes, if any: only `member-<id>` streams, only event types with
-/// an integration event; `Ok(None)` for everything else (also for events from a newer schema,
-/// which an older server in a rolling upgrade cannot read, and for foreign events with schema
-/// version 0). Errors only for an undecodable member event.
+/// an integration event; `Ok(None)` for everything else (also for foreign events with schema
+/// version 0). Errors for an undecodable member event, and [`WebhookError::NewerSchema`] for
+/// one a newer release wrote (an older server in a rolling upgrade cannot read it, and a
+/// message left out would never be sent: the caller stops there, as the read models do).
 pub fn from_recorded(event: &RecordedEvent) -> Result<Option<Message>, WebhookError> {
     let Some(member_id) = member_of(&event.stream) else {
         return Ok(None);
     };
-    if integration_type(&event.event_type).is_none()
-        || event.schema_version == 0
-        || event.schema_version > loyalty_core::schema::CURRENT_SCHEMA_VERSION
-    {
+    if integration_type(&event.event_type).is_none() || event.schema_version == 0 {
         return Ok(None);
+    }
+    if let Some(newest_known) = loyalty_core::schema::newest_version(&event.event_type)
+        .filter(|newest| event.schema_version > *newest)
+    {
+        return Err(WebhookError::NewerSchema(NewerSchemaEvent {
+            stream: event.stream.clone(),
+            revision: event.revision,
+            position: event.position,
+            event_type: event.event_type.clone(),
+            version: event.schema_version,
+            newest_known,
+        }));
     }
     let domain = loyalty_core::schema::decode(&event.event_type, event.schema_version, &event.data)
         .map_err(|e| corrupt(event, &e.to_string()))?;
@@ -914,7 +925,7 @@ mod tests {
     }
 
     #[test]
-    fn foreign_and_newer_schema_events_are_skipped_but_a_corrupt_member_event_is_an_error() {
+    fn foreign_events_are_skipped_but_a_newer_or_corrupt_member_event_is_an_error() {
         let expired = Event::PointsExpired(PointsExpired {
             lot_id: lot("lot-9"),
             points: Points::new(1),
@@ -924,9 +935,22 @@ mod tests {
         let mut foreign = recorded(&expired);
         foreign.schema_version = 0;
         assert_eq!(from_recorded(&foreign).unwrap(), None);
+        // A newer release's event is named, so that deliveries stop before it
         let mut newer = recorded(&expired);
         newer.schema_version = loyalty_core::schema::CURRENT_SCHEMA_VERSION + 1;
-        assert_eq!(from_recorded(&newer).unwrap(), None);
+        match from_recorded(&newer) {
+            Err(WebhookError::NewerSchema(named)) => {
+                assert_eq!(named.stream, newer.stream);
+                assert_eq!(named.revision, newer.revision);
+                assert_eq!(named.event_type, "PointsExpired");
+                assert_eq!(named.version, newer.schema_version);
+                assert_eq!(
+                    Some(named.newest_known),
+                    loyalty_core::schema::newest_version("PointsExpired")
+                );
+            }
+            other => panic!("not refused as newer: {other:?}"),
+        }
         let mut corrupt = recorded(&expired);
         corrupt.data = Bytes::from_static(b"{\"lot_id\":");
         assert!(matches!(

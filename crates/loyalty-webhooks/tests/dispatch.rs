@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use loyalty_store::{Direction, EventStore, Position, StreamFrom};
+use loyalty_store::{
+    Bytes, Direction, EventData, EventStore, ExpectedRevision, Position, StreamFrom,
+};
 use loyalty_webhooks::endpoint::{EndpointStatus, EventType, StartFrom};
 use loyalty_webhooks::log::{AttemptOutcome, DeliveryAttempt, DeliveryQuery};
 use loyalty_webhooks::message::Message;
@@ -777,5 +779,83 @@ async fn a_server_that_does_not_allow_private_targets_refuses_an_endpoint_on_loo
         "the request reached loopback"
     );
     strict.shutdown().await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_of_a_newer_release_stops_deliveries_before_it_and_a_restart_reads_it_again() {
+    let h = Harness::new(support::settings()).await;
+    let receiver = Receiver::start().await;
+    let (endpoint, _) = h
+        .endpoint("crm", &receiver.url, |e| {
+            e.event_types = vec![EventType::PurchaseRecorded];
+        })
+        .await;
+    // Given a purchase, then one a newer release recorded (a schema version this build does
+    // not read), then another purchase
+    h.purchase("alice", "T1", 10).await;
+    let first = h.messages_after(endpoint.start_after, &endpoint).await;
+    assert_eq!(first.len(), 1);
+    let newest_known =
+        loyalty_core::schema::newest_version("PurchaseRecorded").expect("a known type");
+    let newer = h
+        .store
+        .append(
+            "member-bob",
+            ExpectedRevision::Any,
+            vec![EventData {
+                id: uuid::Uuid::new_v4(),
+                event_type: "PurchaseRecorded".to_owned(),
+                schema_version: newest_known + 1,
+                data: Bytes::from_static(b"{\"written\":\"by a newer release\"}"),
+                metadata: Bytes::from_static(b"{}"),
+            }],
+        )
+        .await
+        .expect("appended");
+    h.purchase("alice", "T2", 10).await;
+
+    // Then the message before it is delivered, and the checkpoint stays before it
+    assert!(eventually(async || checkpoint_passed(&h, "crm", &first).await).await);
+    assert!(
+        eventually(async || h.webhooks.dispatcher_stats().halted_endpoints == 1).await,
+        "the halt is not reported"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.delivered_ids(), ids(&first), "went past the event");
+    let status = h.webhooks.status(&id("crm")).await.expect("status");
+    assert!(status.checkpoint.is_some_and(|c| c < newer.position));
+    // And the status names the event
+    let halted = status
+        .halted
+        .expect("the status says where deliveries stopped");
+    assert_eq!(halted.stream, "member-bob");
+    assert_eq!(halted.revision, 0);
+    assert_eq!(halted.position, newer.position);
+    assert_eq!(halted.event_type, "PurchaseRecorded");
+    assert_eq!(halted.version, newest_known + 1);
+    assert_eq!(halted.newest_known, newest_known);
+
+    // When the server restarts (a build that reads the event would go on from here), it starts
+    // again before the event: it has not been skipped
+    h.stop().await;
+    assert_eq!(
+        h.webhooks.dispatcher_stats().halted_endpoints,
+        0,
+        "a stopped dispatcher reports no halt"
+    );
+    let h = Harness::on(h.store.clone(), support::settings()).await;
+    assert!(
+        eventually(async || {
+            h.webhooks
+                .status(&id("crm"))
+                .await
+                .is_ok_and(|s| s.halted.is_some_and(|e| e.position == newer.position))
+        })
+        .await
+    );
+    let status = h.webhooks.status(&id("crm")).await.expect("status");
+    assert!(status.checkpoint.is_some_and(|c| c < newer.position));
+    assert_eq!(receiver.delivered_ids(), ids(&first));
     h.stop().await;
 }

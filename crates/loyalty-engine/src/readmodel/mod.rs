@@ -4,6 +4,8 @@
 //! - `row`: the row and how it stores what the fold changes;
 //! - `views`: balance, tier, rewards and due work as of an instant;
 //! - `totals`: sums over every member;
+//! - `settled`: the points settled (expired, redeemed) program-wide by day, for the breakage
+//!   estimate of the liability report;
 //! - this module: the sharded table of rows fed by the projection.
 //!
 //! Why not keep the core's `MemberState` per member: it holds everything idempotency and refunds
@@ -12,6 +14,7 @@
 
 mod activity;
 mod row;
+pub(crate) mod settled;
 pub(crate) mod snapshot;
 mod totals;
 mod views;
@@ -45,6 +48,8 @@ pub(crate) struct ReadModel {
     state: RwLock<ApplyState>,
     /// The program's timezone: the analytics' days are its local dates.
     tz: chrono_tz::Tz,
+    /// The points settled by day (`settled`).
+    settled: RwLock<settled::Settled>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -68,6 +73,7 @@ impl ReadModel {
             hasher: Default::default(),
             state: RwLock::new(ApplyState::default()),
             tz,
+            settled: RwLock::new(settled::Settled::default()),
         }
     }
 
@@ -101,6 +107,11 @@ impl ReadModel {
         if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
             match codec::decode(recorded) {
                 Ok(event) => {
+                    let before = self.state.read().position;
+                    let at = crate::audit::recorded_at(recorded, &event);
+                    self.settled
+                        .write()
+                        .note(recorded.position, before, at, &event);
                     let mut shard = self.shard(member).write();
                     if !shard.contains_key(member) {
                         shard.insert(member.into(), Box::default());
@@ -133,6 +144,7 @@ impl ReadModel {
                 }
             }
         }
+        self.settled.write().pass(recorded.position);
         let mut state = self.state.write();
         state.events += 1;
         if recorded.position > state.position {
@@ -164,10 +176,20 @@ impl ReadModel {
                 });
             }
         });
+        // A snapshot without the ledger (an older build's): what is recorded from the snapshot
+        // on follows it in the log.
+        *self.settled.write() = loaded
+            .settled
+            .unwrap_or_else(|| settled::Settled::starting_at(loaded.position, loaded.taken_at));
         let mut state = self.state.write();
         state.position = loaded.position;
         state.events = loaded.events;
         state.unreadable = loaded.unreadable;
+    }
+
+    /// The points settled by day, as of now.
+    pub(crate) fn settled(&self) -> settled::Settled {
+        self.settled.read().clone()
     }
 
     /// Events applied so far (snapshots taken are counted against it).

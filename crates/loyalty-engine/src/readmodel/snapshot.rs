@@ -20,11 +20,14 @@ use serde::{Deserialize, Serialize};
 
 use super::ReadModel;
 use super::row::MemberRow;
+use super::settled::{Settled, SettledDay};
 
 /// The version of the rows' stored shape: bump it when `StoredRow` changes (older snapshots are
 /// then rebuilt from the log). 2: the analytics' days (`activity`) and the header's timezone.
-/// 3: the lots' expiry-notice flag.
-pub(crate) const SNAPSHOT_SCHEMA: u32 = 3;
+/// 3: the lots' expiry-notice flag. 4: the points settled by day (`settled`), after the rows.
+pub(crate) const SNAPSHOT_SCHEMA: u32 = 4;
+/// The schema before the settled points: still read (the ledger then starts at the snapshot).
+const SNAPSHOT_SCHEMA_WITHOUT_SETTLED: u32 = 3;
 const MAGIC: &[u8; 8] = b"LOYRMSNP";
 /// The file the latest snapshot lives in, inside the snapshot directory.
 pub(crate) const LATEST: &str = "readmodel-latest.snap";
@@ -73,6 +76,64 @@ pub(super) struct StoredRow {
     pub(super) prepare: u64,
 }
 
+/// The points settled by day as stored (schema 4), after the rows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSettled {
+    complete_from: i64,
+    latest_recorded: i64,
+    commit: u64,
+    prepare: u64,
+    /// (day, before: commit, before: prepare, expired, redeemed).
+    days: Vec<(i64, u64, u64, i64, i64)>,
+}
+
+impl StoredSettled {
+    fn of(settled: &Settled) -> Self {
+        StoredSettled {
+            complete_from: settled.complete_from,
+            latest_recorded: settled.latest_recorded,
+            commit: settled.position.commit,
+            prepare: settled.position.prepare,
+            days: settled
+                .days
+                .iter()
+                .map(|(day, d)| {
+                    (
+                        *day,
+                        d.before.commit,
+                        d.before.prepare,
+                        d.expired,
+                        d.redeemed,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn into_settled(self) -> Settled {
+        Settled {
+            complete_from: self.complete_from,
+            latest_recorded: self.latest_recorded,
+            position: Position::new(self.commit, self.prepare),
+            days: self
+                .days
+                .into_iter()
+                .map(|(day, commit, prepare, expired, redeemed)| {
+                    let before = Position::new(commit, prepare);
+                    (
+                        day,
+                        SettledDay {
+                            before,
+                            expired,
+                            redeemed,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A member's row, by member id.
 type Row = (Box<str>, MemberRow);
 
@@ -84,6 +145,8 @@ pub(crate) struct Loaded {
     pub(crate) taken_at: DateTime<Utc>,
     pub(crate) events: u64,
     pub(crate) unreadable: u64,
+    /// The points settled by day; `None` in a snapshot of schema 3.
+    pub(crate) settled: Option<Settled>,
 }
 
 /// What was written.
@@ -120,6 +183,9 @@ pub(crate) fn write(
     let state = model.apply_state();
     let mut rows = Vec::new();
     model.for_each(|member, row| rows.push(row.to_stored(member)));
+    // After the rows: the ledger's position is then at least the snapshot's, so that a restore
+    // re-reads no settlement it does not hold (`settled`).
+    let settled = StoredSettled::of(&model.settled());
     let header = Header {
         schema: SNAPSHOT_SCHEMA,
         commit: state.position.commit,
@@ -137,6 +203,7 @@ pub(crate) fn write(
     for row in &rows {
         write_item(&mut out, row)?;
     }
+    write_item(&mut out, &settled)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     let bytes = file.metadata()?.len();
@@ -164,7 +231,7 @@ pub(crate) fn read(path: &Path, timezone: chrono_tz::Tz) -> Result<Loaded, Strin
         .strip_prefix(MAGIC.as_slice())
         .ok_or("not a read-model snapshot")?;
     let (header, mut rest): (Header, &[u8]) = take(rest)?;
-    if header.schema != SNAPSHOT_SCHEMA {
+    if header.schema != SNAPSHOT_SCHEMA && header.schema != SNAPSHOT_SCHEMA_WITHOUT_SETTLED {
         return Err(format!(
             "snapshot schema {} (this build reads {SNAPSHOT_SCHEMA})",
             header.schema
@@ -185,6 +252,13 @@ pub(crate) fn read(path: &Path, timezone: chrono_tz::Tz) -> Result<Loaded, Strin
         items.push(item);
         rest = next;
     }
+    let settled = if header.schema == SNAPSHOT_SCHEMA {
+        let (stored, next): (StoredSettled, &[u8]) = take(rest)?;
+        rest = next;
+        Some(stored.into_settled())
+    } else {
+        None
+    };
     if !rest.is_empty() {
         return Err("bytes after the last row".into());
     }
@@ -224,6 +298,7 @@ pub(crate) fn read(path: &Path, timezone: chrono_tz::Tz) -> Result<Loaded, Strin
         taken_at: DateTime::from_timestamp_nanos(header.taken_at_nanos),
         events: header.events,
         unreadable: header.unreadable,
+        settled,
     })
 }
 

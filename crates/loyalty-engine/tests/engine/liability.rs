@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use loyalty_core::{CancelRedemption, Command, Points, Program, RedemptionId};
 use loyalty_engine::{EngineError, ExpiryBucketKind, LiabilityStatement};
+use loyalty_store::EventStore;
 use rust_decimal::Decimal;
 
 use crate::common::*;
@@ -272,6 +273,114 @@ async fn a_report_starting_from_an_archived_snapshot_equals_one_replaying_the_wh
     );
 }
 
+/// Asserts that two reports say the same (how much of the log each read aside).
+fn assert_same_report(read_models: &LiabilityStatement, replayed: &LiabilityStatement) {
+    assert_eq!(read_models.as_of, replayed.as_of);
+    assert_eq!(read_models.totals, replayed.totals);
+    assert_eq!(read_models.buckets, replayed.buckets);
+    assert_eq!(read_models.breakage, replayed.breakage);
+    assert_eq!(
+        read_models.liability_net_of_breakage,
+        replayed.liability_net_of_breakage
+    );
+    assert_eq!(read_models.unreadable_events, replayed.unreadable_events);
+}
+
+#[tokio::test]
+async fn the_report_now_from_the_read_models_equals_the_replay_of_the_log() {
+    // Given the known history, at day 390
+    let h = known_history().await;
+    h.settle().await;
+    // When the report now is asked of the read models, with lookbacks starting: before the
+    // history, on the day of the redemptions (at 09:00, an hour before them), and after them
+    let now = h.now();
+    for (as_of, lookback) in [
+        (None, 365),
+        (Some(now - chrono::Duration::hours(1)), 290),
+        (None, 290),
+        (None, 30),
+        (None, 1),
+    ] {
+        let report = h.engine.liability_report(as_of, lookback).await.unwrap();
+        // Then it is the replay's report to the same instant
+        let replayed = h
+            .engine
+            .liability_statement(as_of.unwrap_or(now), lookback)
+            .await
+            .unwrap();
+        assert_same_report(&report, &replayed);
+        // And it read at most the log of the day the lookback starts in, not all of it
+        assert!(
+            report.events_replayed < replayed.events_replayed,
+            "lookback {lookback}: {} events read, the replay read {}",
+            report.events_replayed,
+            replayed.events_replayed
+        );
+    }
+    // And the lookback starting an hour before the redemptions counts them (read from the log
+    // of that day), the one starting at them does not
+    let before = h
+        .engine
+        .liability_report(Some(now - chrono::Duration::hours(1)), 290)
+        .await
+        .unwrap();
+    assert_eq!(before.breakage.points_redeemed, Points::new(120));
+    assert!(before.events_replayed > 0);
+    let at = h.engine.liability_report(None, 290).await.unwrap();
+    assert_eq!(at.breakage.points_redeemed, Points::ZERO);
+    assert_eq!(at.breakage.points_expired, Points::new(40));
+}
+
+#[tokio::test]
+async fn a_report_as_of_an_instant_before_the_last_event_is_replayed() {
+    // Given the known history
+    let h = known_history().await;
+    // When the report as of day 150 is asked (the read models hold later events)
+    let report = h
+        .engine
+        .liability_report(Some(t0() + days(150)), 365)
+        .await
+        .unwrap();
+    // Then it is the replay's, which read the log
+    let replayed = h
+        .engine
+        .liability_statement(t0() + days(150), 365)
+        .await
+        .unwrap();
+    assert_eq!(report, replayed);
+    assert_eq!(report.totals.points_outstanding, Points::new(70));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_from_its_read_model_snapshot_answers_now_as_the_replay_does() {
+    // Given a server with read-model snapshots, the known history, and a snapshot taken
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = loyalty_engine::EngineOptions {
+        snapshot_dir: Some(dir.path().to_path_buf()),
+        ..options()
+    };
+    let h = known_history().await;
+    let first = h.second_engine(snapshots.clone()).await;
+    h.settle().await;
+    first
+        .wait_for(h.store.head_position().await.unwrap())
+        .await
+        .unwrap();
+    first.snapshot_read_models().await;
+    first.shutdown().await;
+    // When a server restarts from that snapshot and the report now is asked of it
+    let restarted = h.second_engine(snapshots).await;
+    let report = restarted.liability_report(None, 365).await.unwrap();
+    // Then it is the replay's report, from the read models (the settled days were in the
+    // snapshot)
+    let replayed = h.engine.liability_statement(h.now(), 365).await.unwrap();
+    assert_same_report(&report, &replayed);
+    assert_eq!(report.breakage.points_expired, Points::new(40));
+    assert_eq!(report.breakage.points_redeemed, Points::new(120));
+    assert!(report.events_replayed < replayed.events_replayed);
+    restarted.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_lookback_out_of_bounds_is_refused() {
     let h = Harness::new().await;
@@ -281,6 +390,8 @@ async fn a_lookback_out_of_bounds_is_refused() {
             .liability_statement(h.now(), days)
             .await
             .unwrap_err();
+        assert!(matches!(err, EngineError::LimitExceeded { .. }), "{err:?}");
+        let err = h.engine.liability_report(None, days).await.unwrap_err();
         assert!(matches!(err, EngineError::LimitExceeded { .. }), "{err:?}");
     }
 }

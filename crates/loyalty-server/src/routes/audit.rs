@@ -103,8 +103,8 @@ pub async fn member_as_of(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LiabilityQuery {
-    /// The instant to replay to.
-    pub as_of: chrono::DateTime<chrono::Utc>,
+    /// The instant of the report; now when absent.
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
     /// How many days before `as_of` the breakage estimate looks back (default 365).
     #[param(minimum = 1, maximum = 3650)]
     pub lookback_days: Option<u32>,
@@ -114,10 +114,14 @@ pub struct LiabilityQuery {
     get,
     path = "/v1/liability",
     tag = "audit",
-    summary = "Points liability as of an instant, replayed from the log",
+    summary = "Points liability now, or as of an instant",
     description = "The program's totals, the points outstanding by expiry bucket with their \
         value, and a breakage estimate: the share of the points settled over the lookback that \
-        expired rather than were redeemed, applied to the owed points that have an expiry date.",
+        expired rather than were redeemed, applied to the owed points that have an expiry date. \
+        Now (no `as_of`), or as of an instant at or after the last event recorded, it is \
+        answered from the read models (`events_replayed` counts only the log read for the \
+        lookback's first day); as of an earlier instant, replayed from the log. Both give the \
+        same report.",
     params(LiabilityQuery),
     responses((status = 200, description = "OK", body = crate::wire::LiabilityReport)),
     security(("apiKey" = ["auditor"])),
@@ -130,10 +134,7 @@ pub async fn liability(
     let lookback = query
         .lookback_days
         .unwrap_or(loyalty_engine::DEFAULT_BREAKAGE_LOOKBACK_DAYS);
-    let report = state
-        .engine
-        .liability_statement(query.as_of, lookback)
-        .await?;
+    let report = state.engine.liability_report(query.as_of, lookback).await?;
     Ok(Json(crate::wire::LiabilityReport::from(&report)))
 }
 

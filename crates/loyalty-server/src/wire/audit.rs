@@ -120,9 +120,10 @@ impl From<&MemberSnapshot> for MemberAsOf {
     }
 }
 
-/// The points liability as of an instant (`GET /v1/liability`), replayed from the log: the
-/// program's totals, the points outstanding by expiry bucket with their value, and a breakage
-/// estimate from the program's own history of expiries (IFRS 15 style).
+/// The points liability now or as of an instant (`GET /v1/liability`; now from the read
+/// models, a past instant replayed from the log): the program's totals, the points outstanding
+/// by expiry bucket with their value, and a breakage estimate from the program's own history of
+/// expiries (IFRS 15 style).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LiabilityReport {
     pub as_of: DateTime<Utc>,

@@ -235,6 +235,27 @@ pub struct WebhookDeliveryStatus {
     /// The last attempt that failed, and why.
     #[schema(required = true)]
     pub last_failure: Option<WebhookFailure>,
+    /// Deliveries stopped before an event a newer release wrote (a rolling upgrade in
+    /// progress): nothing after it is sent until the server delivering is upgraded. Null
+    /// otherwise, and on servers that do not deliver (the one holding the lease does).
+    #[schema(required = true)]
+    pub halted_at: Option<WebhookHalt>,
+}
+
+/// The event a newer release wrote that deliveries stopped before.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct WebhookHalt {
+    /// The member stream and the event's revision in it.
+    pub stream: String,
+    pub revision: u64,
+    /// Its position in the log.
+    pub position: PositionText,
+    pub event_type: String,
+    /// The event's schema version, and the newest of its type this server reads.
+    pub schema_version: u32,
+    pub newest_known: u32,
+    /// What to do about it, in a sentence.
+    pub reason: String,
 }
 
 impl From<&DeliveryStatus> for WebhookDeliveryStatus {
@@ -245,6 +266,15 @@ impl From<&DeliveryStatus> for WebhookDeliveryStatus {
             last_failure: s.last_failure.as_ref().map(|(at, reason)| WebhookFailure {
                 at: *at,
                 reason: reason.clone(),
+            }),
+            halted_at: s.halted.as_ref().map(|newer| WebhookHalt {
+                stream: newer.stream.clone(),
+                revision: newer.revision,
+                position: PositionText(newer.position),
+                event_type: newer.event_type.clone(),
+                schema_version: newer.version,
+                newest_known: newer.newest_known,
+                reason: newer.to_string(),
             }),
         }
     }
@@ -895,6 +925,14 @@ mod tests {
                 checkpoint: Some(Position::new(40, 40)),
                 last_delivered_at: Some(at(2)),
                 last_failure: Some((at(2), "HTTP 503".into())),
+                halted: Some(loyalty_engine::NewerSchemaEvent {
+                    stream: "member-alice".into(),
+                    revision: 3,
+                    position: Position::new(41, 41),
+                    event_type: "PurchaseRecorded".into(),
+                    version: 9,
+                    newest_known: 2,
+                }),
             }),
         };
         assert_valid::<WebhookEndpointDetail>(&detail);
