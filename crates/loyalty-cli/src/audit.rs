@@ -105,7 +105,7 @@ pub fn keygen(file: &Path) -> anyhow::Result<VerifyingKey> {
 
 /// Creates `file` (refusing an existing one) with `bytes`, readable by its owner only when
 /// `secret`, and makes it durable.
-fn write_new(file: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
+pub(crate) fn write_new(file: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

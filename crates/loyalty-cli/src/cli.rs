@@ -59,6 +59,9 @@ pub enum Commands {
     /// (nothing is appended), and compare with what was recorded: points issued, redeemed,
     /// expired, liability, tiers, members better or worse off.
     WhatIf(crate::what_if::WhatIfArgs),
+    /// A member's data rights: `export ID [--out FILE]`, `erase ID --reason CODE [--operator
+    /// NAME]` (on the configured store, without the server).
+    Member(crate::privacy::MemberArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,6 +9,7 @@
 //! - [`audit`]: `loyalty audit keygen`, `loyalty anchor`, `loyalty verify --chain|--anchor`;
 //! - [`program`]: `loyalty program history|show`, the program versions recorded in the log;
 //! - [`what_if`]: `loyalty what-if`, the period decided again under another program;
+//! - [`privacy`]: `loyalty member export|erase`, a member's data exported or erased;
 //! - [`demo`]: a realistic stream of traffic against a running server over HTTP.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod demo;
 pub mod import;
 pub mod liability;
 pub mod offline;
+pub mod privacy;
 pub mod program;
 pub mod runtime;
 pub mod settings;
@@ -91,6 +93,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Commands::WhatIf(args) => {
             what_if::run(&settings()?, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Member(args) => {
+            privacy::run(&settings()?, args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Commands::Demo(args) => {

@@ -11,11 +11,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use loyalty_core::MemberId;
 use loyalty_engine::{Engine, SystemClock};
 
-use crate::runtime::start_engine;
+use crate::runtime::start_read_only_engine;
 
-/// Starts an engine and waits until its read models reached the head of the log.
+/// Starts an engine that writes nothing to the log (every caller only reads) and waits until
+/// its read models reached the head of the log.
 pub(crate) async fn caught_up_engine(settings: &Settings) -> anyhow::Result<Engine> {
-    let engine = start_engine(settings, Arc::new(SystemClock)).await?;
+    let engine = start_read_only_engine(settings, Arc::new(SystemClock)).await?;
     let head = engine
         .store()
         .head_position()
@@ -41,7 +42,7 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 /// `loyalty replay`: rebuilds every projection from the log, with a progress bar, and prints
 /// the totals.
 pub async fn replay(settings: &Settings) -> anyhow::Result<()> {
-    let engine = start_engine(settings, Arc::new(SystemClock)).await?;
+    let engine = start_read_only_engine(settings, Arc::new(SystemClock)).await?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {elapsed} {human_pos} events replayed")

@@ -104,16 +104,63 @@ pub fn engine_options(settings: &Settings) -> EngineOptions {
     }
 }
 
-/// Opens the store and starts the engine (projections catch up in the background).
+/// Opens the store and starts an engine (projections catch up in the background) that may
+/// write: it records its program in the log when the log has not seen it, and runs the referral
+/// process manager. What servers and the commands that append (`import`, `member erase`) use.
 pub async fn start_engine(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
+    start_engine_with(settings, clock, false).await
+}
+
+/// Opens the store and starts an engine that writes nothing to the log, however new the store
+/// or the program: what the commands that only read (reports, `verify`, `replay`...) use.
+pub async fn start_read_only_engine(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Engine> {
+    start_engine_with(settings, clock, true).await
+}
+
+async fn start_engine_with(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+    read_only: bool,
+) -> anyhow::Result<Engine> {
     let program = load_program(&settings.program)?;
     let store = open_store(settings).await?;
+    let vault = match &settings.privacy.key_file {
+        // Two vaults would split a member's keys: an erasure in one leaves the other's alive.
+        Some(path) if store.key_vault().is_some() => anyhow::bail!(
+            "[privacy] key_file = {} is for stores without a key vault of their own \
+             (EventStoreDB): this store keeps its keys in its own database",
+            path.display()
+        ),
+        // A tool that only reads must not create an empty vault (every note would then read
+        // as unknown), only open the one the servers use.
+        Some(path) if read_only && !path.exists() => {
+            anyhow::bail!("the key file {} does not exist", path.display())
+        }
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the directory {}", dir.display()))?;
+            }
+            let vault = loyalty_store_sqlite::SqliteKeyVault::open(path)
+                .with_context(|| format!("opening the key file {}", path.display()))?;
+            Some(Arc::new(vault) as Arc<dyn loyalty_store::vault::KeyVault>)
+        }
+        None => None,
+    };
+    let options = EngineOptions {
+        read_only,
+        vault,
+        ..engine_options(settings)
+    };
     Engine::start(
         store,
         Arc::new(program),
         clock,
         Arc::new(RandomIds),
-        engine_options(settings),
+        options,
     )
     .await
     .context("starting the engine")

@@ -58,6 +58,20 @@ pub struct Settings {
     /// The auditors' tools: the key `loyalty anchor` signs with.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Personal data: where members' data keys are kept when the store keeps none.
+    #[serde(default)]
+    pub privacy: PrivacySettings,
+}
+
+/// `[privacy]`: the key vault that seals support notes (see ARCHITECTURE.md, "Personal data").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySettings {
+    /// A SQLite file of members' data keys. Unset (the default): the store's own vault, in the
+    /// same database (SQLite, PostgreSQL). EventStoreDB keeps no side tables, so with it this
+    /// must be set, or commands carrying a note are refused; every server writing to the
+    /// cluster must then reach the same file, which suits one writing server.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[audit]`: anchors of the log's hash chain (`loyalty anchor`).
@@ -383,6 +397,7 @@ mod tests {
             tokens: TokenSettings::default(),
             webhooks: WebhookSettings::default(),
             audit: AuditSettings::default(),
+            privacy: PrivacySettings::default(),
         }
     }
 

@@ -29,10 +29,29 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Starts an engine on the store with `program` (as a server start does) and stops it.
+/// Starts an engine on the store with `program` as a server start does (the commands that only
+/// read, such as `replay`, record nothing) and stops it.
 fn start_with(dir: &Path, program: &Path) {
-    let out = loyalty(dir, program, &["replay"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    use figment::providers::Format;
+    let shipped = figment::providers::Toml::file(repo_root().join("config/loyalty.toml"));
+    let mut settings =
+        loyalty_cli::settings::Settings::from_figment(figment::Figment::new().merge(shipped))
+            .unwrap();
+    settings.program = program.to_owned();
+    settings.store.path = dir.join("store.sqlite");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let engine = loyalty_cli::runtime::start_engine(
+            &settings,
+            std::sync::Arc::new(loyalty_engine::SystemClock),
+        )
+        .await
+        .unwrap();
+        engine.shutdown().await;
+    });
 }
 
 #[test]

@@ -280,8 +280,10 @@ impl Engine {
             _ => None,
         };
         let mut lines = Vec::with_capacity(page.len());
+        let mut keys = self.key_ring();
         for recorded in page {
             let event = codec::decode(&recorded)?;
+            let note = keys.reveal_event(member, &event).await?;
             let (points, description) = statement(&event);
             let metadata = codec::metadata(&recorded);
             lines.push(StatementLine {
@@ -293,6 +295,7 @@ impl Engine {
                 points,
                 description,
                 data: json(&recorded.data),
+                note,
             });
         }
         Ok(HistoryPage {

@@ -178,14 +178,13 @@ impl Engine {
                 options,
             }),
         };
-        // The rules in force are in the log before any decision names their version.
-        crate::program_history::record(
-            engine.inner.store.as_ref(),
-            &engine.inner.program,
-            engine.inner.clock.as_ref(),
-            engine.inner.ids.as_ref(),
-        )
-        .await?;
+        // The rules in force are in the log before any decision names their version. A
+        // read-only engine (`read_only`: the CLI's reports) writes nothing at start,
+        // so it must not be given commands: their decisions would name a version the log may
+        // not hold.
+        if !engine.inner.options.read_only {
+            engine.record_program().await?;
+        }
         // Read models restart from their latest snapshot, when there is a usable one: only the
         // events after it are replayed.
         if let Some(dir) = &engine.inner.options.snapshot_dir {
@@ -199,7 +198,15 @@ impl Engine {
             engine.inner.shutdown.subscribe(),
         );
         engine.track(projection);
-        if let Some(dir) = engine.inner.options.snapshot_dir.clone() {
+        // A read-only engine reads the snapshot but never writes one: the directory is the
+        // server's, which may be writing it at the same moment.
+        if let Some(dir) = engine
+            .inner
+            .options
+            .snapshot_dir
+            .clone()
+            .filter(|_| !engine.inner.options.read_only)
+        {
             let task = engine.spawn_snapshots(dir);
             engine.track(task);
         }
@@ -210,9 +217,49 @@ impl Engine {
             engine.inner.shutdown.subscribe(),
         );
         engine.track(probe);
-        let referrals = referral::spawn(engine.clone());
-        engine.track(referrals);
+        // The process manager takes a lease and stores checkpoints (appends): a read-only
+        // engine leaves it to the servers.
+        if !engine.inner.options.read_only {
+            let referrals = referral::spawn(engine.clone());
+            engine.track(referrals);
+        }
         Ok(engine)
+    }
+
+    /// Records the program (see `program_history`), trying again for a while when the store is
+    /// briefly unavailable (a server started with its database, a fail-over); then the start
+    /// fails, saying what it could not do: no decision may name a version the log lacks, so a
+    /// server does not run without it.
+    async fn record_program(&self) -> Result<(), EngineError> {
+        /// How long a start keeps trying, and its pauses (doubling) between tries.
+        const RECORD_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+        const RECORD_RETRY_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+        const RECORD_RETRY_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+        let mut pause = RECORD_RETRY_FIRST_PAUSE;
+        let started = std::time::Instant::now();
+        loop {
+            let recorded = crate::program_history::record(
+                self.inner.store.as_ref(),
+                &self.inner.program,
+                self.inner.clock.as_ref(),
+                self.inner.ids.as_ref(),
+            )
+            .await;
+            match recorded {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_retryable() && started.elapsed() + pause <= RECORD_RETRY_FOR => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                        "recording the program in the log failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RECORD_RETRY_MAX_PAUSE);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, version = self.inner.program.version(),
+                        "the program could not be recorded in the log: the engine does not start");
+                    return Err(e);
+                }
+            }
+        }
     }
 
     /// Starts keeping the lease `name` for this server (see `lease`): the handle says when it
@@ -253,6 +300,15 @@ impl Engine {
         &self.inner.store
     }
 
+    /// The lock commands of `member` take on this server.
+    pub(crate) async fn lock_member(&self, member: &MemberId) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.locks.lock(member).await
+    }
+
+    pub(crate) fn ids(&self) -> &dyn IdGenerator {
+        self.inner.ids.as_ref()
+    }
+
     pub(crate) fn is_shut_down(&self) -> bool {
         *self.inner.shutdown.borrow()
     }
@@ -266,7 +322,13 @@ impl Engine {
             let _ = task.await;
         }
         // The projection has stopped: a last snapshot, so the next start replays nothing.
-        if let Some(dir) = self.inner.options.snapshot_dir.clone() {
+        if let Some(dir) = self
+            .inner
+            .options
+            .snapshot_dir
+            .clone()
+            .filter(|_| !self.inner.options.read_only)
+        {
             self.write_snapshot(&dir).await;
         }
     }
@@ -301,7 +363,13 @@ impl Engine {
     /// Writes a snapshot of the read models now, when the engine keeps them (for operators and
     /// tests; snapshots are otherwise taken every `snapshot_every_events` and at shutdown).
     pub async fn snapshot_read_models(&self) {
-        if let Some(dir) = self.inner.options.snapshot_dir.clone() {
+        if let Some(dir) = self
+            .inner
+            .options
+            .snapshot_dir
+            .clone()
+            .filter(|_| !self.inner.options.read_only)
+        {
             self.write_snapshot(&dir).await;
         }
     }
@@ -367,6 +435,9 @@ impl Engine {
     ) -> Result<CommandResult, EngineError> {
         if self.is_shut_down() {
             return Err(EngineError::ShutDown);
+        }
+        if self.inner.options.read_only {
+            return Err(EngineError::ReadOnly);
         }
         let member = command.member_id().clone();
         let _guard = self.inner.locks.lock(&member).await;
@@ -475,6 +546,9 @@ impl Engine {
         mut fresh: bool,
     ) -> Result<CommandResult, EngineError> {
         let inner = &self.inner;
+        if inner.options.read_only {
+            return Err(EngineError::ReadOnly);
+        }
         let member = command.member_id();
         let stream = member_stream(member);
         let mut attempts: u32 = 1;
@@ -529,6 +603,9 @@ impl Engine {
                 now,
                 inner.program.rules_version().to_owned(),
             );
+            // Personal data is sealed before it reaches the log (`privacy`).
+            let mut decision = decision;
+            self.seal_notes(member, &mut decision.events).await?;
             let data = decision
                 .events
                 .iter()

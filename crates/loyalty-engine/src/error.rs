@@ -60,6 +60,17 @@ pub enum EngineError {
     /// Engine data in the store (a reservation, a checkpoint) that cannot be read.
     #[error("corrupt engine record: {0}")]
     Corrupt(String),
+    /// A command carries personal data (a support note) and no key vault is configured to
+    /// seal it with: it is refused rather than written in the clear, where it could never be
+    /// erased.
+    #[error(
+        "no key vault for personal data: this store keeps none; set [privacy] key_file in the \
+         settings"
+    )]
+    NoKeyVault,
+    /// A command or an erasure was given to an engine started read-only (a report tool).
+    #[error("this engine was started read-only: it appends nothing")]
+    ReadOnly,
     /// The engine was shut down.
     #[error("engine is shut down")]
     ShutDown,

@@ -23,6 +23,7 @@ mod locks;
 mod member_snapshot;
 mod metadata;
 mod options;
+mod privacy;
 mod program_history;
 mod progress;
 mod quote;
@@ -51,6 +52,10 @@ pub use liability::{
 };
 pub use metadata::{CommandContext, EventMetadata, MAX_CONTEXT_FIELD};
 pub use options::EngineOptions;
+pub use privacy::{
+    EXPORT_SCOPE, ErasureRecord, ErasureReport, ExportedEvent, MemberExport, PERSONAL_DATA_ERASED,
+    RevealedNote,
+};
 pub use program_history::{
     MAX_PROGRAM_VERSIONS, MIN_VERSION_PREFIX, ProgramHistory, ProgramLog, ProgramLookup,
     ProgramVersion, RecordedProgram,
@@ -77,5 +82,6 @@ pub mod streams {
     pub use crate::member_snapshot::{
         SNAPSHOT_PREFIX, stored_revision as snapshot_member_revision,
     };
+    pub use crate::privacy::PRIVACY_PREFIX;
     pub use crate::program_history::{PROGRAM_RECORDED, PROGRAM_STREAM};
 }

@@ -42,6 +42,16 @@ pub struct EngineOptions {
     /// events appended to its stream, so that loading it reads the snapshot and the events
     /// after it; 0: no member snapshots.
     pub member_snapshot_every: u64,
+    /// Where members' data keys are kept (`privacy`); `None`: the store's own vault
+    /// ([`loyalty_store::EventStore::key_vault`]).
+    pub vault: Option<std::sync::Arc<dyn loyalty_store::vault::KeyVault>>,
+    /// Most events a member's export (`Engine::export_member`) may hold.
+    pub max_export_events: usize,
+    /// An engine that appends nothing: one-shot tools that only read (the CLI's reports,
+    /// `verify`, exports). It does not record its program, runs no referral process manager,
+    /// and refuses commands and erasures ([`crate::EngineError::ReadOnly`]). Servers and the
+    /// commands that write leave it off.
+    pub read_only: bool,
 }
 
 impl Default for EngineOptions {
@@ -62,6 +72,9 @@ impl Default for EngineOptions {
             snapshot_every_events: 100_000,
             lease_ttl: Duration::from_secs(15),
             member_snapshot_every: 500,
+            vault: None,
+            max_export_events: 100_000,
+            read_only: false,
         }
     }
 }

@@ -172,6 +172,8 @@ pub struct StatementLine {
     pub description: String,
     /// The stored event document.
     pub data: serde_json::Value,
+    /// The support note of an adjustment or a goodwill grant: its text, or `erased`.
+    pub note: Option<crate::privacy::RevealedNote>,
 }
 
 /// A page of statement lines, newest first.

@@ -354,6 +354,20 @@ pub struct AccountStatusRequest {
     pub operator: Option<String>,
 }
 
+/// Erase a member's personal data: why, and who. No `occurred_at`: an erasure happens when
+/// the server carries it out (the server's clock), not at a business time.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// Why (recorded in the log for auditors), such as `member-request`.
+    #[schema(value_type = Id)]
+    pub reason_code: String,
+    /// The staff member; defaults to the API key's name.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Id>, nullable = false)]
+    pub operator: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchedulerRunRequest {

@@ -114,6 +114,7 @@ pub const PROBLEM_TYPES: &[(u16, &str)] = &[
     (503, "write-conflict"),
     (503, "not-caught-up"),
     (503, "unavailable"),
+    (503, "no-key-vault"),
 ];
 
 /// The problem types answered with `status`.
@@ -391,6 +392,15 @@ impl From<EngineError> for ApiError {
             EngineError::Store(e) if e.is_transient() => ApiError::unavailable(e.to_string())
                 .with("retryable", true)
                 .retry_after(STORE_RETRY_AFTER_SECS),
+            // A misconfigured server, not a bad request: a note is refused rather than stored
+            // in the clear, where it could never be erased. Retrying does not help until an
+            // operator configures a vault, hence no Retry-After.
+            EngineError::NoKeyVault => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-key-vault",
+                "No key vault for personal data",
+                detail,
+            ),
             EngineError::ShutDown => {
                 ApiError::unavailable(detail).retry_after(STORE_RETRY_AFTER_SECS)
             }
@@ -415,9 +425,11 @@ impl From<EngineError> for ApiError {
             },
             // This server is older than the event it met: another (upgraded) one can answer.
             EngineError::NewerSchema(_) => ApiError::unavailable(detail),
-            EngineError::Store(_) | EngineError::Schema(_) | EngineError::Corrupt(_) => {
-                ApiError::internal(detail)
-            }
+            // A server's engine is never read-only: this is a bug, not the caller's fault.
+            EngineError::Store(_)
+            | EngineError::Schema(_)
+            | EngineError::Corrupt(_)
+            | EngineError::ReadOnly => ApiError::internal(detail),
         }
     }
 }
@@ -519,6 +531,9 @@ impl From<WebhookError> for ApiError {
             }
             WebhookError::Store(e) => EngineError::Store(e).into(),
             WebhookError::Engine(e) => e.into(),
+            // As for the engine's: this server is older than the event; an upgraded one can
+            // answer.
+            WebhookError::NewerSchema(_) => ApiError::unavailable(detail),
             WebhookError::Corrupt(_) => ApiError::internal(detail),
         }
     }

@@ -10,6 +10,7 @@ mod hot;
 mod import;
 mod integrity;
 mod liability;
+mod privacy;
 mod program_history;
 mod projections;
 mod quote;

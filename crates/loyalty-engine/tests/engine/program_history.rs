@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use loyalty_core::Program;
 use loyalty_core::program::version::version_of;
 use loyalty_engine::streams::{PROGRAM_RECORDED, PROGRAM_STREAM};
-use loyalty_engine::{EventMetadata, ProgramLookup};
+use loyalty_engine::{Engine, EngineError, EventMetadata, ProgramLookup};
 use loyalty_store::{
     AppendResult, Bytes, Direction, EventData, EventStore, ExpectedRevision, InMemoryStore, Limits,
     Position, RecordedEvent, StoreError, StreamFilter, StreamFrom, Subscription,
@@ -410,4 +410,218 @@ async fn a_program_record_of_a_newer_release_does_not_keep_this_one_from_startin
     // And the auditors' history, which must not hide a record, says it cannot read one
     assert!(started.program_history().await.is_err());
     started.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_engine_started_not_to_record_its_program_writes_nothing_to_the_log() {
+    // Given a log holding a member and no program record (a release from before programs were
+    // recorded wrote it)
+    let store = Arc::new(InMemoryStore::new());
+    let clock = Arc::new(loyalty_engine::ManualClock::new(t0()));
+    let read_only = loyalty_engine::EngineOptions {
+        read_only: true,
+        ..options()
+    };
+    let alice = member("alice");
+    let decision = loyalty_core::decide(
+        &loyalty_core::MemberState::default(),
+        &enroll(&alice, t0()),
+        &program(),
+        loyalty_core::ServerTime::at(t0()),
+    )
+    .unwrap();
+    let events = decision
+        .events
+        .iter()
+        .map(|e| {
+            let stored = loyalty_core::schema::encode(e);
+            loyalty_store::EventData {
+                id: loyalty_store::Uuid::new_v4(),
+                event_type: stored.event_type.to_owned(),
+                schema_version: stored.schema_version,
+                data: stored.data.into(),
+                metadata: loyalty_store::Bytes::from_static(b"{}"),
+            }
+        })
+        .collect();
+    store
+        .append(
+            "member-alice",
+            loyalty_store::ExpectedRevision::NoStream,
+            events,
+        )
+        .await
+        .unwrap();
+    let head = store.head_position().await.unwrap();
+    assert!(program_events(store.as_ref()).await.is_empty());
+    // When an engine that must not record starts on it, answers, and stops a while later
+    let engine = start(store.clone(), program(), clock.clone(), read_only).await;
+    engine.wait_for(head).await.unwrap();
+    assert_eq!(engine.totals().members, 1);
+    // And refuses to decide anything
+    let refused = engine.execute(purchase(&alice, "T1", 10, t0())).await;
+    assert!(
+        matches!(refused, Err(loyalty_engine::EngineError::ReadOnly)),
+        "{refused:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    engine.shutdown().await;
+    // Then the log is as it was: no program record, no lease, no checkpoint
+    assert_eq!(store.head_position().await.unwrap(), head);
+    assert!(program_events(store.as_ref()).await.is_empty());
+    // And an engine allowed to write records the program, as before
+    let server = start(store.clone(), program(), clock, options()).await;
+    assert_eq!(program_events(store.as_ref()).await.len(), 1);
+    server.shutdown().await;
+}
+
+/// A store whose appends to the stream `program` fail as unavailable `failures` times first.
+struct BrieflyDown {
+    inner: InMemoryStore,
+    failures: AtomicUsize,
+}
+
+#[async_trait]
+impl EventStore for BrieflyDown {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        if stream == PROGRAM_STREAM
+            && self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(StoreError::Unavailable("the database restarts".into()));
+        }
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner
+            .read_stream(stream, from, direction, max_count)
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, max_count).await
+    }
+
+    async fn subscribe_all(
+        &self,
+        after: Position,
+        filter: StreamFilter,
+    ) -> Result<Subscription, StoreError> {
+        self.inner.subscribe_all(after, filter).await
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        self.inner.head_position().await
+    }
+
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+}
+
+#[tokio::test]
+async fn a_store_briefly_unavailable_at_start_delays_the_recording_instead_of_failing_it() {
+    // Given a store that refuses the first two appends of the program record
+    let store = Arc::new(BrieflyDown {
+        inner: InMemoryStore::new(),
+        failures: AtomicUsize::new(2),
+    });
+    let clock = Arc::new(loyalty_engine::ManualClock::new(t0()));
+    // When a server starts on it
+    let engine = Engine::start(
+        store.clone(),
+        program(),
+        clock,
+        Arc::new(loyalty_engine::RandomIds),
+        options(),
+    )
+    .await;
+    // Then it started once the store took the record, which is there once
+    let engine = engine.expect("started after the store came back");
+    assert_eq!(store.failures.load(Ordering::SeqCst), 0);
+    assert_eq!(program_events(store.as_ref()).await.len(), 1);
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_store_refusing_the_program_record_for_good_fails_the_start() {
+    // Given a store that refuses the program record with an error that is not transient
+    struct Refusing(InMemoryStore);
+    #[async_trait]
+    impl EventStore for Refusing {
+        async fn append(
+            &self,
+            stream: &str,
+            expected: ExpectedRevision,
+            events: Vec<EventData>,
+        ) -> Result<AppendResult, StoreError> {
+            if stream == PROGRAM_STREAM {
+                return Err(StoreError::Backend("permission denied".into()));
+            }
+            self.0.append(stream, expected, events).await
+        }
+        async fn read_stream(
+            &self,
+            stream: &str,
+            from: StreamFrom,
+            direction: Direction,
+            max_count: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.0.read_stream(stream, from, direction, max_count).await
+        }
+        async fn read_all(
+            &self,
+            after: Position,
+            max_count: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            self.0.read_all(after, max_count).await
+        }
+        async fn subscribe_all(
+            &self,
+            after: Position,
+            filter: StreamFilter,
+        ) -> Result<Subscription, StoreError> {
+            self.0.subscribe_all(after, filter).await
+        }
+        async fn head_position(&self) -> Result<Position, StoreError> {
+            self.0.head_position().await
+        }
+        fn limits(&self) -> Limits {
+            self.0.limits()
+        }
+    }
+    // When a server starts on it, then the start fails with the store's error
+    let started = Engine::start(
+        Arc::new(Refusing(InMemoryStore::new())),
+        program(),
+        Arc::new(loyalty_engine::ManualClock::new(t0())),
+        Arc::new(loyalty_engine::RandomIds),
+        options(),
+    )
+    .await;
+    match started {
+        Err(EngineError::Store(StoreError::Backend(why))) => {
+            assert_eq!(why, "permission denied")
+        }
+        Err(other) => panic!("another error: {other}"),
+        Ok(_) => panic!("started without its program recorded"),
+    }
 }

@@ -5,6 +5,7 @@ mod audit;
 mod lifecycle;
 mod members;
 mod ops;
+mod privacy;
 mod programs;
 mod quote;
 mod support;
@@ -63,6 +64,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::log))
         .routes(routes!(audit::liability))
         .routes(routes!(audit::totals))
+        .routes(routes!(privacy::export))
+        .routes(routes!(privacy::erase))
         .routes(routes!(programs::history))
         .routes(routes!(programs::show))
         .routes(routes!(analytics::retention))

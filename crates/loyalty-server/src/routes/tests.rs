@@ -785,6 +785,12 @@ mod quote;
 /// The program versions recorded in the log, for auditors.
 mod programs;
 
+/// A member's data rights: the export and the erasure of their personal data.
+mod privacy;
+
+/// The liability now (from the read models) and as of a past instant (replayed).
+mod liability;
+
 #[tokio::test]
 async fn readiness_names_the_event_of_a_newer_release_the_read_models_stopped_at() {
     // Given a log holding an event a newer release wrote (a schema version this build does

@@ -283,6 +283,10 @@ pub struct StatementLine {
     /// The stored event document.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
+    /// The event's support note, opened (`erased` once the member's personal data was
+    /// erased); null for an event that carries none.
+    #[schema(required = true)]
+    pub note: Option<super::privacy::RevealedNote>,
 }
 
 impl From<&EngineStatementLine> for StatementLine {
@@ -296,6 +300,7 @@ impl From<&EngineStatementLine> for StatementLine {
             points: l.points.value(),
             description: l.description.clone(),
             data: l.data.clone(),
+            note: l.note.as_ref().map(super::privacy::RevealedNote::from),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod members;
 pub mod ops;
 pub mod outcome;
+pub mod privacy;
 pub mod programs;
 mod quote;
 pub mod webhooks;

@@ -17,6 +17,8 @@ fn every_component() -> BTreeMap<String, Value> {
         components_of::<LogPage>(),
         components_of::<MemberEventsPage>(),
         components_of::<MemberAsOf>(),
+        components_of::<privacy::MemberExport>(),
+        components_of::<privacy::ErasureReport>(),
         components_of::<LiabilityReport>(),
         components_of::<TotalsReport>(),
         components_of::<RetentionReport>(),
