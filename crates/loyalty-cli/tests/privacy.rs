@@ -236,17 +236,12 @@ async fn a_key_file_beside_a_store_that_keeps_its_own_keys_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     store_with_a_note(dir.path()).await;
     // When a command is run with a separate key file configured as well
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loyalty"))
-        .arg("--config")
-        .arg(repo_root().join("config/loyalty.toml"))
-        .args(["member", "export", "m1"])
-        .current_dir(dir.path())
-        .env("LOYALTY_PROGRAM", repo_root().join("config/program.toml"))
-        .env("LOYALTY_STORE__PATH", dir.path().join("store.sqlite"))
-        .env("LOYALTY_PRIVACY__KEY_FILE", dir.path().join("keys.sqlite"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let keys = dir.path().join("keys.sqlite");
+    let out = offline::loyalty_with(
+        dir.path(),
+        &["member", "export", "m1"],
+        &[("LOYALTY_PRIVACY__KEY_FILE", &keys)],
+    );
     // Then it is refused (two vaults would split a member's keys), and no key file is made
     assert!(!out.status.success());
     assert!(
@@ -254,5 +249,5 @@ async fn a_key_file_beside_a_store_that_keeps_its_own_keys_is_refused() {
         "{}",
         text(&out.stderr)
     );
-    assert!(!dir.path().join("keys.sqlite").exists());
+    assert!(!keys.exists());
 }

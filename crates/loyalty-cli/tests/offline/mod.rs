@@ -9,6 +9,11 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn loyalty(dir: &Path, args: &[&str]) -> Output {
+    loyalty_with(dir, args, &[])
+}
+
+/// [`loyalty`] with more settings from the environment (`("LOYALTY_PRIVACY__KEY_FILE", ...)`).
+pub fn loyalty_with(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loyalty"))
         .arg("--config")
         .arg(repo_root().join("config/loyalty.toml"))
@@ -17,6 +22,7 @@ pub fn loyalty(dir: &Path, args: &[&str]) -> Output {
         .env("LOYALTY_PROGRAM", repo_root().join("config/program.toml"))
         .env("LOYALTY_STORE__PATH", dir.join("store.sqlite"))
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("the loyalty binary runs")
 }

@@ -422,3 +422,77 @@ impl EventStore for FaultyStore {
         self.inner.limits()
     }
 }
+
+/// What [`Hooked`] runs before each append: given the stream, it may wait, or answer an error
+/// that the append returns instead of appending.
+pub type AppendHook =
+    Box<dyn Fn(&str) -> futures::future::BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
+
+/// An in-memory store whose appends go through a hook first: the one forwarding wrapper the
+/// tests that stall or fail particular appends share.
+pub struct Hooked {
+    pub inner: InMemoryStore,
+    hook: AppendHook,
+}
+
+impl Hooked {
+    pub fn new(hook: AppendHook) -> Hooked {
+        Hooked {
+            inner: InMemoryStore::new(),
+            hook,
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for Hooked {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        (self.hook)(stream).await?;
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner
+            .read_stream(stream, from, direction, max_count)
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, max_count).await
+    }
+
+    async fn subscribe_all(
+        &self,
+        after: Position,
+        filter: StreamFilter,
+    ) -> Result<Subscription, StoreError> {
+        self.inner.subscribe_all(after, filter).await
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        self.inner.head_position().await
+    }
+
+    fn key_vault(&self) -> Option<Arc<dyn loyalty_store::vault::KeyVault>> {
+        self.inner.key_vault()
+    }
+
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+}

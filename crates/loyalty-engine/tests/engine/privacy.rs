@@ -67,6 +67,32 @@ async fn log_text(store: &dyn EventStore) -> String {
     text
 }
 
+/// Appends to `m`'s stream a document this engine did not write (an earlier or a newer
+/// release's).
+async fn append_written_elsewhere(
+    h: &Harness,
+    m: &MemberId,
+    event_type: &str,
+    schema_version: u32,
+    data: &[u8],
+) {
+    let revision = read_member(h.store.as_ref(), m).await.len() as u64 - 1;
+    h.store
+        .append(
+            &format!("{}{m}", streams::MEMBER_PREFIX),
+            ExpectedRevision::Exact(revision),
+            vec![EventData {
+                id: Uuid::new_v4(),
+                event_type: event_type.into(),
+                schema_version,
+                data: Bytes::from(data.to_vec()),
+                metadata: Bytes::from_static(b"{}"),
+            }],
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_note_is_sealed_in_the_log_and_shown_in_clear_to_the_statement_and_the_export() {
     // Given a member and an adjustment whose note holds personal data
@@ -259,22 +285,8 @@ async fn a_note_from_before_notes_were_sealed_stays_readable_and_is_reported_as_
     // Given a member whose history holds a version 1 adjustment, its note in clear
     let h = Harness::new().await;
     let m = h.enroll("alice").await;
-    let revision = read_member(h.store.as_ref(), &m).await.len() as u64 - 1;
     let v1 = include_str!("../../../loyalty-core/tests/golden/PointsAdjusted/v1.json");
-    h.store
-        .append(
-            &format!("{}{m}", streams::MEMBER_PREFIX),
-            ExpectedRevision::Exact(revision),
-            vec![EventData {
-                id: Uuid::new_v4(),
-                event_type: "PointsAdjusted".into(),
-                schema_version: 1,
-                data: Bytes::from(v1.as_bytes().to_vec()),
-                metadata: Bytes::from_static(b"{}"),
-            }],
-        )
-        .await
-        .unwrap();
+    append_written_elsewhere(&h, &m, "PointsAdjusted", 1, v1.as_bytes()).await;
     let plain: serde_json::Value = serde_json::from_str(v1).unwrap();
     let text = plain["note"].as_str().unwrap().to_owned();
     // When it is erased
@@ -369,21 +381,14 @@ async fn an_erasure_goes_through_an_event_this_build_cannot_read() {
     let h = Harness::new().await;
     let m = h.enroll("alice").await;
     h.run(adjust(&m, "ADJ1", 40, NOTE, h.now())).await;
-    let revision = read_member(h.store.as_ref(), &m).await.len() as u64 - 1;
-    h.store
-        .append(
-            &format!("{}{m}", streams::MEMBER_PREFIX),
-            ExpectedRevision::Exact(revision),
-            vec![EventData {
-                id: Uuid::new_v4(),
-                event_type: "GoodwillGranted".into(),
-                schema_version: schema::CURRENT_SCHEMA_VERSION + 1,
-                data: Bytes::from_static(br#"{"note": {"sealed": {"key_id": "k_x"}}, "v3": 1}"#),
-                metadata: Bytes::from_static(b"{}"),
-            }],
-        )
-        .await
-        .unwrap();
+    append_written_elsewhere(
+        &h,
+        &m,
+        "GoodwillGranted",
+        schema::CURRENT_SCHEMA_VERSION + 1,
+        br#"{"note": {"sealed": {"key_id": "k_x"}}, "v3": 1}"#,
+    )
+    .await;
     // When the member's data is erased
     let report = h
         .engine

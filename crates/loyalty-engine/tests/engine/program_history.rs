@@ -6,14 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use loyalty_core::Program;
 use loyalty_core::program::version::version_of;
 use loyalty_engine::streams::{PROGRAM_RECORDED, PROGRAM_STREAM};
 use loyalty_engine::{Engine, EngineError, EventMetadata, ProgramLookup};
 use loyalty_store::{
-    AppendResult, Bytes, Direction, EventData, EventStore, ExpectedRevision, InMemoryStore, Limits,
-    Position, RecordedEvent, StoreError, StreamFilter, StreamFrom, Subscription,
+    Bytes, Direction, EventData, EventStore, ExpectedRevision, InMemoryStore, Position,
+    RecordedEvent, StoreError, StreamFrom,
 };
 
 use crate::common::*;
@@ -82,80 +81,30 @@ async fn starting_twice_with_the_same_program_records_it_once() {
     again.shutdown().await;
 }
 
-/// A store on which the first two appends to the stream `program` wait for each other, so two
-/// engines starting at once have both read it without the version before either appends.
-struct Together {
-    inner: InMemoryStore,
-    barrier: tokio::sync::Barrier,
-    appends: AtomicUsize,
-}
-
-#[async_trait]
-impl EventStore for Together {
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedRevision,
-        events: Vec<EventData>,
-    ) -> Result<AppendResult, StoreError> {
-        if stream == PROGRAM_STREAM && self.appends.fetch_add(1, Ordering::SeqCst) < 2 {
-            self.barrier.wait().await;
-        }
-        self.inner.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: StreamFrom,
-        direction: Direction,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner
-            .read_stream(stream, from, direction, max_count)
-            .await
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, max_count).await
-    }
-
-    async fn subscribe_all(
-        &self,
-        after: Position,
-        filter: StreamFilter,
-    ) -> Result<Subscription, StoreError> {
-        self.inner.subscribe_all(after, filter).await
-    }
-
-    async fn head_position(&self) -> Result<Position, StoreError> {
-        self.inner.head_position().await
-    }
-
-    fn limits(&self) -> Limits {
-        self.inner.limits()
-    }
-}
-
 #[tokio::test]
 async fn two_engines_starting_at_once_with_a_new_program_record_it_once() {
     // Given two servers starting at the same time on one store, both reading the empty stream
-    let store = Arc::new(Together {
-        inner: InMemoryStore::new(),
-        barrier: tokio::sync::Barrier::new(2),
-        appends: AtomicUsize::new(0),
-    });
+    // (the first two appends to the stream `program` wait for each other)
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let appends = Arc::new(AtomicUsize::new(0));
+    let counted = appends.clone();
+    let store = Arc::new(Hooked::new(Box::new(move |stream| {
+        let wait = stream == PROGRAM_STREAM && counted.fetch_add(1, Ordering::SeqCst) < 2;
+        let barrier = barrier.clone();
+        Box::pin(async move {
+            if wait {
+                barrier.wait().await;
+            }
+            Ok(())
+        })
+    })));
     let clock = Arc::new(loyalty_engine::ManualClock::new(t0()));
     let (a, b) = tokio::join!(
         start(store.clone(), program(), clock.clone(), options()),
         start(store.clone(), program(), clock.clone(), options()),
     );
     // Then both tried to append, one lost the race, read again and found the version
-    assert_eq!(store.appends.load(Ordering::SeqCst), 2);
+    assert_eq!(appends.load(Ordering::SeqCst), 2);
     assert_eq!(program_events(store.as_ref()).await.len(), 1);
     assert_eq!(a.program_history().await.unwrap().versions.len(), 1);
     a.shutdown().await;
@@ -475,75 +424,23 @@ async fn an_engine_started_not_to_record_its_program_writes_nothing_to_the_log()
     server.shutdown().await;
 }
 
-/// A store whose appends to the stream `program` fail as unavailable `failures` times first.
-struct BrieflyDown {
-    inner: InMemoryStore,
-    failures: AtomicUsize,
-}
-
-#[async_trait]
-impl EventStore for BrieflyDown {
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedRevision,
-        events: Vec<EventData>,
-    ) -> Result<AppendResult, StoreError> {
-        if stream == PROGRAM_STREAM
-            && self
-                .failures
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-        {
-            return Err(StoreError::Unavailable("the database restarts".into()));
-        }
-        self.inner.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: StreamFrom,
-        direction: Direction,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner
-            .read_stream(stream, from, direction, max_count)
-            .await
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, max_count).await
-    }
-
-    async fn subscribe_all(
-        &self,
-        after: Position,
-        filter: StreamFilter,
-    ) -> Result<Subscription, StoreError> {
-        self.inner.subscribe_all(after, filter).await
-    }
-
-    async fn head_position(&self) -> Result<Position, StoreError> {
-        self.inner.head_position().await
-    }
-
-    fn limits(&self) -> Limits {
-        self.inner.limits()
-    }
-}
-
 #[tokio::test]
 async fn a_store_briefly_unavailable_at_start_delays_the_recording_instead_of_failing_it() {
     // Given a store that refuses the first two appends of the program record
-    let store = Arc::new(BrieflyDown {
-        inner: InMemoryStore::new(),
-        failures: AtomicUsize::new(2),
-    });
+    let failures = Arc::new(AtomicUsize::new(2));
+    let left = failures.clone();
+    let store = Arc::new(Hooked::new(Box::new(move |stream| {
+        let fail = stream == PROGRAM_STREAM
+            && left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        Box::pin(async move {
+            if fail {
+                return Err(StoreError::Unavailable("the database restarts".into()));
+            }
+            Ok(())
+        })
+    })));
     let clock = Arc::new(loyalty_engine::ManualClock::new(t0()));
     // When a server starts on it
     let engine = Engine::start(
@@ -556,7 +453,7 @@ async fn a_store_briefly_unavailable_at_start_delays_the_recording_instead_of_fa
     .await;
     // Then it started once the store took the record, which is there once
     let engine = engine.expect("started after the store came back");
-    assert_eq!(store.failures.load(Ordering::SeqCst), 0);
+    assert_eq!(failures.load(Ordering::SeqCst), 0);
     assert_eq!(program_events(store.as_ref()).await.len(), 1);
     engine.shutdown().await;
 }
@@ -564,53 +461,18 @@ async fn a_store_briefly_unavailable_at_start_delays_the_recording_instead_of_fa
 #[tokio::test]
 async fn a_store_refusing_the_program_record_for_good_fails_the_start() {
     // Given a store that refuses the program record with an error that is not transient
-    struct Refusing(InMemoryStore);
-    #[async_trait]
-    impl EventStore for Refusing {
-        async fn append(
-            &self,
-            stream: &str,
-            expected: ExpectedRevision,
-            events: Vec<EventData>,
-        ) -> Result<AppendResult, StoreError> {
-            if stream == PROGRAM_STREAM {
+    let refusing = Hooked::new(Box::new(|stream| {
+        let refuse = stream == PROGRAM_STREAM;
+        Box::pin(async move {
+            if refuse {
                 return Err(StoreError::Backend("permission denied".into()));
             }
-            self.0.append(stream, expected, events).await
-        }
-        async fn read_stream(
-            &self,
-            stream: &str,
-            from: StreamFrom,
-            direction: Direction,
-            max_count: usize,
-        ) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.0.read_stream(stream, from, direction, max_count).await
-        }
-        async fn read_all(
-            &self,
-            after: Position,
-            max_count: usize,
-        ) -> Result<Vec<RecordedEvent>, StoreError> {
-            self.0.read_all(after, max_count).await
-        }
-        async fn subscribe_all(
-            &self,
-            after: Position,
-            filter: StreamFilter,
-        ) -> Result<Subscription, StoreError> {
-            self.0.subscribe_all(after, filter).await
-        }
-        async fn head_position(&self) -> Result<Position, StoreError> {
-            self.0.head_position().await
-        }
-        fn limits(&self) -> Limits {
-            self.0.limits()
-        }
-    }
+            Ok(())
+        })
+    }));
     // When a server starts on it, then the start fails with the store's error
     let started = Engine::start(
-        Arc::new(Refusing(InMemoryStore::new())),
+        Arc::new(refusing),
         program(),
         Arc::new(loyalty_engine::ManualClock::new(t0())),
         Arc::new(loyalty_engine::RandomIds),
