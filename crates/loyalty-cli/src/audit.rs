@@ -26,7 +26,7 @@ use loyalty_engine::{Clock, SystemClock};
 use loyalty_store::chain::ChainReport;
 use serde_json::{Value, json};
 
-use crate::runtime::open_store;
+use crate::runtime::open_store_to_read;
 use crate::settings::Settings;
 
 /// Largest key or anchor file read: both are well under a kilobyte.
@@ -154,7 +154,7 @@ pub async fn anchor(settings: &Settings, args: &AnchorArgs) -> anyhow::Result<()
     let key = configured_key(settings)?.context(
         "no signing key: set [audit] signing_key_file (write one with `loyalty audit keygen FILE`)",
     )?;
-    let store = open_store(settings).await?;
+    let store = open_store_to_read(settings).await?;
     let anchor = anchor_store(store.as_ref(), &key, SystemClock.now())
         .await
         .context("signing an anchor")?;
@@ -191,7 +191,7 @@ pub async fn verify(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<bo
         }
         None => None,
     };
-    let store = open_store(settings).await?;
+    let store = open_store_to_read(settings).await?;
     let mut out = serde_json::Map::new();
     let mut passed = true;
     if args.chain {

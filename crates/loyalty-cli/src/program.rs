@@ -7,7 +7,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use loyalty_engine::{ProgramHistory, ProgramLog, ProgramLookup};
 
 use crate::offline::print_json;
-use crate::runtime::open_store;
+use crate::runtime::open_store_to_read;
 use crate::settings::Settings;
 
 #[derive(Debug, Clone, Args)]
@@ -34,7 +34,7 @@ pub enum ProgramCommand {
 
 /// Runs `loyalty program ...`; returns whether it found what it was asked for.
 pub async fn run(settings: &Settings, args: &ProgramArgs) -> anyhow::Result<bool> {
-    let store = open_store(settings).await?;
+    let store = open_store_to_read(settings).await?;
     let log = ProgramLog::new(store.as_ref());
     match &args.command {
         ProgramCommand::History { json } => {

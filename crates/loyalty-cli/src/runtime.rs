@@ -36,8 +36,22 @@ pub fn load_program(path: &Path) -> anyhow::Result<Program> {
         .with_context(|| format!("the program rules {} are not valid", path.display()))
 }
 
-/// Opens the configured event store.
+/// Opens the configured event store for a server or a command that writes: a store of an
+/// older schema version is upgraded.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
+    open_store_with(settings, true).await
+}
+
+/// Opens the configured event store for a tool that only reads: a store of an older schema
+/// version is refused rather than upgraded under the servers still on the older release.
+pub async fn open_store_to_read(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
+    open_store_with(settings, false).await
+}
+
+async fn open_store_with(
+    settings: &Settings,
+    upgrade: bool,
+) -> anyhow::Result<Arc<dyn EventStore>> {
     let store: Arc<dyn EventStore> = match settings.store.kind {
         StoreKind::Sqlite => {
             let path = &settings.store.path;
@@ -47,6 +61,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStor
             }
             let options = SqliteOptions {
                 wal_max_bytes: settings.store.wal_max_bytes,
+                upgrade,
                 ..SqliteOptions::default()
             };
             let store = SqliteStore::open(path, options)
@@ -69,6 +84,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStor
             let options = PostgresOptions {
                 schema: settings.store.schema.clone(),
                 pool_size: settings.store.pool_size,
+                upgrade,
                 ..PostgresOptions::default()
             };
             let store = PostgresStore::connect(url, options)
@@ -126,7 +142,7 @@ async fn start_engine_with(
     read_only: bool,
 ) -> anyhow::Result<Engine> {
     let program = load_program(&settings.program)?;
-    let store = open_store(settings).await?;
+    let store = open_store_with(settings, !read_only).await?;
     let vault = match &settings.privacy.key_file {
         // Two vaults would split a member's keys: an erasure in one leaves the other's alive.
         Some(path) if store.key_vault().is_some() => anyhow::bail!(

@@ -147,6 +147,16 @@ pub enum OpenError {
         supported: u32,
     },
     #[error(
+        "the event store in PostgreSQL schema {schema} has schema version {found}, older than \
+         this build's {current}; it is upgraded when a server of this release connects, not by \
+         a tool that only reads"
+    )]
+    SchemaTooOld {
+        schema: String,
+        found: u32,
+        current: u32,
+    },
+    #[error(
         "PostgreSQL sessions run with synchronous_commit = {0}, so a commit could be lost; the \
          store needs it on"
     )]
@@ -186,6 +196,10 @@ pub struct PostgresOptions {
     /// How often the listener reads the head, in case a notification was missed: the longest
     /// a subscriber waits for another process's append when notifications fail.
     pub head_poll_interval: Duration,
+    /// Whether connecting to a schema of an older version upgrades it (servers). Tools that
+    /// only read leave it off: servers still on the older release refuse a newer schema, so
+    /// a report must not upgrade it under them mid-rollout. A new schema is created either way.
+    pub upgrade: bool,
 }
 
 impl Default for PostgresOptions {
@@ -197,6 +211,7 @@ impl Default for PostgresOptions {
             connect_timeout: Duration::from_secs(10),
             acquire_timeout: Duration::from_secs(30),
             head_poll_interval: Duration::from_millis(500),
+            upgrade: true,
         }
     }
 }
@@ -323,7 +338,7 @@ impl PostgresStore {
 
         let mut client = pool.get().await.sql()?;
         check_session(&client).await?;
-        schema::upgrade(&mut client, &names).await?;
+        schema::upgrade(&mut client, &names, options.upgrade).await?;
         let chained = chain::catch_up_at_open(&mut client, &names).await?;
         if chained > 0 {
             let schema = names.schema.as_str();

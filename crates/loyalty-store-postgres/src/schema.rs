@@ -92,7 +92,13 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Creates the store's schema if it is missing and brings it to [`SCHEMA_VERSION`], or refuses
 /// a newer one. Needs no privilege beyond reading when the schema is already up to date.
-pub(crate) async fn upgrade(client: &mut Client, names: &Names) -> Result<(), OpenError> {
+/// Brings the schema to [`SCHEMA_VERSION`]: creates a new one, and upgrades an older one when
+/// `allow` (else refuses it: see `PostgresOptions::upgrade`).
+pub(crate) async fn upgrade(
+    client: &mut Client,
+    names: &Names,
+    allow: bool,
+) -> Result<(), OpenError> {
     let schema = names.schema.as_str();
     let tx = client.transaction().await.sql()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&names.migration_lock])
@@ -153,6 +159,13 @@ pub(crate) async fn upgrade(client: &mut Client, names: &Names) -> Result<(), Op
             schema: schema.to_owned(),
             found,
             supported: SCHEMA_VERSION,
+        });
+    }
+    if !allow && found > 0 && found < SCHEMA_VERSION {
+        return Err(OpenError::SchemaTooOld {
+            schema: schema.to_owned(),
+            found,
+            current: SCHEMA_VERSION,
         });
     }
     for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {

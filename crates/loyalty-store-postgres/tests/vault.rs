@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use common::{Schemas, connect, options};
 use loyalty_store::vault::MemberKey;
 use loyalty_store::{EventStore, ExpectedRevision, StoreError};
-use loyalty_store_postgres::SCHEMA_VERSION;
+use loyalty_store_postgres::{OpenError, PostgresOptions, PostgresStore, SCHEMA_VERSION};
 
 fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
@@ -173,4 +173,48 @@ async fn a_schema_of_version_2_is_upgraded_and_gets_a_key_vault() {
     assert_eq!(vault.key(&key.key_id).await.unwrap(), Some(key));
     assert_eq!(vault.erase("m-7", at()).await.unwrap().keys_destroyed, 1);
     store.close().await;
+}
+
+#[tokio::test]
+async fn a_tool_that_only_reads_refuses_a_schema_of_an_older_version_and_leaves_it() {
+    let Some(factory) = Schemas::from_env() else {
+        return;
+    };
+    // Given a schema as version 2 left it
+    let schema = factory.schema();
+    connect(&factory.url, options(&schema)).await.close().await;
+    let client = raw_client(&factory.url).await;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE {schema}.member_keys, {schema}.member_erasures;
+             UPDATE {schema}.loyalty_schema_version SET version = 2;"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("back to version 2: {e}"));
+    // When a tool that must not upgrade it connects
+    let refused = PostgresStore::connect(
+        &factory.url,
+        PostgresOptions {
+            upgrade: false,
+            ..options(&schema)
+        },
+    )
+    .await;
+    // Then it is refused and the schema is still at version 2
+    let Err(err) = refused else {
+        panic!("connected to an older schema without upgrading it")
+    };
+    assert!(
+        matches!(err, OpenError::SchemaTooOld { found: 2, .. }),
+        "{err}"
+    );
+    let version: i32 = client
+        .query_one(
+            &format!("SELECT version FROM {schema}.loyalty_schema_version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2);
 }

@@ -56,6 +56,12 @@ pub enum OpenError {
          of loyalty supports: open it with a newer loyalty"
     )]
     SchemaTooNew { found: u32, supported: u32 },
+    #[error(
+        "the event store file has schema version {found}, older than this build's {current}; \
+         it is upgraded when a server of this release starts on it, not by a tool that only \
+         reads"
+    )]
+    SchemaTooOld { found: u32, current: u32 },
     #[error("cannot open the event store file: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot start the event store: {0}")]
@@ -100,6 +106,11 @@ pub struct SqliteOptions {
     /// The log may still grow past the bound while readers hold old snapshots, and by up to
     /// one batch and `wal_checkpoint_pages` before the cut.
     pub wal_max_bytes: u64,
+    /// Whether opening a file of an older schema version upgrades it (servers). Tools that only
+    /// read leave it off: upgrading a production file from a report would lock out the
+    /// servers still on the older release mid-rollout (they refuse a newer file). A new file
+    /// is created either way.
+    pub upgrade: bool,
 }
 
 impl Default for SqliteOptions {
@@ -122,6 +133,7 @@ impl Default for SqliteOptions {
             // bursts or long reads, which let the log grow towards the writer's own
             // checkpoint at four times the threshold.
             wal_max_bytes: 64 * 1024 * 1024,
+            upgrade: true,
         }
     }
 }
@@ -195,8 +207,9 @@ impl SqliteStore {
         };
         let counters = Arc::new(writer::Counters::default());
         let checkpoint_counters = Arc::clone(&counters);
+        let upgrade = options.upgrade;
         let (conn, head, checkpointer, log) = tokio::task::spawn_blocking(move || {
-            open_writer(&writer_path, wal, checkpoint_counters)
+            open_writer(&writer_path, wal, checkpoint_counters, upgrade)
         })
         .await
         .map_err(|e| OpenError::Io(std::io::Error::other(e)))??;
@@ -298,6 +311,7 @@ fn open_writer(
     path: &Path,
     wal: checkpoint::WalBounds,
     counters: Arc<writer::Counters>,
+    upgrade: bool,
 ) -> Result<(Connection, Position, JoinHandle<()>, std::fs::File), OpenError> {
     let mut conn = open_write_connection(path)?;
     // In WAL mode, synchronous=NORMAL fsyncs the log only at checkpoints, so COMMIT returns
@@ -306,7 +320,7 @@ fn open_writer(
     // fsync no longer stalls the writer. (FULL would fsync inside COMMIT, on the writer.)
     conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
     tune(&conn)?;
-    schema::upgrade(&mut conn)?;
+    schema::upgrade(&mut conn, upgrade)?;
     let head = reader::head_position(&conn)?;
     // Opened after SQLite has the log open (it creates the file with its first read), and held
     // for as long as the writer's connection, which keeps the file from being deleted.

@@ -100,13 +100,21 @@ const CHAIN_VERSION: usize = 6;
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Brings the file at `conn` to [`SCHEMA_VERSION`], or refuses a newer one.
-pub(crate) fn upgrade(conn: &mut Connection) -> Result<(), OpenError> {
+/// Brings the file to [`SCHEMA_VERSION`]: creates a new file's schema, and upgrades an older
+/// one when `allow` (else refuses it: see `SqliteOptions::upgrade`).
+pub(crate) fn upgrade(conn: &mut Connection, allow: bool) -> Result<(), OpenError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if found > SCHEMA_VERSION {
         return Err(OpenError::SchemaTooNew {
             found,
             supported: SCHEMA_VERSION,
+        });
+    }
+    if !allow && found > 0 && found < SCHEMA_VERSION {
+        return Err(OpenError::SchemaTooOld {
+            found,
+            current: SCHEMA_VERSION,
         });
     }
     for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {

@@ -109,7 +109,7 @@ impl SqliteKeyVault {
         // commit is fsynced by SQLite itself, and every change zeroes what it replaces.
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA secure_delete = ON;")?;
         crate::tune(&conn)?;
-        crate::schema::upgrade(&mut conn)?;
+        crate::schema::upgrade(&mut conn, true)?;
         Ok(Self {
             writes: Writes::Own(Arc::new(Mutex::new(conn))),
             readers: Arc::new(ReaderPool::new(path.to_path_buf(), KEY_FILE_READERS)),

@@ -189,3 +189,37 @@ async fn a_file_of_schema_version_6_is_upgraded_and_gets_a_key_vault() {
     drop(vault);
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tool_that_only_reads_refuses_an_older_file_and_leaves_it_at_its_version() {
+    // Given a file written by schema version 1
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch(SCHEMA_V1)
+        .unwrap();
+    let reading = SqliteOptions {
+        upgrade: false,
+        ..SqliteOptions::default()
+    };
+    // When a tool that must not upgrade it opens it
+    let err = SqliteStore::open(&path, reading).await.unwrap_err();
+    // Then it is refused, saying why, and the file is still at version 1 (the servers of the
+    // older release can still open it)
+    assert!(
+        matches!(err, OpenError::SchemaTooOld { found: 1, current } if current == SCHEMA_VERSION),
+        "{err}"
+    );
+    assert!(err.to_string().contains("server of this release"), "{err}");
+    assert_eq!(user_version(&path), 1);
+    // And a new file is still created at the current version
+    let fresh = dir.path().join("new.db");
+    SqliteStore::open(&fresh, reading)
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    assert_eq!(user_version(&fresh), SCHEMA_VERSION);
+}
