@@ -154,9 +154,16 @@ const BUILD_PAGE: usize = 1_000;
 /// still holds, from [`GENESIS`]. Memory is bounded by one page of events; each event costs
 /// one indexed lookup of its stream's previous link. Returns the number of links written.
 pub(crate) fn build(conn: &Connection) -> Result<u64, OpenError> {
+    link_after(conn, Position::START).map_err(|e| match e {
+        AppendError::Sql(e) => e.into(),
+        AppendError::Store(e) => e.into(),
+    })
+}
+
+/// Links the events after `after`, which have none: [`build`]'s walk, from any position.
+fn link_after(conn: &Connection, mut after: Position) -> Result<u64, AppendError> {
     let everything = Position::new(i64::MAX as u64, i64::MAX as u64);
     let mut previous = head(conn)?;
-    let mut after = Position::START;
     let mut linked = 0;
     loop {
         let page = crate::reader::read_all(conn, after, BUILD_PAGE, everything)?;
@@ -165,18 +172,42 @@ pub(crate) fn build(conn: &Connection) -> Result<u64, OpenError> {
         };
         after = last.position;
         for event in &page {
-            let stream_previous = match previous_of_stream(conn, &event.stream, event.revision)? {
+            let stream_previous = match previous_of_stream(conn, &event.stream, event.revision)
+                .map_err(|e| match e {
+                    OpenError::Sqlite(e) => AppendError::Sql(e),
+                    other => AppendError::Store(StoreError::Backend(other.to_string())),
+                })? {
                 Some(position) => stream_hash_at(conn, position)?.unwrap_or(GENESIS),
                 None => GENESIS,
             };
-            previous = match append(conn, event.into(), &previous, &stream_previous) {
-                Ok((chain_hash, _)) => chain_hash,
-                Err(AppendError::Sql(e)) => return Err(e.into()),
-                Err(AppendError::Store(e)) => return Err(e.into()),
-            };
+            (previous, _) = append(conn, event.into(), &previous, &stream_previous)?;
             linked += 1;
         }
     }
+}
+
+/// Links the events another process appended without links since the chain's last one, in
+/// the writer's transaction, before the batch's own: a process of an older build that opened
+/// the file before this one upgraded it goes on appending (it checked the schema version only
+/// when it opened the file). Two lookups of a maximum by rowid when there is nothing to do.
+pub(crate) fn catch_up(conn: &Connection) -> Result<u64, AppendError> {
+    let chained: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM chain")?
+        .query_row([], |r| r.get(0))?;
+    let held: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(position), 0) FROM events")?
+        .query_row([], |r| r.get(0))?;
+    if held <= chained {
+        return Ok(0);
+    }
+    let after = from_sql_int(chained)?;
+    let linked = link_after(conn, Position::new(after, after))?;
+    tracing::warn!(
+        linked,
+        "chained events that another process appended without links (a process of an older \
+         build still writes to this file: stop it)"
+    );
+    Ok(linked)
 }
 
 /// The position of the event of `stream` before `revision` that the file still holds.

@@ -272,7 +272,14 @@ fn write_in_transaction(
     // Read inside the write transaction rather than cached: even a second process writing the
     // same file (which BEGIN IMMEDIATE serialises) cannot make positions collide. A
     // truncation may have deleted the row of the highest position: `log_head` keeps it.
-    // The chain's last hash likewise: the links of a batch follow the file's last link.
+    // The chain's last hash likewise: the links of a batch follow the file's last link, once
+    // whatever an older build's process appended meanwhile is linked too.
+    if let Err(e) = chain::catch_up(conn) {
+        return Err(match e {
+            AppendError::Sql(e) => e,
+            AppendError::Store(e) => rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        });
+    }
     let mut tip = Tip {
         position: conn
             .prepare_cached(

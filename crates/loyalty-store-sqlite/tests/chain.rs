@@ -328,3 +328,65 @@ async fn a_file_written_before_the_chain_gets_one_at_open_for_the_events_it_hold
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
 }
+
+#[tokio::test]
+async fn events_an_older_builds_process_appends_to_an_upgraded_file_are_chained_by_the_next_append()
+{
+    // Given a file with a chain, to which a process of an older build (which opened the file
+    // before it was upgraded, and knows nothing of links) appends two events of member-1
+    let dir = tempfile::tempdir().unwrap();
+    let (path, held) = written_file(dir.path()).await;
+    let last = held.last().unwrap();
+    let next_revision = held
+        .iter()
+        .filter(|e| e.stream == "member-1")
+        .map(|e| e.revision)
+        .max()
+        .unwrap()
+        + 1;
+    {
+        let conn = Connection::open(&path).unwrap();
+        for i in 0..2u64 {
+            let event = sample_event(40 + i);
+            conn.execute(
+                "INSERT INTO events
+                    (position, stream, revision, event_id, event_type, schema_version, data,
+                     metadata)
+                 VALUES (?1, 'member-1', ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    sql_position(last) + 1 + i as i64,
+                    (next_revision + i) as i64,
+                    event.id.as_bytes().as_slice(),
+                    event.event_type,
+                    event.schema_version,
+                    event.data.as_ref(),
+                    event.metadata.as_ref(),
+                ],
+            )
+            .unwrap();
+        }
+    }
+    // When this build appends next
+    let store = open(&path).await;
+    store
+        .append(
+            "member-3",
+            ExpectedRevision::NoStream,
+            vec![sample_event(50)],
+        )
+        .await
+        .unwrap();
+    let links = read_chain(&store).await;
+    store.close().await.unwrap();
+    // Then the older build's events got their links first, and the whole chain verifies
+    let report = verify_file(&path, &checkpoints).await;
+    assert_eq!(report.mismatch, None, "{report:?}");
+    assert_eq!(report.events_checked, held.len() as u64 + 3);
+    let streams: Vec<&str> = links
+        .iter()
+        .rev()
+        .take(3)
+        .map(|l| l.stream.as_str())
+        .collect();
+    assert_eq!(streams, vec!["member-3", "member-1", "member-1"]);
+}
