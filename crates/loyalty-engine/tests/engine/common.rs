@@ -347,11 +347,108 @@ pub async fn eventually(mut condition: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
-/// Wraps a store to inject failures: the next append to a member stream fails (as if the
-/// process died after the reservation), or every member append reports a concurrent writer.
+/// What a [`Hooked`] store does before each append: wait, count, or answer an error that the
+/// append returns instead of appending.
+#[async_trait]
+pub trait BeforeAppend: Send + Sync + 'static {
+    async fn before_append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+    ) -> Result<(), StoreError>;
+}
+
+/// A hook written as a closure (the tests that stall or fail one stream's appends).
+pub type AppendHook =
+    Box<dyn Fn(&str) -> futures::future::BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
+
+#[async_trait]
+impl BeforeAppend for AppendHook {
+    async fn before_append(&self, stream: &str, _: ExpectedRevision) -> Result<(), StoreError> {
+        self(stream).await
+    }
+}
+
+/// An in-memory store whose appends go through a hook first: the one forwarding wrapper the
+/// tests that inject faults share. Derefs to its hook, so a hook's switches read as the
+/// store's (`store.full.store(true)`).
 #[derive(Debug, Default)]
-pub struct FaultyStore {
+pub struct Hooked<H> {
     pub inner: InMemoryStore,
+    pub hook: H,
+}
+
+impl Hooked<AppendHook> {
+    pub fn new(hook: AppendHook) -> Self {
+        Hooked {
+            inner: InMemoryStore::new(),
+            hook,
+        }
+    }
+}
+
+impl<H> std::ops::Deref for Hooked<H> {
+    type Target = H;
+
+    fn deref(&self) -> &H {
+        &self.hook
+    }
+}
+
+#[async_trait]
+impl<H: BeforeAppend> EventStore for Hooked<H> {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError> {
+        self.hook.before_append(stream, expected).await?;
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        direction: Direction,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner
+            .read_stream(stream, from, direction, max_count)
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_all(after, max_count).await
+    }
+
+    async fn subscribe_all(
+        &self,
+        after: Position,
+        filter: StreamFilter,
+    ) -> Result<Subscription, StoreError> {
+        self.inner.subscribe_all(after, filter).await
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        self.inner.head_position().await
+    }
+
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+}
+
+/// Failures to inject: the next append to a member stream fails (as if the process died after
+/// the reservation), every member append reports a concurrent writer, or the disk is full.
+/// The store keeps no key vault of its own (it does not forward the in-memory store's).
+#[derive(Debug, Default)]
+pub struct Faults {
     pub fail_next_member_append: AtomicBool,
     pub always_conflict: AtomicBool,
     pub member_appends: AtomicU64,
@@ -359,14 +456,15 @@ pub struct FaultyStore {
     pub full: AtomicBool,
 }
 
+pub type FaultyStore = Hooked<Faults>;
+
 #[async_trait]
-impl EventStore for FaultyStore {
-    async fn append(
+impl BeforeAppend for Faults {
+    async fn before_append(
         &self,
         stream: &str,
         expected: ExpectedRevision,
-        events: Vec<EventData>,
-    ) -> Result<AppendResult, StoreError> {
+    ) -> Result<(), StoreError> {
         if self.full.load(Ordering::SeqCst) {
             return Err(StoreError::StorageFull("database or disk is full".into()));
         }
@@ -383,116 +481,6 @@ impl EventStore for FaultyStore {
                 });
             }
         }
-        self.inner.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: StreamFrom,
-        direction: Direction,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner
-            .read_stream(stream, from, direction, max_count)
-            .await
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, max_count).await
-    }
-
-    async fn subscribe_all(
-        &self,
-        after: Position,
-        filter: StreamFilter,
-    ) -> Result<Subscription, StoreError> {
-        self.inner.subscribe_all(after, filter).await
-    }
-
-    async fn head_position(&self) -> Result<Position, StoreError> {
-        self.inner.head_position().await
-    }
-
-    fn limits(&self) -> Limits {
-        self.inner.limits()
-    }
-}
-
-/// What [`Hooked`] runs before each append: given the stream, it may wait, or answer an error
-/// that the append returns instead of appending.
-pub type AppendHook =
-    Box<dyn Fn(&str) -> futures::future::BoxFuture<'static, Result<(), StoreError>> + Send + Sync>;
-
-/// An in-memory store whose appends go through a hook first: the one forwarding wrapper the
-/// tests that stall or fail particular appends share.
-pub struct Hooked {
-    pub inner: InMemoryStore,
-    hook: AppendHook,
-}
-
-impl Hooked {
-    pub fn new(hook: AppendHook) -> Hooked {
-        Hooked {
-            inner: InMemoryStore::new(),
-            hook,
-        }
-    }
-}
-
-#[async_trait]
-impl EventStore for Hooked {
-    async fn append(
-        &self,
-        stream: &str,
-        expected: ExpectedRevision,
-        events: Vec<EventData>,
-    ) -> Result<AppendResult, StoreError> {
-        (self.hook)(stream).await?;
-        self.inner.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: StreamFrom,
-        direction: Direction,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner
-            .read_stream(stream, from, direction, max_count)
-            .await
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        max_count: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.inner.read_all(after, max_count).await
-    }
-
-    async fn subscribe_all(
-        &self,
-        after: Position,
-        filter: StreamFilter,
-    ) -> Result<Subscription, StoreError> {
-        self.inner.subscribe_all(after, filter).await
-    }
-
-    async fn head_position(&self) -> Result<Position, StoreError> {
-        self.inner.head_position().await
-    }
-
-    fn key_vault(&self) -> Option<Arc<dyn loyalty_store::vault::KeyVault>> {
-        self.inner.key_vault()
-    }
-
-    fn limits(&self) -> Limits {
-        self.inner.limits()
+        Ok(())
     }
 }

@@ -2,14 +2,13 @@
 //! erased by destroying the key, with balances, the liability and the hash chain unchanged.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use loyalty_core::{
     Adjust, AdjustmentId, Command, ComplaintId, Goodwill, MemberId, OperatorId, Points, ReasonCode,
     schema,
 };
 use loyalty_engine::{CommandContext, EngineError, RevealedNote, streams};
-use loyalty_store::{Bytes, EventData, EventStore, ExpectedRevision, InMemoryStore, Uuid};
+use loyalty_store::{Bytes, EventData, EventStore, ExpectedRevision, Uuid};
 
 use crate::common::*;
 
@@ -307,13 +306,7 @@ async fn a_note_from_before_notes_were_sealed_stays_readable_and_is_reported_as_
 #[tokio::test]
 async fn a_note_is_refused_rather_than_written_in_clear_when_no_key_vault_is_configured() {
     // Given a store that keeps no key vault (a wrapper that does not forward one)
-    let store = Arc::new(FaultyStore {
-        inner: InMemoryStore::new(),
-        fail_next_member_append: AtomicBool::new(false),
-        always_conflict: AtomicBool::new(false),
-        member_appends: Default::default(),
-        full: AtomicBool::new(false),
-    });
+    let store = Arc::new(FaultyStore::default());
     let clock = Arc::new(loyalty_engine::ManualClock::new(t0()));
     let engine = start(store.clone(), program(), clock, options()).await;
     let m = member("alice");
