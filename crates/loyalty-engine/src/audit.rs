@@ -19,7 +19,7 @@ use crate::views::{
 
 const MAX_DIFFERENCES_LISTED: usize = 100;
 
-fn json(bytes: &[u8]) -> serde_json::Value {
+pub(crate) fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
@@ -328,31 +328,56 @@ impl Engine {
                 )
                 .await?;
             let short = page.len() < self.inner.page_size;
-            for recorded in &page {
-                next = recorded.revision.saturating_add(1);
-                let event = codec::decode(recorded)?;
-                if recorded_at(recorded, &event) <= as_of {
-                    row.apply(&event, self.inner.program.timezone());
-                    row.revision = recorded.revision;
-                    row.last_position = recorded.position;
-                    applied += 1;
-                }
+            if let Some(last) = page.last() {
+                next = last.revision.saturating_add(1);
             }
+            applied += self.fold_as_of(&mut row, &page, as_of)?;
             if short {
                 break;
             }
         }
-        if row.status() == MemberStatus::NotEnrolled {
-            return Ok(None);
+        Ok(self.snapshot_of(member, &row, applied, as_of))
+    }
+
+    /// Folds the events of `page` recorded at or before `as_of` into `row`; returns how many.
+    pub(crate) fn fold_as_of(
+        &self,
+        row: &mut MemberRow,
+        page: &[RecordedEvent],
+        as_of: DateTime<Utc>,
+    ) -> Result<u64, EngineError> {
+        let mut applied = 0;
+        for recorded in page {
+            let event = codec::decode(recorded)?;
+            if recorded_at(recorded, &event) <= as_of {
+                row.apply(&event, self.inner.program.timezone());
+                row.revision = recorded.revision;
+                row.last_position = recorded.position;
+                applied += 1;
+            }
         }
-        Ok(Some(MemberSnapshot {
+        Ok(applied)
+    }
+
+    /// The member `row` folded, as of `as_of`; `None` if not enrolled by then.
+    pub(crate) fn snapshot_of(
+        &self,
+        member: &MemberId,
+        row: &MemberRow,
+        events_applied: u64,
+        as_of: DateTime<Utc>,
+    ) -> Option<MemberSnapshot> {
+        if row.status() == MemberStatus::NotEnrolled {
+            return None;
+        }
+        Some(MemberSnapshot {
             member_id: member.clone(),
             as_of,
             status: row.status(),
             balance: row.balance_view(member, as_of),
             tier: row.tier_view(member, &self.inner.program, as_of),
-            events_applied: applied,
-        }))
+            events_applied,
+        })
     }
 
     /// The points liability as of `as_of`: for now or later, the read models (everything

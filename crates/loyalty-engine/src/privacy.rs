@@ -25,6 +25,7 @@ use loyalty_store::vault::{KeyVault, MemberKey};
 use loyalty_store::{Direction, EventData, ExpectedRevision, Position, RecordedEvent, StreamFrom};
 use serde::{Deserialize, Serialize};
 
+use crate::audit::json;
 use crate::codec::{self, member_stream};
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -254,11 +255,6 @@ impl KeyRing {
     }
 }
 
-fn json(bytes: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(bytes)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
-}
-
 impl Engine {
     /// The vault that keeps member keys: the options', else the store's.
     pub(crate) fn key_vault(&self) -> Option<Arc<dyn KeyVault>> {
@@ -300,30 +296,41 @@ impl Engine {
         Ok(())
     }
 
-    /// Reads all of `member`'s stream, a page at a time, refusing more than `limit` events.
+    /// One page of `stream` forwards from revision `from`, and the revision after it when the
+    /// page was full (more may follow).
+    async fn stream_page(
+        &self,
+        stream: &str,
+        from: u64,
+    ) -> Result<(Vec<RecordedEvent>, Option<u64>), EngineError> {
+        let page_size = self.inner.page_size;
+        let page = self
+            .store()
+            .read_stream(
+                stream,
+                StreamFrom::Revision(from),
+                Direction::Forwards,
+                page_size,
+            )
+            .await?;
+        let next = page
+            .last()
+            .filter(|_| page.len() == page_size)
+            .map(|last| last.revision.saturating_add(1));
+        Ok((page, next))
+    }
+
+    /// Reads all of a stream, a page at a time, refusing more than `limit` events.
     async fn whole_stream(
         &self,
         stream: &str,
         limit: usize,
         what: &'static str,
     ) -> Result<Vec<RecordedEvent>, EngineError> {
-        let page_size = self.options().read_page_size.max(1);
         let mut events = Vec::new();
-        let mut next = 0u64;
-        loop {
-            let page = self
-                .store()
-                .read_stream(
-                    stream,
-                    StreamFrom::Revision(next),
-                    Direction::Forwards,
-                    page_size,
-                )
-                .await?;
-            let short = page.len() < page_size;
-            if let Some(last) = page.last() {
-                next = last.revision.saturating_add(1);
-            }
+        let mut from = Some(0);
+        while let Some(revision) = from {
+            let (page, next) = self.stream_page(stream, revision).await?;
             events.extend(page);
             if events.len() > limit {
                 return Err(EngineError::LimitExceeded {
@@ -332,10 +339,9 @@ impl Engine {
                     limit,
                 });
             }
-            if short {
-                return Ok(events);
-            }
+            from = next;
         }
+        Ok(events)
     }
 
     /// The member's latest erasures, oldest first: at most [`MAX_ERASURES_LISTED`] (an
@@ -380,6 +386,10 @@ impl Engine {
             return Err(EngineError::UnknownMember(member.clone()));
         }
         let now = self.clock().now();
+        // The balance and tier now, folded from the events just read (not a second read).
+        let mut row = crate::readmodel::MemberRow::default();
+        let applied = self.fold_as_of(&mut row, &recorded, now)?;
+        let member_now = self.snapshot_of(member, &row, applied, now);
         let mut ring = self.key_ring();
         let mut events = Vec::with_capacity(recorded.len());
         for r in &recorded {
@@ -399,7 +409,7 @@ impl Engine {
         Ok(MemberExport {
             member_id: member.clone(),
             exported_at: now,
-            member: self.member_as_of(member, now).await?,
+            member: member_now,
             events,
             erasures: self.erasures(member).await?,
             personal_data: EXPORT_SCOPE,
@@ -409,27 +419,17 @@ impl Engine {
     /// The sealed and the plain notes of a member's stream, read from the stored documents
     /// (`"note": {"sealed": ...}` against a v1 string or `{"plain": ...}`).
     async fn count_notes(&self, stream: &str) -> Result<(u64, u64), EngineError> {
+        #[derive(Deserialize)]
+        struct WithNote {
+            note: Option<serde_json::Value>,
+        }
         let (mut sealed, mut plain) = (0u64, 0u64);
-        let page_size = self.options().read_page_size.max(1);
-        let mut next = 0u64;
-        loop {
-            let page = self
-                .store()
-                .read_stream(
-                    stream,
-                    StreamFrom::Revision(next),
-                    Direction::Forwards,
-                    page_size,
-                )
-                .await?;
+        let mut from = Some(0);
+        while let Some(revision) = from {
+            let (page, next) = self.stream_page(stream, revision).await?;
             for r in &page {
-                next = r.revision.saturating_add(1);
                 if r.event_type != "PointsAdjusted" && r.event_type != "GoodwillGranted" {
                     continue;
-                }
-                #[derive(Deserialize)]
-                struct WithNote {
-                    note: Option<serde_json::Value>,
                 }
                 match serde_json::from_slice::<WithNote>(&r.data).map(|d| d.note) {
                     Ok(Some(serde_json::Value::Object(o))) if o.contains_key("sealed") => {
@@ -444,10 +444,9 @@ impl Engine {
                     _ => {}
                 }
             }
-            if page.len() < page_size {
-                return Ok((sealed, plain));
-            }
+            from = next;
         }
+        Ok((sealed, plain))
     }
 
     /// Erases `member`'s personal data: destroys their keys (every sealed note of theirs is
