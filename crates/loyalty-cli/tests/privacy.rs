@@ -177,39 +177,28 @@ async fn the_export_shows_the_note_until_the_erasure_and_the_store_never_holds_i
     assert_store_files_hold_no_plaintext(dir.path(), "after the last export");
 }
 
+/// Runs the binary with `args` and checks that it fails with `needle` in its error.
+fn refused_saying(dir: &Path, args: &[&str], needle: &str) {
+    let out = loyalty(dir, args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(text(&out.stderr).contains(needle), "{}", text(&out.stderr));
+}
+
 #[tokio::test]
 async fn an_unknown_member_or_a_bad_reason_is_an_error_and_erases_nothing() {
     let dir = tempfile::tempdir().unwrap();
     store_with_a_note(dir.path()).await;
 
-    let out = loyalty(dir.path(), &["member", "export", "nobody"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("nobody"),
-        "{}",
-        text(&out.stderr)
-    );
-
-    let out = loyalty(
+    refused_saying(dir.path(), &["member", "export", "nobody"], "nobody");
+    refused_saying(
         dir.path(),
         &["member", "erase", "nobody", "--reason", "member-request"],
+        "nobody",
     );
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("nobody"),
-        "{}",
-        text(&out.stderr)
-    );
-
-    let out = loyalty(
+    refused_saying(
         dir.path(),
         &["member", "erase", "m1", "--reason", "not a code!"],
-    );
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("--reason"),
-        "{}",
-        text(&out.stderr)
+        "--reason",
     );
 
     // Without --reason the command line itself is refused
