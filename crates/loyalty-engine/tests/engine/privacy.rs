@@ -44,6 +44,14 @@ fn goodwill(m: &MemberId, id: &str, note: &str, at: chrono::DateTime<chrono::Utc
     })
 }
 
+/// Erases `m`'s personal data as a data-protection officer would.
+async fn erase(h: &Harness, m: &MemberId) -> loyalty_engine::ErasureReport {
+    h.engine
+        .erase_member(m, reason(), operator(), &CommandContext::new())
+        .await
+        .expect("erased")
+}
+
 fn reason() -> ReasonCode {
     ReasonCode::parse("gdpr-art-17").unwrap()
 }
@@ -159,11 +167,7 @@ async fn erasing_a_member_makes_their_notes_unreadable_and_leaves_points_and_the
     let balance = h.engine.balance(&m).unwrap();
     let liability = h.engine.liability_as_of(h.now()).await.unwrap().totals;
     // When alice's personal data is erased
-    let report = h
-        .engine
-        .erase_member(&m, reason(), operator(), &CommandContext::new())
-        .await
-        .unwrap();
+    let report = erase(&h, &m).await;
     // Then her key is destroyed, both notes read as erased, and the erasure is on record
     assert_eq!(report.keys_destroyed, 1);
     assert_eq!(report.sealed_notes, 2);
@@ -214,10 +218,7 @@ async fn a_note_written_after_an_erasure_is_sealed_under_a_new_key_and_erasing_a
     let h = Harness::new().await;
     let m = h.enroll("alice").await;
     h.run(adjust(&m, "ADJ1", 40, NOTE, h.now())).await;
-    h.engine
-        .erase_member(&m, reason(), operator(), &CommandContext::new())
-        .await
-        .unwrap();
+    erase(&h, &m).await;
     // When the member goes on and gets another note, then is erased twice more
     h.run(goodwill(&m, "C2", "second complaint", h.now())).await;
     let export = h.engine.export_member(&m).await.unwrap();
@@ -235,16 +236,8 @@ async fn a_note_written_after_an_erasure_is_sealed_under_a_new_key_and_erasing_a
             }
         ]
     );
-    let second = h
-        .engine
-        .erase_member(&m, reason(), operator(), &CommandContext::new())
-        .await
-        .unwrap();
-    let third = h
-        .engine
-        .erase_member(&m, reason(), operator(), &CommandContext::new())
-        .await
-        .unwrap();
+    let second = erase(&h, &m).await;
+    let third = erase(&h, &m).await;
     // Then the second destroyed the new key, the third found nothing left; all are recorded
     assert_eq!((second.keys_destroyed, third.keys_destroyed), (1, 0));
     let export = h.engine.export_member(&m).await.unwrap();
@@ -289,11 +282,7 @@ async fn a_note_from_before_notes_were_sealed_stays_readable_and_is_reported_as_
     let plain: serde_json::Value = serde_json::from_str(v1).unwrap();
     let text = plain["note"].as_str().unwrap().to_owned();
     // When it is erased
-    let report = h
-        .engine
-        .erase_member(&m, reason(), operator(), &CommandContext::new())
-        .await
-        .unwrap();
+    let report = erase(&h, &m).await;
     // Then the report says the old note could not be erased, and the export still shows it
     assert_eq!((report.sealed_notes, report.plain_notes), (0, 1));
     let export = h.engine.export_member(&m).await.unwrap();
@@ -383,11 +372,7 @@ async fn an_erasure_goes_through_an_event_this_build_cannot_read() {
     )
     .await;
     // When the member's data is erased
-    let report = h
-        .engine
-        .erase_member(&m, reason(), operator(), &CommandContext::new())
-        .await
-        .unwrap();
+    let report = erase(&h, &m).await;
     // Then the keys are destroyed and the erasure is recorded, the newer event counted too
     assert_eq!((report.keys_destroyed, report.sealed_notes), (1, 2));
 }
