@@ -40,12 +40,7 @@ pub(crate) fn encode(
     ids: &dyn IdGenerator,
 ) -> Result<EventData, EngineError> {
     // The last gate before the log: a note in clear here would be there for good (`privacy`).
-    let unsealed = match event {
-        Event::PointsAdjusted(e) => &e.note,
-        Event::GoodwillGranted(e) => &e.note,
-        _ => &loyalty_core::Note::Plain(String::new()),
-    };
-    if matches!(unsealed, loyalty_core::Note::Plain(text) if !text.is_empty()) {
+    if crate::privacy::note_of(event).is_some_and(crate::privacy::needs_seal) {
         return Err(EngineError::Corrupt(format!(
             "a {} with its note in clear reached the log's encoder: notes are sealed first",
             event.event_type()

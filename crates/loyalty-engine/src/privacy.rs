@@ -176,7 +176,8 @@ fn open(key: &MemberKey, member: &MemberId, sealed: &SealedNote) -> Result<Strin
     String::from_utf8(plain).map_err(|_| corrupt("is not UTF-8"))
 }
 
-fn note_of(event: &Event) -> Option<&Note> {
+/// The support note an event carries, if its type has one.
+pub(crate) fn note_of(event: &Event) -> Option<&Note> {
     match event {
         Event::PointsAdjusted(e) => Some(&e.note),
         Event::GoodwillGranted(e) => Some(&e.note),
@@ -190,6 +191,12 @@ fn note_of_mut(event: &mut Event) -> Option<&mut Note> {
         Event::GoodwillGranted(e) => Some(&mut e.note),
         _ => None,
     }
+}
+
+/// Whether a note must be sealed before it is stored: plain and not empty (an empty note holds
+/// nothing personal, and needs no key).
+pub(crate) fn needs_seal(note: &Note) -> bool {
+    matches!(note, Note::Plain(text) if !text.is_empty())
 }
 
 /// Keys looked up while reading one member's events: each key once.
@@ -278,17 +285,14 @@ impl Engine {
         member: &MemberId,
         events: &mut [Event],
     ) -> Result<(), EngineError> {
-        // An empty note holds nothing personal: left as it is, it needs no key.
-        let needs_seal = |n: &Note| matches!(n, Note::Plain(text) if !text.is_empty());
         if !events.iter().any(|e| note_of(e).is_some_and(needs_seal)) {
             return Ok(());
         }
         let vault = self.key_vault().ok_or(EngineError::NoKeyVault)?;
         let key = vault.key_for(member.as_str()).await?;
         for event in events.iter_mut() {
-            if let Some(note) = note_of_mut(event)
+            if let Some(note) = note_of_mut(event).filter(|n| needs_seal(n))
                 && let Note::Plain(text) = note
-                && !text.is_empty()
             {
                 *note = Note::Sealed(seal(&key, member, text)?);
             }
