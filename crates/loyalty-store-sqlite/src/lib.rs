@@ -8,7 +8,9 @@
 //!   connections on tokio's blocking threads.
 //! - **Live subscriptions** wake on the head position the writer publishes after each commit
 //!   and read `$all` in pages after the last position they delivered, so there is no gap and
-//!   no duplicate by construction (see [`loyalty_store::spawn_catch_up`]).
+//!   no duplicate by construction (see [`loyalty_store::spawn_catch_up`]). The pages that
+//!   follow the writer closely are served from an in-memory tail of its recent commits rather
+//!   than read back from the file (see `tail` for when that is exact).
 //! - **Versioned file.** `PRAGMA user_version` holds the schema version: older files are
 //!   upgraded on open, newer ones refused.
 //! - **Hash chain.** The writer hashes each event and chains it (see
@@ -41,11 +43,14 @@ mod checkpoint;
 mod reader;
 mod schema;
 mod sync;
+mod tail;
 mod vault;
 mod writer;
 
 use reader::ReaderPool;
 pub use schema::SCHEMA_VERSION;
+pub use tail::SubscriptionStats;
+use tail::Tail;
 pub use vault::SqliteKeyVault;
 
 /// Why a store file could not be opened.
@@ -111,6 +116,12 @@ pub struct SqliteOptions {
     /// servers still on the older release mid-rollout (they refuse a newer file). A new file
     /// is created either way.
     pub upgrade: bool,
+    /// Bytes of recently committed events kept in memory for live subscriptions (their data,
+    /// metadata, stream name and type, plus a fixed cost per event), so that a subscription
+    /// that keeps up with the writer gets the events just appended without reading them back
+    /// from the file. Oldest events go first; a subscription further behind reads the file,
+    /// as does every subscription after another store wrote to the same file. 0 turns it off.
+    pub tail_bytes: usize,
 }
 
 impl Default for SqliteOptions {
@@ -134,6 +145,10 @@ impl Default for SqliteOptions {
             // checkpoint at four times the threshold.
             wal_max_bytes: 64 * 1024 * 1024,
             upgrade: true,
+            // Some 14,000 events of 450 bytes (measured): seconds of peak ingest, so that a
+            // projection that pauses (a checkpoint of its own, a slow consumer) still catches
+            // up from memory.
+            tail_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -153,6 +168,7 @@ pub struct SqliteStore {
     head: watch::Receiver<Position>,
     writer: JoinHandle<()>,
     counters: Arc<writer::Counters>,
+    tail: Arc<Tail>,
 }
 
 /// What the writer has done since the store was opened.
@@ -220,6 +236,8 @@ impl SqliteStore {
             max_bytes: options.max_batch_bytes,
         };
         let writer_counters = Arc::clone(&counters);
+        let tail = Arc::new(Tail::new(options.tail_bytes));
+        let writer_tail = Arc::clone(&tail);
         let failed = Arc::new(sync::Failed::default());
         let (committed, to_sync) = std::sync::mpsc::sync_channel(sync::MAX_PENDING_BATCHES);
         let syncer_failed = Arc::clone(&failed);
@@ -232,7 +250,15 @@ impl SqliteStore {
                 // `run` drops its end of the syncer's channel and the write connection, with
                 // the commit hook that signals the checkpointer: both threads then end, after
                 // the syncer has answered every committed append. Closing waits for all three.
-                writer::run(conn, requests, committed, failed, limits, writer_counters);
+                writer::run(
+                    conn,
+                    requests,
+                    committed,
+                    failed,
+                    limits,
+                    writer_counters,
+                    writer_tail,
+                );
                 if syncer.join().is_err() {
                     tracing::error!("the event store syncer panicked");
                 }
@@ -248,6 +274,7 @@ impl SqliteStore {
             head: head_rx,
             writer,
             counters,
+            tail,
         })
     }
 
@@ -259,6 +286,11 @@ impl SqliteStore {
             writing: self.counters.writing.load(Ordering::Relaxed),
             wal_truncations: self.counters.wal_truncations.load(Ordering::Relaxed),
         }
+    }
+
+    /// Where the events subscriptions got came from, and what the tail holds now.
+    pub fn subscription_stats(&self) -> SubscriptionStats {
+        self.tail.stats()
     }
 
     /// The last position known durable: reads never go past it, so nobody is shown an event
@@ -489,16 +521,27 @@ impl EventStore for SqliteStore {
         filter: StreamFilter,
     ) -> Result<Subscription, StoreError> {
         let readers = Arc::clone(&self.readers);
+        let tail = Arc::clone(&self.tail);
         let page = self.limits.max_page_size.min(512);
         let head = self.head.clone();
         Ok(spawn_catch_up(
             move |after, max| {
                 let readers = Arc::clone(&readers);
+                let tail = Arc::clone(&tail);
                 let durable = *head.borrow();
+                // What the writer has just committed comes from memory; the rest (history, a
+                // subscriber left behind, another writer's events) from the file. Both stop at
+                // the same durable head, and the stream filter applies to either alike.
+                let recent = tail.read(after, max, durable);
                 async move {
-                    readers
+                    if let Some(events) = recent {
+                        return Ok(events);
+                    }
+                    let events = readers
                         .with(move |conn| reader::read_all(conn, after, max, durable))
-                        .await
+                        .await?;
+                    tail.read_from_file(events.len());
+                    Ok(events)
                 }
             },
             self.head.clone(),

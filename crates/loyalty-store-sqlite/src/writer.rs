@@ -16,11 +16,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use loyalty_store::chain::{EventFields, GENESIS, Hash};
 use loyalty_store::{
-    AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, StoreError, StreamAppend,
+    AppendResult, CurrentRevision, EventData, ExpectedRevision, Position, RecordedEvent,
+    StoreError, StreamAppend,
 };
 
 use crate::chain::{self, AppendError};
 use crate::sync::{self, Committed, Failed};
+use crate::tail::{self, Tail};
 use crate::{from_sql_int, to_sql_int};
 
 /// What the writer is asked to do.
@@ -83,6 +85,7 @@ pub(crate) fn run(
     failed: Arc<Failed>,
     limits: BatchLimits,
     counters: Arc<Counters>,
+    tail: Arc<Tail>,
 ) {
     let mut batch = Vec::with_capacity(limits.max_appends);
     while let Some(first) = requests.blocking_recv() {
@@ -111,10 +114,17 @@ pub(crate) fn run(
         counters
             .writing
             .store(batch.len() as u64, Ordering::Relaxed);
-        let written = write_batch(&mut conn, &batch);
+        let written = write_batch(&mut conn, &batch, &tail);
         counters.writing.store(0, Ordering::Relaxed);
         match written {
-            Ok((outcomes, head)) => {
+            Ok(Written {
+                outcomes,
+                head,
+                fresh,
+                tip,
+            }) => {
+                // Into the tail before the syncer can publish the head that covers them.
+                tail.committed(fresh, tip);
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 counters
                     .appends
@@ -136,6 +146,7 @@ pub(crate) fn run(
                 // stays usable: the transaction was rolled back, and unlike a failed fsync
                 // (see `sync`) nothing that was acknowledged is in doubt. A full disk comes
                 // here (SQLITE_FULL), and the next batch succeeds once there is room again.
+                tail.abandon();
                 let error = crate::sql_error(e);
                 tracing::error!(error = %error, "event store batch failed, nothing of it was stored");
                 for request in batch.drain(..) {
@@ -223,19 +234,32 @@ struct Tip {
     chain: Hash,
 }
 
+/// What a committed batch did.
+struct Written {
+    /// One per request of the batch.
+    outcomes: Vec<Result<Vec<AppendResult>, StoreError>>,
+    /// The head to publish once durable: the batch's last position, or the file's last
+    /// position if the batch stored nothing (it takes in another store's events).
+    head: Option<Position>,
+    /// The events it stored, in position order, for the tail (none when the tail is off).
+    fresh: Vec<RecordedEvent>,
+    /// The file's last position after the batch.
+    tip: u64,
+}
+
 /// Commits the batch in one transaction. Each append gets its own outcome; an error of the
 /// whole transaction (say, the disk is full at commit) fails every append of the batch, and
 /// then none of them is stored.
-#[allow(clippy::type_complexity)]
 fn write_batch(
     conn: &mut Connection,
     batch: &[WriteRequest],
-) -> Result<(Vec<Result<Vec<AppendResult>, StoreError>>, Option<Position>), rusqlite::Error> {
+    tail: &Tail,
+) -> Result<Written, rusqlite::Error> {
     // The transaction and savepoint statements are prepared once and cached, like the inserts:
     // rusqlite's `Transaction` and `Savepoint` parse their SQL anew on every use, and a batch
     // of 64 purchases used to spend more time in SQLite's parser than in its inserts.
     run_cached(conn, "BEGIN IMMEDIATE")?;
-    match write_in_transaction(conn, batch) {
+    match write_in_transaction(conn, batch, tail) {
         Ok(written) => match run_cached(conn, "COMMIT") {
             Ok(()) => Ok(written),
             Err(e) => {
@@ -264,11 +288,11 @@ fn run_cached(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-#[allow(clippy::type_complexity)]
 fn write_in_transaction(
     conn: &Connection,
     batch: &[WriteRequest],
-) -> Result<(Vec<Result<Vec<AppendResult>, StoreError>>, Option<Position>), rusqlite::Error> {
+    tail: &Tail,
+) -> Result<Written, rusqlite::Error> {
     // Read inside the write transaction rather than cached: even a second process writing the
     // same file (which BEGIN IMMEDIATE serialises) cannot make positions collide. A
     // truncation may have deleted the row of the highest position: `log_head` keeps it.
@@ -295,26 +319,49 @@ fn write_in_transaction(
         .ok()
         .filter(|&p| p > 0)
         .map(|p| Position::new(p, p));
+    // Still under the write lock that BEGIN IMMEDIATE took: what the tail is told here holds
+    // until this batch commits (see `tail` for the rule).
+    let mut fresh = Vec::new();
+    if tail.enabled() {
+        let data_version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        tail.start_batch(unsigned(tip.position)?, data_version);
+    }
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         run_cached(conn, "SAVEPOINT append")?;
+        let kept = fresh.len();
+        let mut truncated = None;
         let applied = match &request.op {
             // The parts of one request stand or fall together: one savepoint covers them all.
             Op::Append(parts) => parts.iter().try_fold(
                 (Vec::with_capacity(parts.len()), tip),
                 |(mut results, tip), part| {
-                    let (result, tip) = append_one(conn, part, tip)?;
+                    let into_tail = tail.enabled().then_some(&mut fresh);
+                    let (result, tip) = append_one(conn, part, tip, into_tail)?;
                     results.push(result);
                     Ok::<_, Refusal>((results, tip))
                 },
             ),
             Op::Truncate { stream, before } => {
-                truncate(conn, stream, *before, tip.position).map(|()| (Vec::new(), tip))
+                truncate(conn, stream, *before, tip.position).map(|deleted| {
+                    truncated = deleted.map(|d| (stream, d));
+                    (Vec::new(), tip)
+                })
             }
         };
         match applied {
             Ok((results, next)) => {
                 run_cached(conn, "RELEASE append")?;
+                if let Some((stream, deleted)) = truncated {
+                    // Before the commit shows the deletion to the file's readers.
+                    tail.truncated(
+                        stream,
+                        unsigned(deleted.keep_from)?,
+                        unsigned(deleted.last_position)?,
+                    );
+                }
                 if next.position > tip.position {
                     tip = next;
                     new_head = results.iter().map(|r| r.position).max().or(new_head);
@@ -327,6 +374,8 @@ fn write_in_transaction(
             Err(refusal) => {
                 run_cached(conn, "ROLLBACK TO append")?;
                 run_cached(conn, "RELEASE append")?;
+                // Its positions are given back: so are its events.
+                fresh.truncate(kept);
                 outcomes.push(Err(match refusal {
                     Refusal::Store(e) => e,
                     Refusal::Sql(e) => crate::sql_error(e),
@@ -334,7 +383,17 @@ fn write_in_transaction(
             }
         }
     }
-    Ok((outcomes, new_head))
+    Ok(Written {
+        outcomes,
+        head: new_head,
+        fresh,
+        tip: unsigned(tip.position)?,
+    })
+}
+
+/// A position or revision the writer read from its own file; negative ones are corrupt.
+fn unsigned(v: i64) -> Result<u64, rusqlite::Error> {
+    from_sql_int(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
 /// With `Any` or `StreamExists` no revision says where a retry's events would be, so a retry
@@ -343,10 +402,12 @@ fn write_in_transaction(
 pub(crate) const RETRY_WINDOW: usize = 256;
 
 /// Applies one append after `tip`, and chains its events; returns its result and the new tip.
+/// The events it stores are added to `fresh`, if given, as reads would return them.
 fn append_one(
     conn: &Connection,
     request: &StreamAppend,
     tip: Tip,
+    mut fresh: Option<&mut Vec<RecordedEvent>>,
 ) -> Result<(AppendResult, Tip), Refusal> {
     let stream = request.stream.as_str();
     let current = last_event(conn, stream)?;
@@ -424,6 +485,9 @@ fn append_one(
             &chain_hash,
             &stream_hash,
         )?;
+        if let Some(fresh) = fresh.as_deref_mut() {
+            fresh.push(tail::recorded(stream, from_sql_int(revision)?, at, event));
+        }
         revision += 1;
     }
     let last_revision = revision - 1;
@@ -462,16 +526,25 @@ fn last_event(conn: &Connection, stream: &str) -> Result<Option<(i64, i64)>, rus
     .optional()
 }
 
+/// What a truncation deleted: the stream's events below revision `keep_from`, all at or before
+/// `last_position`, the position of the stream's last event.
+#[derive(Debug, Clone, Copy)]
+struct Deleted {
+    keep_from: i64,
+    last_position: i64,
+}
+
 /// Deletes the events of `stream` below `before` (below its end, if `before` is past it).
 /// Before deleting, it records the stream's last revision (so the stream still exists at it
 /// when no event is left) and the highest position assigned so far, `last_position` (the
-/// deleted rows may hold it, and positions must never go back).
+/// deleted rows may hold it, and positions must never go back). Returns what it deleted, if
+/// anything.
 fn truncate(
     conn: &Connection,
     stream: &str,
     before: u64,
     last_position: i64,
-) -> Result<(), Refusal> {
+) -> Result<Option<Deleted>, Refusal> {
     let last: Option<(i64, i64)> = conn
         .prepare_cached(
             "SELECT revision, position FROM events WHERE stream = ?1
@@ -481,7 +554,7 @@ fn truncate(
         .optional()?;
     // No event stored: the stream does not exist, or everything was truncated already.
     let Some((last_revision, last_event_position)) = last else {
-        return Ok(());
+        return Ok(None);
     };
     let keep_from = i64::try_from(before)
         .unwrap_or(i64::MAX)
@@ -493,7 +566,7 @@ fn truncate(
         .query_row([stream], |r| r.get(0))?;
     if first >= keep_from {
         // At or below an earlier truncation: nothing to do, and nothing written.
-        return Ok(());
+        return Ok(None);
     }
     conn.prepare_cached(
         "INSERT INTO log_head (id, position) VALUES (0, ?1)
@@ -508,7 +581,10 @@ fn truncate(
     .execute(params![stream, last_revision, last_event_position])?;
     conn.prepare_cached("DELETE FROM events WHERE stream = ?1 AND revision < ?2")?
         .execute(params![stream, keep_from])?;
-    Ok(())
+    Ok(Some(Deleted {
+        keep_from,
+        last_position: last_event_position,
+    }))
 }
 
 /// A stored event as the retry check needs it: revision, position, id.
