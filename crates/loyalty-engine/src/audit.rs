@@ -38,9 +38,7 @@ fn log_entry(e: RecordedEvent) -> LogEntry {
 }
 
 /// When the ledger learnt of an event: the engine's `recorded_at`, else the business time.
-pub(crate) fn recorded_at(recorded: &RecordedEvent, event: &Event) -> DateTime<Utc> {
-    codec::metadata(recorded).map_or_else(|| event.occurred_at(), |m| m.recorded_at)
-}
+pub(crate) use crate::decoded::recorded_at;
 
 /// The signed change of the balance an event made, and a line of text for a statement.
 fn statement(event: &Event) -> (Points, String) {
@@ -484,15 +482,21 @@ impl Engine {
         // The store reads the next page while this one is decoded.
         let mut pages = ReadAhead::new(Arc::clone(&self.inner.store), from, self.inner.page_size);
         'pages: while let Some(page) = pages.next_page().await? {
-            for recorded in &page {
+            // Decoded on every core; folded in order.
+            let decoded = crate::decoded::decode_page(&page);
+            for (recorded, decoded) in page.iter().zip(decoded) {
                 if recorded.position > until {
                     break 'pages;
                 }
                 rebuilt.events += 1;
-                if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
-                    match codec::decode(recorded) {
-                        Ok(event) => {
-                            let at = recorded_at(recorded, &event);
+                if let (Some(member), Some(decoded)) =
+                    (recorded.stream.strip_prefix(codec::MEMBER_PREFIX), decoded)
+                {
+                    match decoded {
+                        Ok(crate::decoded::Decoded {
+                            event,
+                            recorded_at: at,
+                        }) => {
                             if stop_after.is_some_and(|stop| at > stop) {
                                 break 'pages;
                             }

@@ -47,6 +47,15 @@ pub(crate) fn encode(
         )));
     }
     let stored = schema::encode(event);
+    // The projection takes the engine's own events instead of decoding what is stored
+    // (`decoded::Handoff`): both must be the same event. Checked on every append of every test.
+    debug_assert_eq!(
+        schema::decode(stored.event_type, stored.schema_version, &stored.data)
+            .ok()
+            .as_ref(),
+        Some(event),
+        "an event does not decode to itself"
+    );
     let metadata = serde_json::to_vec(metadata)
         .map_err(|e| EngineError::Corrupt(format!("metadata not serialisable: {e}")))?;
     Ok(EventData {

@@ -126,8 +126,8 @@ impl fmt::Debug for Engine {
 struct LiveProjection(Arc<ReadModel>);
 
 impl runner::Projection for LiveProjection {
-    fn apply(&self, event: &loyalty_store::RecordedEvent) {
-        self.0.apply_recorded(event);
+    fn apply_page(&self, events: &[loyalty_store::RecordedEvent]) {
+        self.0.apply_page(events);
     }
 
     fn position(&self) -> Position {
@@ -615,6 +615,10 @@ impl Engine {
                 None => ExpectedRevision::NoStream,
                 Some(r) => ExpectedRevision::Exact(r),
             };
+            let sizes: Vec<usize> = data
+                .iter()
+                .map(|d| d.data.len().saturating_add(d.metadata.len()))
+                .collect();
             let appended = match reservation {
                 Some(reservation) => {
                     let member_part = StreamAppend {
@@ -637,6 +641,26 @@ impl Engine {
             inner.health.note(&appended.as_ref().map(|_| ()));
             match appended {
                 Ok(appended) => {
+                    // The projection will meet these events in `$all` within moments: it takes
+                    // them decoded from here.
+                    let count = decision.events.len() as u64;
+                    inner.model.handoff.put(
+                        &stream,
+                        (appended.next_expected_revision + 1).saturating_sub(count),
+                        appended.position,
+                        decision
+                            .events
+                            .iter()
+                            .cloned()
+                            .zip(sizes)
+                            .map(|(event, size)| {
+                                let decoded = crate::decoded::Decoded {
+                                    event,
+                                    recorded_at: now,
+                                };
+                                (decoded, size)
+                            }),
+                    );
                     if let Some(full) = full.take() {
                         // Events decided on the full history may touch what the hot state
                         // retired: the hot state is the full one, compacted afterwards.
@@ -832,6 +856,12 @@ impl Engine {
             self.inner.snapshot_loads.load(Relaxed),
             self.inner.snapshots_written.load(Relaxed),
         )
+    }
+
+    /// Events the read models' projection took decoded from the engine that had just appended
+    /// them, instead of decoding them from the store (for metrics and tests).
+    pub fn projection_handoffs(&self) -> u64 {
+        self.inner.model.handoff.taken()
     }
 
     /// Cached aggregate states: how many, and their weight in bytes (for metrics).

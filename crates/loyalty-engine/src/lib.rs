@@ -13,6 +13,7 @@ pub mod chain;
 mod checkpoint;
 mod clock;
 mod codec;
+mod decoded;
 mod engine;
 mod error;
 mod health;

@@ -57,7 +57,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
-            cache_members: 10_000,
+            cache_members: 1_000_000,
             cache_bytes: 256 * 1024 * 1024,
             max_conflict_retries: 5,
             read_wait_limit: Duration::from_secs(5),

@@ -16,7 +16,8 @@ use crate::progress::ProgressTracker;
 /// Something that folds events of `$all` into a read model. Called from a single task, in
 /// position order, exactly once per event.
 pub(crate) trait Projection: Send + Sync + 'static {
-    fn apply(&self, event: &RecordedEvent);
+    /// Applies consecutive events, in order (a page lets the projection decode on every core).
+    fn apply_page(&self, events: &[RecordedEvent]);
     /// The position of the last event applied (where to resume).
     fn position(&self) -> Position;
 }
@@ -52,6 +53,15 @@ pub(crate) fn spawn<P: Projection>(
                     continue;
                 }
             };
+            let mut page: Vec<RecordedEvent> = Vec::with_capacity(MAX_BATCH);
+            let flush = |page: &mut Vec<RecordedEvent>| {
+                let last = page.last().map(|e| e.position);
+                if let Some(position) = last {
+                    projection.apply_page(page);
+                    progress.advance(position);
+                    page.clear();
+                }
+            };
             'messages: loop {
                 let first = tokio::select! {
                     m = subscription.next() => m,
@@ -60,41 +70,31 @@ pub(crate) fn spawn<P: Projection>(
                         return;
                     }
                 };
-                // Apply what is already buffered before publishing the position once: readers
-                // waiting for a position are woken per batch, not per event.
+                // Apply what is already buffered as one page, and publish the position once:
+                // readers waiting for a position are woken per page, not per event.
                 let mut message = first;
-                let mut applied = None;
-                let mut handled = 0;
                 loop {
                     match message {
                         Some(Ok(SubscriptionMessage::Event(event))) => {
-                            projection.apply(&event);
-                            applied = Some(event.position);
+                            page.push(event);
                             backoff = Duration::from_millis(10);
                         }
                         Some(Ok(SubscriptionMessage::CaughtUp { position })) => {
-                            if let Some(p) = applied.take() {
-                                progress.advance(p);
-                            }
+                            flush(&mut page);
                             progress.caught_up(position);
                         }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "projection subscription ended, re-opening");
-                            if let Some(p) = applied.take() {
-                                progress.advance(p);
-                            }
+                            flush(&mut page);
                             break 'messages;
                         }
                         None => {
                             tracing::warn!("projection subscription closed, re-opening");
-                            if let Some(p) = applied.take() {
-                                progress.advance(p);
-                            }
+                            flush(&mut page);
                             break 'messages;
                         }
                     }
-                    handled += 1;
-                    if handled >= MAX_BATCH {
+                    if page.len() >= MAX_BATCH {
                         break;
                     }
                     // `recv` is cancel-safe: dropping the pending future loses nothing.
@@ -103,9 +103,7 @@ pub(crate) fn spawn<P: Projection>(
                         None => break,
                     }
                 }
-                if let Some(p) = applied {
-                    progress.advance(p);
-                }
+                flush(&mut page);
             }
             if pause(&mut shutdown, backoff).await {
                 return;

@@ -88,6 +88,7 @@ struct Inner {
     unreadable_events: Gauge,
     scheduled_runs: Gauge,
     member_snapshot_loads: Gauge,
+    projection_handoffs: Gauge,
     webhooks_delivered: Gauge,
     webhooks_failed_attempts: Gauge,
     webhooks_in_flight: Gauge,
@@ -108,6 +109,7 @@ pub struct EngineGauges {
     pub unreadable_events: u64,
     pub scheduled_runs: u64,
     pub member_snapshot_loads: u64,
+    pub projection_handoffs: u64,
     /// The webhook dispatcher's counters on this server (zero where it does not hold the lease).
     pub webhooks: loyalty_webhooks::dispatcher::DispatcherStats,
 }
@@ -206,6 +208,10 @@ impl Metrics {
             "member_snapshot_loads",
             "Member states loaded from their snapshot and the events after it (instead of all their events)",
         );
+        let projection_handoffs = gauge_of(
+            "projection_handoffs",
+            "Events the read models took decoded from this server's own appends instead of decoding them from the store",
+        );
         let webhooks_delivered = gauge_of(
             "webhooks_delivered",
             "Webhook messages delivered (a 2xx) by this server since it started",
@@ -240,6 +246,7 @@ impl Metrics {
                 unreadable_events,
                 scheduled_runs,
                 member_snapshot_loads,
+                projection_handoffs,
                 webhooks_delivered,
                 webhooks_failed_attempts,
                 webhooks_in_flight,
@@ -283,6 +290,7 @@ impl Metrics {
         i.unreadable_events.set(gauge(g.unreadable_events));
         i.scheduled_runs.set(gauge(g.scheduled_runs));
         i.member_snapshot_loads.set(gauge(g.member_snapshot_loads));
+        i.projection_handoffs.set(gauge(g.projection_handoffs));
         i.webhooks_delivered.set(gauge(g.webhooks.delivered));
         i.webhooks_failed_attempts
             .set(gauge(g.webhooks.failed_attempts));
@@ -347,6 +355,7 @@ pub fn exposition(state: &AppState) -> Response {
         unreadable_events: engine.unreadable_events(),
         scheduled_runs: engine.scheduled_runs(),
         member_snapshot_loads: engine.member_snapshots().0,
+        projection_handoffs: engine.projection_handoffs(),
         webhooks: state.webhooks.dispatcher_stats(),
     });
     (

@@ -31,6 +31,7 @@ pub(crate) use row::{MemberRow, key, nanos};
 pub(crate) use totals::TotalsAcc;
 
 use crate::codec;
+use crate::decoded;
 use crate::views::ProgramTotals;
 
 const SHARDS: usize = 64;
@@ -50,6 +51,8 @@ pub(crate) struct ReadModel {
     tz: chrono_tz::Tz,
     /// The points settled by day (`settled`).
     settled: RwLock<settled::Settled>,
+    /// The events the engine has just appended, already decoded.
+    pub(crate) handoff: decoded::Handoff,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -74,6 +77,7 @@ impl ReadModel {
             state: RwLock::new(ApplyState::default()),
             tz,
             settled: RwLock::new(settled::Settled::default()),
+            handoff: decoded::Handoff::default(),
         }
     }
 
@@ -99,19 +103,64 @@ impl ReadModel {
         self.state.read().halted.clone()
     }
 
-    /// Applies one recorded event of `$all` (events of other streams only move the position).
+    /// Applies one recorded event of `$all` (events of other streams only move the position),
+    /// taking its decoded form from the engine's handoff when the engine just appended it.
     pub(crate) fn apply_recorded(&self, recorded: &RecordedEvent) {
+        let decoded = recorded.stream.starts_with(codec::MEMBER_PREFIX).then(|| {
+            self.handoff
+                .take(recorded)
+                .map_or_else(|| decoded::decode(recorded), Ok)
+        });
+        self.apply_decoded(recorded, decoded);
+    }
+
+    /// Applies a page of `$all`, decoding its member events on every core when it is big (a
+    /// catch-up after a start) and in order either way.
+    pub(crate) fn apply_page(&self, page: &[RecordedEvent]) {
+        if page.len() < 2 {
+            for recorded in page {
+                self.apply_recorded(recorded);
+            }
+            return;
+        }
+        // The handoff holds only live appends; a big page is a catch-up and rarely meets them,
+        // a small one is live traffic: ask it first.
+        let decoded = if page.len() >= decoded::PARALLEL_FROM {
+            decoded::decode_page(page)
+        } else {
+            page.iter()
+                .map(|recorded| {
+                    recorded.stream.starts_with(codec::MEMBER_PREFIX).then(|| {
+                        self.handoff
+                            .take(recorded)
+                            .map_or_else(|| decoded::decode(recorded), Ok)
+                    })
+                })
+                .collect()
+        };
+        for (recorded, decoded) in page.iter().zip(decoded) {
+            self.apply_decoded(recorded, decoded);
+        }
+    }
+
+    /// Applies one event of `$all` with its member event decoded (`None` for other streams).
+    fn apply_decoded(
+        &self,
+        recorded: &RecordedEvent,
+        decoded: Option<Result<decoded::Decoded, crate::error::EngineError>>,
+    ) {
         if self.state.read().halted.is_some() {
             return;
         }
-        if let Some(member) = recorded.stream.strip_prefix(codec::MEMBER_PREFIX) {
-            match codec::decode(recorded) {
-                Ok(event) => {
+        if let (Some(member), Some(decoded)) =
+            (recorded.stream.strip_prefix(codec::MEMBER_PREFIX), decoded)
+        {
+            match decoded {
+                Ok(decoded::Decoded { event, recorded_at }) => {
                     let before = self.state.read().position;
-                    let at = crate::audit::recorded_at(recorded, &event);
                     self.settled
                         .write()
-                        .note(recorded.position, before, at, &event);
+                        .note(recorded.position, before, recorded_at, &event);
                     let mut shard = self.shard(member).write();
                     if !shard.contains_key(member) {
                         shard.insert(member.into(), Box::default());

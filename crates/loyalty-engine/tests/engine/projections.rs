@@ -395,3 +395,34 @@ async fn the_liability_as_of_a_past_day_starts_from_that_days_archived_snapshot(
         }
     }
 }
+
+#[tokio::test]
+async fn the_projection_takes_the_engines_own_appends_decoded_and_agrees_with_the_log() {
+    // Given a server that appends purchases, redemptions and refunds (on this test's single
+    // thread, the engine always hands its events over before the projection runs)
+    let h = Harness::with(program_with_pending(14), options()).await;
+    let alice = h.enroll("alice").await;
+    for i in 0..20 {
+        h.run(purchase(&alice, &format!("P{i}"), 40 + i, h.now()))
+            .await;
+    }
+    h.clock.advance(days(20));
+    h.run(redeem(&alice, "R1", 100, h.now())).await;
+    h.run(refund(&alice, "RF1", "P3", 43, h.now())).await;
+    h.settle().await;
+    // Then the projection took every member event from the engine instead of decoding it...
+    assert!(
+        h.engine.projection_handoffs() >= 23,
+        "{} events handed over",
+        h.engine.projection_handoffs()
+    );
+    // ...and the read models equal both the core's state and a rebuild from the stored log.
+    assert_views_match_core(&h, &alice).await;
+    let verified = h.engine.verify().await.unwrap();
+    assert!(
+        verified.differences.is_empty(),
+        "{:?}",
+        verified.differences
+    );
+    assert_eq!(verified.members_checked, 1);
+}

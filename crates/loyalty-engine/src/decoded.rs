@@ -1,0 +1,357 @@
+//! Member events as the read models take them: the domain event and the server time it was
+//! recorded at. Three ways in, cheapest first:
+//!
+//! - the engine hands over the events it has just appended ([`Handoff`]): the projection that
+//!   meets them in `$all` a moment later takes them as they are, instead of decoding the stored
+//!   copy of what it already holds;
+//! - a replay decodes a page on every core ([`decode_page`]);
+//! - otherwise one event is decoded where it is met ([`decode`]).
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use loyalty_core::Event;
+use loyalty_store::{Position, RecordedEvent};
+use parking_lot::Mutex;
+use serde::Deserialize;
+
+use crate::codec;
+use crate::error::EngineError;
+
+/// A member event decoded, with its `recorded_at`.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoded {
+    pub(crate) event: Event,
+    pub(crate) recorded_at: DateTime<Utc>,
+}
+
+/// Decodes a stored member event and the time it was recorded at.
+pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Decoded, EngineError> {
+    let event = codec::decode(recorded)?;
+    let recorded_at = recorded_at(recorded, &event);
+    Ok(Decoded { event, recorded_at })
+}
+
+/// The fields [`crate::EventMetadata`] requires, borrowed where the JSON allows it: the same
+/// documents parse (a foreign writer's metadata that lacks one of them falls back to the event's
+/// business time, as a full parse would), without allocating the strings only to drop them.
+#[derive(Deserialize)]
+struct RecordedAtOnly<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
+    client_id: Cow<'a, str>,
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
+    command: Cow<'a, str>,
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
+    correlation_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
+    causation_id: Option<Cow<'a, str>>,
+    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
+    occurred_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
+    rules_version: Cow<'a, str>,
+    #[serde(borrow)]
+    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
+    actor: Option<Cow<'a, str>>,
+}
+
+/// When the engine recorded the event: its metadata's `recorded_at`; the business time for an
+/// event someone else wrote.
+pub(crate) fn recorded_at(recorded: &RecordedEvent, event: &Event) -> DateTime<Utc> {
+    serde_json::from_slice::<RecordedAtOnly<'_>>(&recorded.metadata)
+        .map_or_else(|_| event.occurred_at(), |m| m.recorded_at)
+}
+
+/// Below this many events a page is decoded on the calling thread: starting threads would cost
+/// more than they save (live traffic arrives a few events at a time; a replay's pages are full).
+pub(crate) const PARALLEL_FROM: usize = 256;
+
+/// Decodes the member events of a page, on every core for a big page; `None` for events of other
+/// streams. The results are in the page's order: applying them stays sequential.
+pub(crate) fn decode_page(page: &[RecordedEvent]) -> Vec<Option<Result<Decoded, EngineError>>> {
+    let one = |recorded: &RecordedEvent| {
+        recorded
+            .stream
+            .starts_with(codec::MEMBER_PREFIX)
+            .then(|| decode(recorded))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if threads < 2 || page.len() < PARALLEL_FROM {
+        return page.iter().map(one).collect();
+    }
+    let chunk = page.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut parts = page.chunks(chunk);
+        // The calling thread decodes the first part itself.
+        let first = parts.next().unwrap_or_default();
+        let others: Vec<_> = parts
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        let mut decoded: Vec<_> = first.iter().map(one).collect();
+        for handle in others {
+            match handle.join() {
+                Ok(part) => decoded.extend(part),
+                // A panic while decoding is a bug: surface it where it would have surfaced.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        decoded
+    })
+}
+
+/// Bytes the handoff may hold (the encoded size of its events, a fair proxy for their decoded
+/// size). A projection that keeps up takes each event within microseconds; one that falls behind
+/// decodes from the store as before, and the oldest entries go.
+pub(crate) const HANDOFF_MAX_BYTES: usize = 4 << 20;
+
+/// The events the engine has just appended, decoded, until the read models' projection meets
+/// them in `$all`.
+///
+/// Entries are keyed by stream and revision, and put only after the append succeeded: a stream's
+/// revision is then ours, whoever else writes to the store, so what the projection takes is
+/// exactly what it would have decoded (tests compare both ways on every append in debug builds).
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    inner: Mutex<HandoffInner>,
+}
+
+#[derive(Debug, Default)]
+struct HandoffInner {
+    events: HashMap<(Box<str>, u64), Decoded>,
+    /// In the order they were put: stream, revision, the append's last position, bytes.
+    order: VecDeque<(Box<str>, u64, Position, usize)>,
+    bytes: usize,
+    taken: u64,
+}
+
+impl Handoff {
+    /// Puts the events of one successful append: `events[i]` is at revision `first_revision + i`
+    /// of `stream`, the last one at `position`; `sizes[i]` is its encoded size.
+    pub(crate) fn put(
+        &self,
+        stream: &str,
+        first_revision: u64,
+        position: Position,
+        events: impl IntoIterator<Item = (Decoded, usize)>,
+    ) {
+        let mut inner = self.inner.lock();
+        for ((decoded, size), revision) in events.into_iter().zip(first_revision..) {
+            let key: Box<str> = stream.into();
+            inner.bytes = inner.bytes.saturating_add(size);
+            inner
+                .order
+                .push_back((key.clone(), revision, position, size));
+            inner.events.insert((key, revision), decoded);
+        }
+        while inner.bytes > HANDOFF_MAX_BYTES {
+            let Some((stream, revision, _, size)) = inner.order.pop_front() else {
+                break;
+            };
+            inner.bytes = inner.bytes.saturating_sub(size);
+            inner.events.remove(&(stream, revision));
+        }
+    }
+
+    /// Takes the decoded form of `recorded` if the engine handed it over. Entries of appends
+    /// wholly before `recorded` are dropped on the way: the projection has passed them (they
+    /// were met before the engine could put them).
+    pub(crate) fn take(&self, recorded: &RecordedEvent) -> Option<Decoded> {
+        let mut inner = self.inner.lock();
+        if inner.order.is_empty() {
+            return None;
+        }
+        while let Some((_, _, position, _)) = inner.order.front()
+            && *position < recorded.position
+        {
+            if let Some((stream, revision, _, size)) = inner.order.pop_front() {
+                inner.bytes = inner.bytes.saturating_sub(size);
+                inner.events.remove(&(stream, revision));
+            }
+        }
+        // The key borrows nothing from `recorded`: one small allocation, far cheaper than the
+        // decoding it saves.
+        let taken = inner.events.remove(&(
+            Box::<str>::from(recorded.stream.as_str()),
+            recorded.revision,
+        ));
+        if taken.is_some() {
+            inner.taken += 1;
+        }
+        taken
+    }
+
+    /// Events the projection took instead of decoding them, since the start.
+    pub(crate) fn taken(&self) -> u64 {
+        self.inner.lock().taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use loyalty_core::{Command, Enroll, MemberId, MemberState, Program, ServerTime, decide};
+    use loyalty_store::Bytes;
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap()
+    }
+
+    fn enrolled(member: &str) -> Event {
+        let program = Program::from_toml_str(include_str!("../../../config/program.toml")).unwrap();
+        let command = Command::Enroll(Enroll {
+            member_id: MemberId::new(member).unwrap(),
+            referrer: None,
+            occurred_at: at(),
+        });
+        let decision = decide(
+            &MemberState::default(),
+            &command,
+            &program,
+            ServerTime::at(at()),
+        );
+        decision.unwrap().events.remove(0)
+    }
+
+    fn recorded(stream: &str, revision: u64, position: u64, metadata: &str) -> RecordedEvent {
+        RecordedEvent {
+            stream: stream.to_owned(),
+            revision,
+            position: Position::new(position, position),
+            id: uuid::Uuid::nil(),
+            event_type: "MemberEnrolled".to_owned(),
+            schema_version: 1,
+            data: Bytes::new(),
+            metadata: Bytes::from(metadata.to_owned()),
+        }
+    }
+
+    fn decoded(member: &str) -> Decoded {
+        Decoded {
+            event: enrolled(member),
+            recorded_at: at(),
+        }
+    }
+
+    #[test]
+    fn the_borrowing_parse_accepts_exactly_the_documents_the_full_metadata_parse_accepts() {
+        let full = r#"{"client_id":"t-1","command":"RecordPurchase","correlation_id":"c\"1",
+            "causation_id":null,"occurred_at":"2026-03-01T09:59:00Z",
+            "recorded_at":"2026-03-01T10:00:00.123456789Z","rules_version":"v\u00e9",
+            "actor":"till 7","later_field":[1,2]}"#;
+        let minimal = r#"{"client_id":"","command":"c","occurred_at":"2026-03-01T09:59:00Z",
+            "recorded_at":"2026-03-02T00:00:00Z","rules_version":"v"}"#;
+        let no_client = r#"{"command":"c","occurred_at":"2026-03-01T09:59:00Z",
+            "recorded_at":"2026-03-02T00:00:00Z","rules_version":"v"}"#;
+        let actor_not_text = r#"{"client_id":"","command":"c","occurred_at":"2026-03-01T09:59:00Z",
+            "recorded_at":"2026-03-02T00:00:00Z","rules_version":"v","actor":7}"#;
+        let event = enrolled("m1");
+        for document in [
+            full,
+            minimal,
+            no_client,
+            actor_not_text,
+            "",
+            "{}",
+            "not json",
+        ] {
+            let expected = serde_json::from_slice::<crate::EventMetadata>(document.as_bytes())
+                .map_or_else(|_| event.occurred_at(), |m| m.recorded_at);
+            let got = recorded_at(&recorded("member-m1", 0, 1, document), &event);
+            assert_eq!(got, expected, "{document}");
+        }
+        // Both fallbacks and both reads were exercised.
+        assert_eq!(
+            recorded_at(&recorded("member-m1", 0, 1, minimal), &event),
+            Utc.with_ymd_and_hms(2026, 3, 2, 0, 0, 0).unwrap()
+        );
+        assert_eq!(
+            recorded_at(&recorded("member-m1", 0, 1, no_client), &event),
+            event.occurred_at()
+        );
+    }
+
+    #[test]
+    fn the_projection_takes_what_the_engine_handed_over_once() {
+        let handoff = Handoff::default();
+        handoff.put(
+            "member-a",
+            3,
+            Position::new(10, 10),
+            [(decoded("a"), 100), (decoded("a"), 100)],
+        );
+        let taken = handoff.take(&recorded("member-a", 3, 9, "")).unwrap();
+        assert_eq!(taken.event, enrolled("a"));
+        assert!(handoff.take(&recorded("member-a", 3, 9, "")).is_none());
+        assert!(handoff.take(&recorded("member-a", 4, 10, "")).is_some());
+        assert!(handoff.take(&recorded("member-b", 4, 10, "")).is_none());
+        assert_eq!(handoff.taken(), 2);
+    }
+
+    #[test]
+    fn entries_the_projection_passed_before_they_were_put_are_dropped() {
+        let handoff = Handoff::default();
+        handoff.put("member-a", 0, Position::new(5, 5), [(decoded("a"), 10)]);
+        handoff.put("member-b", 0, Position::new(6, 6), [(decoded("b"), 10)]);
+        // The projection is at position 7: both appends are behind it.
+        assert!(handoff.take(&recorded("member-c", 0, 7, "")).is_none());
+        assert!(handoff.inner.lock().events.is_empty());
+        assert_eq!(handoff.inner.lock().bytes, 0);
+    }
+
+    #[test]
+    fn the_handoff_holds_at_most_its_bytes_and_lets_the_oldest_go() {
+        let handoff = Handoff::default();
+        let size = HANDOFF_MAX_BYTES / 4;
+        for revision in 0..6 {
+            handoff.put(
+                "member-a",
+                revision,
+                Position::new(revision + 1, revision + 1),
+                [(decoded("a"), size)],
+            );
+        }
+        assert!(handoff.inner.lock().bytes <= HANDOFF_MAX_BYTES);
+        // Revisions 0 and 1 went; the projection decodes them from the store.
+        assert!(handoff.take(&recorded("member-a", 0, 1, "")).is_none());
+        assert!(handoff.take(&recorded("member-a", 1, 2, "")).is_none());
+        assert!(handoff.take(&recorded("member-a", 2, 3, "")).is_some());
+    }
+
+    #[test]
+    fn a_page_decodes_on_every_core_in_its_own_order() {
+        let events: Vec<RecordedEvent> = (0..1000u64)
+            .map(|i| {
+                let member = format!("m{i}");
+                let stored = loyalty_core::schema::encode(&enrolled(&member));
+                let stream = if i % 7 == 0 {
+                    format!("txn-{i}")
+                } else {
+                    format!("member-{member}")
+                };
+                RecordedEvent {
+                    event_type: stored.event_type.to_owned(),
+                    schema_version: stored.schema_version,
+                    data: Bytes::from(stored.data),
+                    ..recorded(&stream, 0, i + 1, "")
+                }
+            })
+            .collect();
+        let page = decode_page(&events);
+        assert_eq!(page.len(), events.len());
+        for (i, (recorded, decoded)) in events.iter().zip(page).enumerate() {
+            match decoded {
+                None => assert!(recorded.stream.starts_with("txn-"), "{i}"),
+                Some(decoded) => {
+                    assert_eq!(decoded.unwrap().event, enrolled(&format!("m{i}")));
+                }
+            }
+        }
+    }
+}
