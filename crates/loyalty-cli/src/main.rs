@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = loyalty_cli::Cli::parse();
-    loyalty_cli::telemetry::init(cli.log_json);
+    let _log = loyalty_cli::telemetry::init(cli.log_json);
     match loyalty_cli::run(cli).await {
         Ok(code) => code,
         Err(error) => {
