@@ -230,7 +230,7 @@ pub struct CacheSettings {
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
-            max_members: 10_000,
+            max_members: 1_000_000,
             max_bytes: 256 * 1024 * 1024,
         }
     }
