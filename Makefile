@@ -29,11 +29,14 @@ fmt:
 	$(CARGO) fmt --all
 
 # The figures of the README's Performance section (release build, under 10 minutes on 2 cores).
+# `cargo run` builds only the bench: its HTTP part also runs `loyalty-load`, built beside it.
 bench:
+	$(CARGO) build --release -p loyalty-bench --bins
 	$(CARGO) run --release -p loyalty-bench -- --out target/bench/summary.json
 
 # Small sizes on the test build, well under 2 minutes: checks that every figure is produced.
 bench-quick:
+	$(CARGO) build -p loyalty-bench --bins
 	$(CARGO) run -p loyalty-bench -- --quick --out target/bench/summary-quick.json
 
 clean:

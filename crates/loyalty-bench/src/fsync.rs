@@ -6,6 +6,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub use loyalty_bench::per_second;
+
 /// Writes 4 KiB and calls `fsync` (File::sync_all) in a loop for about `budget`; returns fsyncs
 /// per second.
 pub fn fsync_rate(dir: &Path, budget: Duration) -> std::io::Result<f64> {
@@ -27,9 +29,4 @@ pub fn fsync_rate(dir: &Path, budget: Duration) -> std::io::Result<f64> {
     drop(file);
     std::fs::remove_file(&path)?;
     Ok(rate)
-}
-
-/// Events per second; the bench reports rates as plain numbers, the core never sees them.
-pub fn per_second(count: u64, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64().max(1e-9)
 }

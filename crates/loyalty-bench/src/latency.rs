@@ -35,6 +35,16 @@ impl Latencies {
 
     /// The latency at `quantile` (0.0..=1.0), in milliseconds.
     pub fn quantile_ms(&self, quantile: f64) -> f64 {
-        self.histogram.value_at_quantile(quantile) as f64 / 1000.0
+        self.quantile_us(quantile) as f64 / 1000.0
+    }
+
+    /// The latency at `quantile` (0.0..=1.0), in microseconds.
+    pub fn quantile_us(&self, quantile: f64) -> u64 {
+        self.histogram.value_at_quantile(quantile)
+    }
+
+    /// The longest latency, in microseconds.
+    pub fn max_us(&self) -> u64 {
+        self.histogram.max()
     }
 }
