@@ -97,6 +97,9 @@ struct State {
     expiring: BinaryHeap<Reverse<(u64, String)>>,
     /// The writer connection's `PRAGMA data_version` at the start of the last batch.
     data_version: Option<i64>,
+    /// Truncations of the open write transaction (stream, `keep_from`, last position), made
+    /// rules once it commits.
+    pending: Vec<(String, u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -153,40 +156,17 @@ impl Tail {
         }
     }
 
-    /// Called once a truncation is applied inside the batch's transaction (see the module).
+    /// Called once a truncation is applied inside the batch's transaction (see the module). The
+    /// rule waits for the commit: until then the file still holds what it deletes (and keeps it
+    /// if the batch fails), and from now until the rule is in place, pages are read from the
+    /// file, so no subscriber is shown either side of the truncation before the file is.
     pub(crate) fn truncated(&self, stream: &str, keep_from: u64, last_position: u64) {
         if !self.enabled() {
             return;
         }
-        let mut state = self.lock();
-        if !state.valid || last_position <= state.base {
-            // Nothing it deleted is held.
-            return;
-        }
-        let moved = match state.truncated.get_mut(stream) {
-            Some(rule) => {
-                rule.keep_from = rule.keep_from.max(keep_from);
-                let moved = last_position > rule.last_position;
-                rule.last_position = rule.last_position.max(last_position);
-                moved
-            }
-            None => {
-                state.truncated.insert(
-                    stream.to_owned(),
-                    Truncation {
-                        keep_from,
-                        last_position,
-                    },
-                );
-                true
-            }
-        };
-        // One entry per position a rule has lasted to: at most one per event held.
-        if moved {
-            state
-                .expiring
-                .push(Reverse((last_position, stream.to_owned())));
-        }
+        self.lock()
+            .pending
+            .push((stream.to_owned(), keep_from, last_position));
     }
 
     /// After the batch committed, before it is published: its events (in position order) and
@@ -196,8 +176,12 @@ impl Tail {
             return;
         }
         let mut state = self.lock();
+        let pending = std::mem::take(&mut state.pending);
         if !state.valid {
             return;
+        }
+        for (stream, keep_from, last_position) in pending {
+            state.install_truncation(stream, keep_from, last_position);
         }
         for event in events {
             // Positions follow one another within a batch; anything else breaks the promise.
@@ -231,7 +215,9 @@ impl Tail {
     /// The batch failed: whatever it told the tail (a truncation rule) may not hold.
     pub(crate) fn abandon(&self) {
         if self.enabled() {
-            self.lock().valid = false;
+            let mut state = self.lock();
+            state.valid = false;
+            state.pending.clear();
         }
     }
 
@@ -253,7 +239,8 @@ impl Tail {
         let durable = durable.commit;
         let picked: Vec<Arc<RecordedEvent>> = {
             let state = self.lock();
-            if !state.valid || after < state.base {
+            // A truncation waiting for its commit: the file is the one to read meanwhile.
+            if !state.valid || !state.pending.is_empty() || after < state.base {
                 return None;
             }
             let start = state.events.partition_point(|e| e.position.commit <= after);
@@ -297,6 +284,37 @@ impl Tail {
 }
 
 impl State {
+    /// Hides the events of `stream` below `keep_from` up to `last_position` (a committed
+    /// truncation).
+    fn install_truncation(&mut self, stream: String, keep_from: u64, last_position: u64) {
+        if last_position <= self.base {
+            // Nothing it deleted is held.
+            return;
+        }
+        let moved = match self.truncated.get_mut(&stream) {
+            Some(rule) => {
+                rule.keep_from = rule.keep_from.max(keep_from);
+                let moved = last_position > rule.last_position;
+                rule.last_position = rule.last_position.max(last_position);
+                moved
+            }
+            None => {
+                self.truncated.insert(
+                    stream.clone(),
+                    Truncation {
+                        keep_from,
+                        last_position,
+                    },
+                );
+                true
+            }
+        };
+        // One entry per position a rule has lasted to: at most one per event held.
+        if moved {
+            self.expiring.push(Reverse((last_position, stream)));
+        }
+    }
+
     /// An empty, valid segment at `tip`.
     fn restart(&mut self, tip: u64) {
         self.valid = true;
@@ -738,6 +756,8 @@ mod tests {
         // In one batch: s is truncated below 5, past its end (keep_from 2), then goes on.
         tail.start_batch(3, 7);
         tail.truncated("s", 2, 3);
+        // Until the truncation commits, the file (which still holds s 0 and 1) is read.
+        assert_eq!(read(0, 3), None);
         tail.committed(vec![event_at("s", 2, 4), event_at("s", 3, 5)], 5);
         assert_eq!(
             read(0, 5),
@@ -776,6 +796,25 @@ mod tests {
                 .map(|e| e.len()),
             Some(0)
         );
+    }
+
+    #[test]
+    fn a_truncation_whose_batch_fails_hides_nothing() {
+        let tail = Tail::new(1 << 20);
+        tail.start_batch(0, 1);
+        tail.committed(vec![event_at("s", 0, 1), event_at("s", 1, 2)], 2);
+        tail.start_batch(2, 1);
+        tail.truncated("s", 1, 2);
+        let page = tail.read(Position::new(0, 0), 10, Position::new(2, 2));
+        assert!(
+            page.is_none(),
+            "read from the file while the truncation is open"
+        );
+        // The commit failed: the file keeps both events, and the tail never hid one.
+        tail.abandon();
+        let state = tail.lock();
+        assert!(state.truncated.is_empty() && state.pending.is_empty());
+        assert!(!state.valid);
     }
 
     #[test]

@@ -355,7 +355,7 @@ fn write_in_transaction(
             Ok((results, next)) => {
                 run_cached(conn, "RELEASE append")?;
                 if let Some((stream, deleted)) = truncated {
-                    // Before the commit shows the deletion to the file's readers.
+                    // A rule once the batch commits; meanwhile subscriptions read the file.
                     tail.truncated(
                         stream,
                         unsigned(deleted.keep_from)?,

@@ -43,10 +43,12 @@ async fn log_stays_bounded() {
         largest_log = largest_log.max(file_len(&wal));
     }
     // Then the log never held more than the writer's own limit (4 x 16 pages) plus the pages
-    // of one commit and its indexes, far from the 3 MiB appended...
+    // of the commits made while a checkpoint runs (the checkpointer is a thread of its own: on
+    // a machine whose cores are busy it starts late, and the log once reached 101 pages in
+    // ten runs beside a CI build), far from the 3 MiB (750 pages) appended...
     let page = 4096 + 24;
     assert!(
-        largest_log <= 100 * page,
+        largest_log <= 128 * page,
         "the write-ahead log grew to {largest_log} bytes"
     );
     // ...because the data went into the database file itself.
