@@ -75,19 +75,48 @@ pub(crate) const PARALLEL_FROM: usize = 256;
 /// Decodes the member events of a page, on every core for a big page; `None` for events of other
 /// streams. The results are in the page's order: applying them stays sequential.
 pub(crate) fn decode_page(page: &[RecordedEvent]) -> Vec<Option<Result<Decoded, EngineError>>> {
-    let one = |recorded: &RecordedEvent| {
-        recorded
-            .stream
-            .starts_with(codec::MEMBER_PREFIX)
-            .then(|| decode(recorded))
-    };
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if threads < 2 || page.len() < PARALLEL_FROM {
-        return page.iter().map(one).collect();
+    decode_page_with(page, |_| None)
+}
+
+/// [`decode_page`], taking first what `ready` already holds (the handoff), in the page's order
+/// and on the calling thread; the rest is decoded, on every core when it is many.
+pub(crate) fn decode_page_with(
+    page: &[RecordedEvent],
+    mut ready: impl FnMut(&RecordedEvent) -> Option<Decoded>,
+) -> Vec<Option<Result<Decoded, EngineError>>> {
+    let mut decoded: Vec<Option<Result<Decoded, EngineError>>> = Vec::with_capacity(page.len());
+    let mut missing: Vec<usize> = Vec::new();
+    for (i, recorded) in page.iter().enumerate() {
+        if !recorded.stream.starts_with(codec::MEMBER_PREFIX) {
+            decoded.push(None);
+            continue;
+        }
+        match ready(recorded) {
+            Some(taken) => decoded.push(Some(Ok(taken))),
+            None => {
+                missing.push(i);
+                // Filled in below.
+                decoded.push(None);
+            }
+        }
     }
-    let chunk = page.len().div_ceil(threads);
+    let wanted: Vec<&RecordedEvent> = missing.iter().map(|&i| &page[i]).collect();
+    for (i, result) in missing.into_iter().zip(decode_many(&wanted)) {
+        decoded[i] = Some(result);
+    }
+    decoded
+}
+
+/// Decodes events in their order, on every core when they are many.
+fn decode_many(events: &[&RecordedEvent]) -> Vec<Result<Decoded, EngineError>> {
+    let one = |recorded: &&RecordedEvent| decode(recorded);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if threads < 2 || events.len() < PARALLEL_FROM {
+        return events.iter().map(one).collect();
+    }
+    let chunk = events.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let mut parts = page.chunks(chunk);
+        let mut parts = events.chunks(chunk);
         // The calling thread decodes the first part itself.
         let first = parts.next().unwrap_or_default();
         let others: Vec<_> = parts
@@ -322,6 +351,45 @@ mod tests {
         assert!(handoff.take(&recorded("member-a", 0, 1, "")).is_none());
         assert!(handoff.take(&recorded("member-a", 1, 2, "")).is_none());
         assert!(handoff.take(&recorded("member-a", 2, 3, "")).is_some());
+    }
+
+    #[test]
+    fn a_page_takes_what_is_ready_in_order_and_decodes_the_rest() {
+        let stored = |i: u64, stream: String| {
+            let event = loyalty_core::schema::encode(&enrolled(&format!("m{i}")));
+            RecordedEvent {
+                event_type: event.event_type.to_owned(),
+                schema_version: event.schema_version,
+                data: Bytes::from(event.data),
+                ..recorded(&stream, 0, i + 1, "")
+            }
+        };
+        let page: Vec<RecordedEvent> = (0..600u64)
+            .map(|i| match i % 3 {
+                0 => stored(i, format!("txn-{i}")),
+                _ => stored(i, format!("member-m{i}")),
+            })
+            .collect();
+        let mut asked = Vec::new();
+        // Every fourth member event is "handed over" (marked by another member's event).
+        let decoded = decode_page_with(&page, |r| {
+            asked.push(r.position);
+            (r.position.commit % 4 == 0).then(|| decoded("ready"))
+        });
+        assert!(
+            asked.is_sorted(),
+            "the handoff is asked in the page's order"
+        );
+        assert_eq!(asked.len(), 400);
+        for (i, (r, d)) in page.iter().zip(decoded).enumerate() {
+            match d {
+                None => assert!(r.stream.starts_with("txn-")),
+                Some(d) if r.position.commit % 4 == 0 => {
+                    assert_eq!(d.unwrap().event, enrolled("ready"));
+                }
+                Some(d) => assert_eq!(d.unwrap().event, enrolled(&format!("m{i}"))),
+            }
+        }
     }
 
     #[test]

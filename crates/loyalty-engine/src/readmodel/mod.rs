@@ -103,41 +103,17 @@ impl ReadModel {
         self.state.read().halted.clone()
     }
 
-    /// Applies one recorded event of `$all` (events of other streams only move the position),
-    /// taking its decoded form from the engine's handoff when the engine just appended it.
+    /// Applies one recorded event of `$all` (events of other streams only move the position).
+    #[cfg(test)]
     pub(crate) fn apply_recorded(&self, recorded: &RecordedEvent) {
-        let decoded = recorded.stream.starts_with(codec::MEMBER_PREFIX).then(|| {
-            self.handoff
-                .take(recorded)
-                .map_or_else(|| decoded::decode(recorded), Ok)
-        });
-        self.apply_decoded(recorded, decoded);
+        self.apply_page(std::slice::from_ref(recorded));
     }
 
-    /// Applies a page of `$all`, decoding its member events on every core when it is big (a
-    /// catch-up after a start) and in order either way.
+    /// Applies a page of `$all`: its member events from the handoff when the engine just
+    /// appended them (taken in the page's order), the rest decoded, on every core when they are
+    /// many (a catch-up after a start); applied in order either way.
     pub(crate) fn apply_page(&self, page: &[RecordedEvent]) {
-        if page.len() < 2 {
-            for recorded in page {
-                self.apply_recorded(recorded);
-            }
-            return;
-        }
-        // The handoff holds only live appends; a big page is a catch-up and rarely meets them,
-        // a small one is live traffic: ask it first.
-        let decoded = if page.len() >= decoded::PARALLEL_FROM {
-            decoded::decode_page(page)
-        } else {
-            page.iter()
-                .map(|recorded| {
-                    recorded.stream.starts_with(codec::MEMBER_PREFIX).then(|| {
-                        self.handoff
-                            .take(recorded)
-                            .map_or_else(|| decoded::decode(recorded), Ok)
-                    })
-                })
-                .collect()
-        };
+        let decoded = decoded::decode_page_with(page, |recorded| self.handoff.take(recorded));
         for (recorded, decoded) in page.iter().zip(decoded) {
             self.apply_decoded(recorded, decoded);
         }
