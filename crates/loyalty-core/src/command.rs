@@ -379,28 +379,25 @@ impl Command {
     /// The fingerprint adjustments and goodwill grants were recorded with before notes were
     /// sealed (the note included): a retry of one of those must still be recognised.
     pub(crate) fn legacy_fingerprint(&self) -> Option<String> {
-        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         match self {
-            Command::Adjust(c) => Some(
-                Fingerprint::new("adjust")
-                    .field(&c.adjustment_id)
-                    .field(c.points.to_string())
-                    .field(&c.reason_code)
-                    .field(&c.note)
-                    .field(&c.operator)
-                    .field(at(c.occurred_at))
-                    .finish(),
-            ),
-            Command::Goodwill(c) => Some(
-                Fingerprint::new("goodwill")
-                    .field(&c.complaint_id)
-                    .field(c.points.to_string())
-                    .field(&c.reason_code)
-                    .field(&c.note)
-                    .field(&c.operator)
-                    .field(at(c.occurred_at))
-                    .finish(),
-            ),
+            Command::Adjust(c) => Some(grant_fingerprint(
+                "adjust",
+                &c.adjustment_id,
+                c.points,
+                &c.reason_code,
+                Some(&c.note),
+                &c.operator,
+                c.occurred_at,
+            )),
+            Command::Goodwill(c) => Some(grant_fingerprint(
+                "goodwill",
+                &c.complaint_id,
+                c.points,
+                &c.reason_code,
+                Some(&c.note),
+                &c.operator,
+                c.occurred_at,
+            )),
             _ => None,
         }
     }
@@ -474,20 +471,24 @@ impl Command {
             // backwards, so a note in it would outlive the note's erasure (a short note, a
             // phone number, can be recovered from it in a second). A note never changes a
             // decision, so a retry with another note is the same adjustment.
-            Command::Adjust(c) => Fingerprint::new("adjust/2")
-                .field(&c.adjustment_id)
-                .field(c.points.to_string())
-                .field(&c.reason_code)
-                .field(&c.operator)
-                .field(at(c.occurred_at))
-                .finish(),
-            Command::Goodwill(c) => Fingerprint::new("goodwill/2")
-                .field(&c.complaint_id)
-                .field(c.points.to_string())
-                .field(&c.reason_code)
-                .field(&c.operator)
-                .field(at(c.occurred_at))
-                .finish(),
+            Command::Adjust(c) => grant_fingerprint(
+                "adjust/2",
+                &c.adjustment_id,
+                c.points,
+                &c.reason_code,
+                None,
+                &c.operator,
+                c.occurred_at,
+            ),
+            Command::Goodwill(c) => grant_fingerprint(
+                "goodwill/2",
+                &c.complaint_id,
+                c.points,
+                &c.reason_code,
+                None,
+                &c.operator,
+                c.occurred_at,
+            ),
             Command::CreditReferralBonus(c) => {
                 Fingerprint::new("referral").field(&c.newcomer).finish()
             }
@@ -555,4 +556,30 @@ pub(crate) fn win_back_client_id(at: DateTime<Utc>) -> String {
 /// The idempotency key of a purchase: scoped by store, like its transaction id.
 pub(crate) fn purchase_client_id(key: &PurchaseKey) -> String {
     format!("purchase:{key}")
+}
+
+/// The fingerprint of a support grant (an adjustment or a goodwill grant): `kind` names the
+/// command and its version. Version 1 included the `note`; version 2 leaves it out (see
+/// `fingerprint`), and version 1 is still computed to recognise retries of older grants.
+fn grant_fingerprint(
+    kind: &str,
+    id: impl AsRef<str>,
+    points: Points,
+    reason_code: impl AsRef<str>,
+    note: Option<&str>,
+    operator: impl AsRef<str>,
+    occurred_at: DateTime<Utc>,
+) -> String {
+    let fingerprint = Fingerprint::new(kind)
+        .field(id)
+        .field(points.to_string())
+        .field(reason_code);
+    let fingerprint = match note {
+        Some(note) => fingerprint.field(note),
+        None => fingerprint,
+    };
+    fingerprint
+        .field(operator)
+        .field(occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        .finish()
 }

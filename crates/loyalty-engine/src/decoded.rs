@@ -36,28 +36,23 @@ pub(crate) fn decode(recorded: &RecordedEvent) -> Result<Decoded, EngineError> {
 /// The fields [`crate::EventMetadata`] requires, borrowed where the JSON allows it: the same
 /// documents parse (a foreign writer's metadata that lacks one of them falls back to the event's
 /// business time, as a full parse would), without allocating the strings only to drop them.
+/// Only `recorded_at` is read; the others are parsed so that the same documents are accepted.
 #[derive(Deserialize)]
+#[allow(dead_code, reason = "parsed so that the same documents are accepted")]
 struct RecordedAtOnly<'a> {
     #[serde(borrow)]
-    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
     client_id: Cow<'a, str>,
     #[serde(borrow)]
-    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
     command: Cow<'a, str>,
     #[serde(borrow)]
-    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
     correlation_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
     causation_id: Option<Cow<'a, str>>,
-    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
     occurred_at: DateTime<Utc>,
     recorded_at: DateTime<Utc>,
     #[serde(borrow)]
-    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
     rules_version: Cow<'a, str>,
     #[serde(borrow)]
-    #[allow(dead_code, reason = "parsed so that the same documents are accepted")]
     actor: Option<Cow<'a, str>>,
 }
 

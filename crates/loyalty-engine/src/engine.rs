@@ -198,15 +198,7 @@ impl Engine {
             engine.inner.shutdown.subscribe(),
         );
         engine.track(projection);
-        // A read-only engine reads the snapshot but never writes one: the directory is the
-        // server's, which may be writing it at the same moment.
-        if let Some(dir) = engine
-            .inner
-            .options
-            .snapshot_dir
-            .clone()
-            .filter(|_| !engine.inner.options.read_only)
-        {
+        if let Some(dir) = engine.snapshot_dir_to_write() {
             let task = engine.spawn_snapshots(dir);
             engine.track(task);
         }
@@ -322,15 +314,7 @@ impl Engine {
             let _ = task.await;
         }
         // The projection has stopped: a last snapshot, so the next start replays nothing.
-        if let Some(dir) = self
-            .inner
-            .options
-            .snapshot_dir
-            .clone()
-            .filter(|_| !self.inner.options.read_only)
-        {
-            self.write_snapshot(&dir).await;
-        }
+        self.snapshot_read_models().await;
     }
 
     async fn restore_snapshot(&self, dir: &std::path::Path) {
@@ -363,15 +347,17 @@ impl Engine {
     /// Writes a snapshot of the read models now, when the engine keeps them (for operators and
     /// tests; snapshots are otherwise taken every `snapshot_every_events` and at shutdown).
     pub async fn snapshot_read_models(&self) {
-        if let Some(dir) = self
-            .inner
-            .options
-            .snapshot_dir
-            .clone()
-            .filter(|_| !self.inner.options.read_only)
-        {
+        if let Some(dir) = self.snapshot_dir_to_write() {
             self.write_snapshot(&dir).await;
         }
+    }
+
+    /// Where this engine writes the read models' snapshots. A read-only engine reads the
+    /// snapshot but never writes one: the directory is the server's, which may be writing it
+    /// at the same moment.
+    fn snapshot_dir_to_write(&self) -> Option<std::path::PathBuf> {
+        let options = &self.inner.options;
+        options.snapshot_dir.clone().filter(|_| !options.read_only)
     }
 
     /// Writes a snapshot of the read models now (off the async threads); failures are logged,
