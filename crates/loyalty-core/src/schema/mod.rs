@@ -12,7 +12,7 @@
 //! [`is_newer`] tells apart from a foreign event's version 0): the engine turns it into a
 //! clear "upgrade" error. Every type at every version has a golden file under
 //! `tests/golden/<Type>/v<N>.json`, written once and decoded by every later build
-//! (`tests/schema.rs`).
+//! (`tests/core/schema.rs`).
 //!
 //! Adding an optional field: add it to the DTO with `#[serde(default)]`; old documents decode
 //! with the default and no new version is needed (that is how `activity_deadline` and a
