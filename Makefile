@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint fmt unit contract bench bench-quick clean
+.PHONY: run test lint fmt unit contract bench bench-quick clean dashboard-vendor
 
 # The server on the embedded SQLite store (data/loyalty.sqlite) with the demo program and keys.
 run:
@@ -17,8 +17,17 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The dashboard's browser test (tests/dashboard.rs) runs in Debian's headless Chromium:
+# browser.sh installs chromium and chromium-driver when missing, and the variable tells the
+# test where chromedriver is (without it, the test says it is skipped).
 unit:
-	$(CARGO) test --workspace
+	bash tests/dashboard/browser.sh
+	LOYALTY_TEST_CHROMEDRIVER=/usr/bin/chromedriver $(CARGO) test --workspace
+
+# The dashboard's vendored Chart.js against the package its lockfile pins (npm ci, then cmp);
+# needs npm and the registry, so not part of `make test`.
+dashboard-vendor:
+	bash tests/dashboard/check-vendor.sh
 
 # schemathesis (pinned, installed from PyPI into target/contract-venv) against a server started
 # on a fresh store, with every check, as each role's key and as a member token: zero failures.

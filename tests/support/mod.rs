@@ -20,6 +20,8 @@ pub const APP: &str = "demo-app-key";
 pub const SUPPORT: &str = "demo-support-key";
 pub const AUDITOR: &str = "demo-auditor-key";
 pub const ADMIN: &str = "demo-admin-key";
+pub const ANALYST: &str = "demo-analyst-key";
+pub const ISSUER: &str = "demo-issuer-key";
 
 /// The store the demo terminal key is bound to.
 pub const STORE: &str = "paris-marais";
@@ -96,6 +98,23 @@ impl TestServer {
         let settings = Settings::from_figment(figment).expect("test settings are valid");
         let clock = Arc::new(ManualClock::new(day_one()));
         Self::start_with(settings, clock, dir).await
+    }
+
+    /// Like [`TestServer::start`], with the clock set to `now`: a browser test uses the
+    /// machine's own time, so that what the page sends (`occurred_at`) and what it reads
+    /// agree with the server's clock.
+    pub async fn start_at(now: DateTime<Utc>) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let figment = Figment::new()
+            .merge(Toml::file(repo_root().join("config/loyalty.toml")))
+            .merge(("program", repo_root().join("config/program.toml")))
+            .merge(("server.listen", "127.0.0.1:0"))
+            .merge(("store.kind", "sqlite"))
+            .merge(("store.path", dir.path().join("loyalty.sqlite")))
+            .merge(("snapshots.dir", dir.path().join("snapshots")))
+            .merge(("scheduler.interval_secs", 0));
+        let settings = Settings::from_figment(figment).expect("test settings are valid");
+        Self::start_with(settings, Arc::new(ManualClock::new(now)), dir).await
     }
 
     async fn start_with(settings: Settings, clock: Arc<ManualClock>, dir: TempDir) -> TestServer {

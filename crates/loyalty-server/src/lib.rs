@@ -5,10 +5,12 @@
 //! - [`metrics_router`] serves `/metrics` alone, without a key, for `server.metrics_listen`;
 //! - [`serve`] runs it on a listener until a shutdown signal, lets in-flight requests finish,
 //!   then shuts the engine down so that nothing acknowledged is lost;
-//! - [`ApiSettings`] is its typed configuration (read by the binary with the process's own).
+//! - [`ApiSettings`] is its typed configuration (read by the binary with the process's own);
+//! - [`dashboard`] serves the web dashboard at `/dashboard`, outside `/v1` and its document.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod dashboard;
 pub mod dto;
 pub mod error;
 pub mod import;

@@ -10,6 +10,7 @@ mod programs;
 mod quote;
 mod support;
 mod terminal;
+mod tiers;
 mod tokens;
 mod webhooks;
 
@@ -34,9 +35,11 @@ use crate::state::AppState;
 /// Header set on the answer to a replayed command.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-/// Every route, without their documentation.
+/// Every route, without their documentation, and the dashboard's page and assets beside them
+/// (public files, not JSON operations: the document does not list them, so they are merged
+/// here rather than registered in [`api`]).
 pub fn routes() -> axum::Router<AppState> {
-    api().split_for_parts().0
+    api().split_for_parts().0.merge(crate::dashboard::router())
 }
 
 /// Every route, each registered with its OpenAPI operation (`#[utoipa::path]` on the handler):
@@ -76,6 +79,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(analytics::backtest))
         .routes(routes!(analytics::at_risk))
         .routes(routes!(analytics::member_value))
+        .routes(routes!(tiers::tiers))
         .routes(routes!(ops::import))
         .routes(routes!(ops::run_scheduler))
         .routes(routes!(ops::openapi))

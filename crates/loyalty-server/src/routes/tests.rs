@@ -791,6 +791,9 @@ mod privacy;
 /// The liability now (from the read models) and as of a past instant (replayed).
 mod liability;
 
+/// The tier distribution and the months members reached their tier in.
+mod tiers;
+
 #[tokio::test]
 async fn readiness_names_the_event_of_a_newer_release_the_read_models_stopped_at() {
     // Given a log holding an event a newer release wrote (a schema version this build does

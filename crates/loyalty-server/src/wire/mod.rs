@@ -16,8 +16,9 @@
 //!
 //! One file per area: [`outcome`] (the answer to a command), [`members`] (profile, history,
 //! rewards), [`audit`] (the log, as-of replays, liability, totals), [`analytics`] (retention,
-//! cohorts, concentration, RFM, the purchase models), [`ops`] (health, readiness, the
-//! scheduler, imports) and [`webhooks`] (endpoints, delivery status and log, event types).
+//! cohorts, concentration, RFM, the purchase models), [`tiers`] (the tier distribution),
+//! [`ops`] (health, readiness, the scheduler, imports) and [`webhooks`] (endpoints, delivery
+//! status and log, event types).
 
 pub mod analytics;
 pub mod audit;
@@ -27,8 +28,10 @@ pub mod outcome;
 pub mod privacy;
 pub mod programs;
 mod quote;
+pub mod tiers;
 pub mod webhooks;
 pub use quote::PurchaseQuote;
+pub use tiers::{TierCount, TierMonth, TierReport};
 
 pub use analytics::{
     AtRiskMember, AtRiskReport, BacktestBin, BacktestReport, BgNbdFit, CohortReport, CohortRow,
