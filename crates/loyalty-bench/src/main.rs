@@ -87,8 +87,10 @@ enum Part {
     Replay,
     History,
     Plateau,
-    /// The retention analytics over simulated members, and the historical import's rate.
+    /// The retention analytics over simulated members.
     Analytics,
+    /// The historical import's rate into SQLite.
+    Import,
     /// Ingest and replay on PostgreSQL; skipped unless `LOYALTY_BENCH_POSTGRES_URL` (or CI's
     /// `LOYALTY_TEST_POSTGRES_URL`) names a server.
     Postgres,
@@ -237,6 +239,8 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs(Part::Analytics) {
         analytics::figures(&mut report, sizes.analytics_members)?;
+    }
+    if runs(Part::Import) {
         analytics::import_figures(&mut report, work.path(), sizes.import_members).await?;
     }
     if runs(Part::Webhooks) {

@@ -56,8 +56,13 @@ pub(crate) fn encode(
         Some(event),
         "an event does not decode to itself"
     );
-    let metadata = serde_json::to_vec(metadata)
+    // Sized for a typical metadata document (ids, actor, the two times, rules version), so
+    // that it is written without growing the buffer several times.
+    let mut encoded_metadata = Vec::with_capacity(384);
+    serde_json::to_writer(&mut encoded_metadata, metadata)
         .map_err(|e| EngineError::Corrupt(format!("metadata not serialisable: {e}")))?;
+    encoded_metadata.shrink_to_fit();
+    let metadata = encoded_metadata;
     Ok(EventData {
         id: ids.event_id(),
         event_type: stored.event_type.to_owned(),

@@ -17,15 +17,15 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use loyalty_core::{
     Command, ImportedAward, MemberId, PurchaseKey, ServerTime, TimeWindow, decide_imported, evolve,
 };
-use loyalty_store::{EventData, ExpectedRevision, StreamAppend};
+use loyalty_store::{EventData, EventStore, ExpectedRevision, StreamAppend};
 use serde::Serialize;
 
 use crate::codec::{self, member_stream};
-use crate::engine::Engine;
+use crate::engine::{CachedMember, Engine};
 use crate::error::EngineError;
 use crate::metadata::{CommandContext, EventMetadata};
 use crate::reservation;
@@ -36,8 +36,11 @@ pub const MAX_IMPORT_ROWS: usize = 2_000_000;
 const MAX_ERRORS_LISTED: usize = 1000;
 /// How far back an import may date its history.
 const IMPORT_WINDOW: TimeDelta = TimeDelta::days(365 * 100);
-/// Members decided, and groups appended, at once.
+/// Members read, and groups appended, at once.
 const CONCURRENCY: usize = 16;
+/// Members decided by one blocking task: enough to make the hop to its thread negligible, few
+/// enough that every core gets chunks and the progress bar moves.
+const DECIDE_CHUNK: usize = 512;
 /// Streams looked up in one batch.
 const EXISTS_CHUNK: usize = 4096;
 
@@ -153,10 +156,10 @@ impl Engine {
         // Which members exist already: one batched lookup instead of a read per member (most
         // of an import's members are new).
         let names: Vec<String> = order.iter().map(member_stream).collect();
-        let existing = self.existing(&names).await?;
-        let existing: std::collections::HashSet<&MemberId> = order
+        let existing_members = existing(self.inner.store.as_ref(), &names).await?;
+        let existing_members: std::collections::HashSet<&MemberId> = order
             .iter()
-            .zip(existing)
+            .zip(existing_members)
             .filter_map(|(m, exists)| exists.then_some(m))
             .collect();
         let now = self.inner.clock.now();
@@ -165,59 +168,120 @@ impl Engine {
             .with_actor("import")
             .with_correlation_id(format!("import:{batch_id}"));
 
-        // Phase 1: decide every row.
+        // Which of the batch's sales are reserved in the store already (scoped, or from before
+        // stores scoped ids): looked up by a task of its own while the rows are decided, since
+        // the sales are known from the rows alone. Only those the decisions keep are read
+        // afterwards. (Whether a sale is free is settled by the append, which expects each
+        // reservation stream not to exist: the lookup only finds refusals early.)
+        let batch_sales: Vec<PurchaseKey> = {
+            let mut seen = std::collections::HashSet::new();
+            work_sales(&order, &by_member)
+                .filter(|sale| seen.insert(sale.clone()))
+                .collect()
+        };
+        let lookup = {
+            let store = self.inner.store.clone();
+            tokio::spawn(async move {
+                let scoped: Vec<String> = batch_sales.iter().map(codec::txn_stream).collect();
+                let legacy: Vec<String> = batch_sales
+                    .iter()
+                    .map(|s| codec::legacy_txn_stream(&s.transaction_id))
+                    .collect();
+                let scoped = existing(store.as_ref(), &scoped).await?;
+                let legacy = existing(store.as_ref(), &legacy).await?;
+                Ok::<_, EngineError>(
+                    batch_sales
+                        .into_iter()
+                        .zip(scoped.into_iter().zip(legacy))
+                        .filter_map(|(sale, (a, b))| (a || b).then_some(sale))
+                        .collect::<std::collections::HashSet<PurchaseKey>>(),
+                )
+            })
+        };
+
+        // Phase 1: decide every row. Existing members' streams are read concurrently; the
+        // decisions themselves are pure, and run on blocking threads, a chunk of members each,
+        // as many chunks at once as there are cores. Chunks come back in order, so the checks
+        // across members below see the rows in file order.
         let done = std::sync::atomic::AtomicU64::new(0);
         let progress = &progress;
         let done = &done;
         let mut decided = Vec::with_capacity(order.len());
         let mut sales: HashMap<PurchaseKey, (MemberId, u64)> = HashMap::new();
-        let work: Vec<(MemberId, bool, Vec<ImportRow>)> = order
+        let mut work: Vec<(MemberId, bool, Vec<ImportRow>)> = order
             .iter()
             .map(|m| {
                 let rows = by_member.remove(m).unwrap_or_default();
-                (m.clone(), existing.contains(m), rows)
+                (m.clone(), existing_members.contains(m), rows)
             })
             .collect();
-        drop(existing);
-        let mut results = futures::stream::iter(work)
-            .map(|(member, exists, rows)| {
+        drop(existing_members);
+        let mut chunks = Vec::with_capacity(work.len().div_ceil(DECIDE_CHUNK));
+        while !work.is_empty() {
+            let rest = work.split_off(work.len().min(DECIDE_CHUNK));
+            chunks.push(std::mem::replace(&mut work, rest));
+        }
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut results = futures::stream::iter(chunks)
+            .map(|chunk| {
                 let context = context.clone();
                 async move {
-                    let count = rows.len() as u64;
-                    let result = self
-                        .decide_member(&member, exists, rows, now, &context)
-                        .await;
+                    let count: u64 = chunk.iter().map(|(_, _, rows)| rows.len() as u64).sum();
+                    let loaded: Vec<(MemberId, CachedMember, Vec<ImportRow>)> =
+                        futures::stream::iter(chunk)
+                            .map(|(member, exists, rows)| async move {
+                                let loaded = if exists {
+                                    self.load_full(&member).await?
+                                } else {
+                                    CachedMember::default()
+                                };
+                                Ok::<_, EngineError>((member, loaded, rows))
+                            })
+                            .buffered(CONCURRENCY)
+                            .try_collect()
+                            .await?;
+                    let engine = self.clone();
+                    let decided = blocking(move || {
+                        loaded
+                            .into_iter()
+                            .map(|(member, loaded, rows)| {
+                                engine.decide_member(&member, loaded, rows, now, &context)
+                            })
+                            .collect::<Result<Vec<_>, EngineError>>()
+                    })
+                    .await?;
                     progress(
                         ImportPhase::Deciding,
                         done.fetch_add(count, std::sync::atomic::Ordering::Relaxed) + count,
                     );
-                    result
+                    Ok::<_, EngineError>(decided)
                 }
             })
-            .buffered(CONCURRENCY);
-        while let Some(result) = results.next().await {
-            let (member, member_decided, member_sales, errors) = result?;
-            for (line, sale) in member_sales {
-                match sales.get(&sale) {
-                    Some((owner, first)) if owner != &member => {
-                        report.refuse(ImportRowError {
-                            line,
-                            member_id: member.to_string(),
-                            reason: format!(
-                                "transaction {} of store {} is also member {owner}'s (line {first})",
-                                sale.transaction_id, sale.store
-                            ),
-                        });
-                    }
-                    _ => {
-                        sales.insert(sale, (member.clone(), line));
+            .buffered(threads);
+        while let Some(chunk) = results.next().await {
+            for (member, member_decided, member_sales, errors) in chunk? {
+                for (line, sale) in member_sales {
+                    match sales.get(&sale) {
+                        Some((owner, first)) if owner != &member => {
+                            report.refuse(ImportRowError {
+                                line,
+                                member_id: member.to_string(),
+                                reason: format!(
+                                    "transaction {} of store {} is also member {owner}'s (line {first})",
+                                    sale.transaction_id, sale.store
+                                ),
+                            });
+                        }
+                        _ => {
+                            sales.insert(sale, (member.clone(), line));
+                        }
                     }
                 }
+                for e in errors {
+                    report.refuse(e);
+                }
+                decided.extend(member_decided);
             }
-            for e in errors {
-                report.refuse(e);
-            }
-            decided.extend(member_decided);
         }
         drop(results);
         tracing::debug!(
@@ -226,23 +290,18 @@ impl Engine {
             millis = started.elapsed().as_millis() as u64,
             "import: rows decided"
         );
+        let reserved_in_store = match lookup.await {
+            Ok(found) => found?,
+            Err(e) => return Err(join_error(e)),
+        };
         if !report.applied() {
             return Ok(report);
         }
-        // Sales already reserved in the store for another member: which reservation streams
-        // exist (scoped, or from before stores scoped ids) in one batched lookup, then only
-        // those are read.
-        let sales: Vec<(PurchaseKey, (MemberId, u64))> = sales.into_iter().collect();
-        let scoped: Vec<String> = sales.iter().map(|(s, _)| codec::txn_stream(s)).collect();
-        let legacy: Vec<String> = sales
-            .iter()
-            .map(|(s, _)| codec::legacy_txn_stream(&s.transaction_id))
-            .collect();
-        let (scoped, legacy) = (self.existing(&scoped).await?, self.existing(&legacy).await?);
+        // Sales already reserved in the store for another member: only the reservations the
+        // lookup found are read.
         let reserved = sales
             .into_iter()
-            .zip(scoped.into_iter().zip(legacy))
-            .filter_map(|(sale, (a, b))| (a || b).then_some(sale));
+            .filter(|(sale, _)| reserved_in_store.contains(sale));
         let store = self.inner.store.clone();
         let mut owners = futures::stream::iter(reserved)
             .map(|(sale, (member, line))| {
@@ -320,35 +379,16 @@ impl Engine {
         Ok(report)
     }
 
-    /// Whether each stream exists, asked in chunks of [`EXISTS_CHUNK`].
-    async fn existing(&self, streams: &[String]) -> Result<Vec<bool>, EngineError> {
-        let mut out = Vec::with_capacity(streams.len());
-        for chunk in streams.chunks(EXISTS_CHUNK) {
-            let revisions = self.inner.store.stream_revisions(chunk).await?;
-            out.extend(
-                revisions
-                    .into_iter()
-                    .map(|r| r != loyalty_store::CurrentRevision::NoStream),
-            );
-        }
-        Ok(out)
-    }
-
-    /// Decides one member's rows in order, on the stream as it is (`exists`: read it first);
-    /// what to append comes back only if no row was refused.
-    async fn decide_member(
+    /// Decides one member's rows in order, on its stream as `loaded` (empty for a new member);
+    /// what to append comes back only if no row was refused. Pure: no IO.
+    fn decide_member(
         &self,
         member: &MemberId,
-        exists: bool,
+        mut loaded: CachedMember,
         rows: Vec<ImportRow>,
         now: DateTime<Utc>,
         context: &CommandContext,
     ) -> Result<MemberDecisions, EngineError> {
-        let mut loaded = if exists {
-            self.load_full(member).await?
-        } else {
-            crate::engine::CachedMember::default()
-        };
         let expected = match loaded.revision {
             None => ExpectedRevision::NoStream,
             Some(r) => ExpectedRevision::Exact(r),
@@ -495,5 +535,54 @@ impl Engine {
             groups.push(current);
         }
         (groups, oversized)
+    }
+}
+
+/// Whether each stream exists, asked in chunks of [`EXISTS_CHUNK`].
+async fn existing(store: &dyn EventStore, streams: &[String]) -> Result<Vec<bool>, EngineError> {
+    let mut out = Vec::with_capacity(streams.len());
+    for chunk in streams.chunks(EXISTS_CHUNK) {
+        let revisions = store.stream_revisions(chunk).await?;
+        out.extend(
+            revisions
+                .into_iter()
+                .map(|r| r != loyalty_store::CurrentRevision::NoStream),
+        );
+    }
+    Ok(out)
+}
+
+/// The sales the rows record, in file order (duplicates included).
+fn work_sales<'a>(
+    order: &'a [MemberId],
+    by_member: &'a HashMap<MemberId, Vec<ImportRow>>,
+) -> impl Iterator<Item = PurchaseKey> + 'a {
+    order
+        .iter()
+        .filter_map(|m| by_member.get(m))
+        .flatten()
+        .filter_map(|row| match &row.command {
+            Command::RecordPurchase(p) => Some(p.key()),
+            _ => None,
+        })
+}
+
+/// Runs `f` on a blocking thread; a panic there is resumed here, where it would have
+/// surfaced had `f` run inline.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(join_error(e)),
+    }
+}
+
+/// A task that did not finish: its panic goes on here; a cancelled task means the runtime is
+/// shutting down.
+fn join_error(e: tokio::task::JoinError) -> EngineError {
+    match e.try_into_panic() {
+        Ok(panic) => std::panic::resume_unwind(panic),
+        Err(_) => EngineError::ShutDown,
     }
 }

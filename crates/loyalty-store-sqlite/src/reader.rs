@@ -228,12 +228,21 @@ pub(crate) fn head_position(conn: &Connection) -> Result<Position, StoreError> {
     Ok(Position::new(max, max))
 }
 
+/// Whether any stream was ever truncated (the table of kept revisions holds a row).
+pub(crate) fn any_truncations(conn: &Connection) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM truncated_streams)")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(backend)
+}
+
 /// The stream's last revision up to the `durable` position: its last event's, or the one
-/// kept when a truncation deleted all its events.
+/// kept when a truncation deleted all its events (looked for only if `truncations`: false
+/// when [`any_truncations`] said so in the same transaction).
 pub(crate) fn stream_revision(
     conn: &Connection,
     stream: &str,
     durable: Position,
+    truncations: bool,
 ) -> Result<CurrentRevision, StoreError> {
     let durable = to_sql_int(durable.commit)?;
     let stored: Option<i64> = conn
@@ -248,6 +257,7 @@ pub(crate) fn stream_revision(
         .map_err(backend)?;
     let last = match stored {
         Some(r) => Some(r),
+        None if !truncations => None,
         None => conn
             .prepare_cached(
                 "SELECT last_revision FROM truncated_streams

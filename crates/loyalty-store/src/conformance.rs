@@ -1102,6 +1102,20 @@ pub async fn truncate_before_past_the_end_empties_the_stream_but_keeps_its_revis
         CurrentRevision::Current(2),
         "a stream truncated past its end still exists"
     );
+    // Asked with others, a missing one among them, it exists all the same.
+    let missing = format!("{p}snapshot-none");
+    assert_eq!(
+        store
+            .stream_revisions(&[missing.clone(), stream.clone(), missing])
+            .await
+            .unwrap(),
+        vec![
+            CurrentRevision::NoStream,
+            CurrentRevision::Current(2),
+            CurrentRevision::NoStream
+        ],
+        "a stream truncated past its end, asked with others"
+    );
     let err = store
         .append(&stream, ExpectedRevision::NoStream, events(1))
         .await

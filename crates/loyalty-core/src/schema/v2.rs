@@ -85,7 +85,10 @@ struct GoodwillGrantedV2 {
 
 fn to_json<T: Serialize>(dto: &T) -> Vec<u8> {
     // As in v1: strings, integers and options only, so serializing cannot fail.
-    serde_json::to_vec(dto).expect("v2 DTOs always serialize to JSON")
+    let mut out = Vec::with_capacity(super::v1::TYPICAL_DOCUMENT_BYTES);
+    serde_json::to_writer(&mut out, dto).expect("v2 DTOs always serialize to JSON");
+    out.shrink_to_fit();
+    out
 }
 
 /// The document of a `PointsAdjusted` or a `GoodwillGranted` (the types at version 2).
