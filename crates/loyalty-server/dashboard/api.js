@@ -139,54 +139,42 @@ export async function capabilities(value) {
 export const locale = { currency: null, timeZone: 'UTC', fromProgram: false, note: '' };
 
 /**
- * The currency: the served OpenAPI document (public) states it as the only value of
- * `Currency`. The timezone: the program's text, which auditors may read; others fall back to
- * UTC, and the page says so.
+ * The currency and the timezone: the served OpenAPI document (public, so for every role)
+ * states them in its `info` as `x-loyalty-program`. A server without it: UTC, no currency
+ * sign, and the page says so.
  */
-export async function loadLocale(caps) {
+export async function loadLocale() {
   locale.currency = null;
   locale.timeZone = 'UTC';
   locale.fromProgram = false;
   try {
     const doc = await get('/v1/openapi.json');
-    const values = doc.components.schemas.Currency.enum;
-    if (Array.isArray(values) && values.length === 1) locale.currency = values[0];
-  } catch {
-    locale.currency = null;
-  }
-  if (caps.audit) {
-    try {
-      const history = await get('/v1/audit/programs');
-      const latest = history.versions[history.versions.length - 1];
-      if (latest) {
-        const program = await get(`/v1/audit/programs/${encodeURIComponent(latest.version)}`);
-        const section = programSection(program.text);
-        const tz = /^timezone\s*=\s*"([^"]+)"/m.exec(section);
-        const currency = /^currency\s*=\s*"([A-Z]{3})"/m.exec(section);
-        if (tz) {
-          locale.timeZone = tz[1];
-          locale.fromProgram = true;
-        }
-        if (currency) locale.currency = currency[1];
-      }
-    } catch {
-      locale.fromProgram = false;
+    const program = doc.info['x-loyalty-program'] || {};
+    if (typeof program.currency === 'string' && /^[A-Z]{3}$/.test(program.currency)) {
+      locale.currency = program.currency;
     }
+    if (typeof program.timezone === 'string' && validTimeZone(program.timezone)) {
+      locale.timeZone = program.timezone;
+      locale.fromProgram = true;
+    }
+  } catch {
+    locale.fromProgram = false;
   }
   const parts = [];
-  if (!locale.fromProgram) parts.push('times are shown in UTC (this credential cannot read the program\'s timezone)');
+  if (!locale.fromProgram) parts.push('times are shown in UTC (the program\'s timezone could not be read)');
   if (!locale.currency) parts.push('amounts are shown without a currency sign (the currency could not be read)');
   locale.note = parts.length ? `Note: ${parts.join('; ')}.` : '';
   rebuildFormats();
 }
 
-/** The `[program]` table of the program's normalised TOML text. */
-function programSection(text) {
-  const start = text.search(/^\[program\]\s*$/m);
-  if (start < 0) return '';
-  const rest = text.slice(start + 1);
-  const end = rest.search(/^\[/m);
-  return end < 0 ? rest : rest.slice(0, end);
+/** Whether the browser knows `zone` as an IANA timezone (it throws a RangeError if not). */
+function validTimeZone(zone) {
+  try {
+    new Intl.DateTimeFormat(undefined, { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 let formats = {};

@@ -59,7 +59,7 @@ async function signIn(value) {
   }
   storeCredential(value);
   views.resetCache();
-  await loadLocale(caps);
+  await loadLocale();
   $('main').removeAttribute('aria-busy');
   $('sign-in').hidden = true;
   $('sign-out').hidden = false;

@@ -437,8 +437,24 @@ pub fn document(state: &AppState) -> OpenApi {
             limit.maximum = Some(limits.log_page_max.into());
         }
     }
+    // How the program writes money and dates, for clients that show them as the program does
+    // (the dashboard, whatever the caller's role): public, like the currency above.
+    api.info
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert(
+            PROGRAM_EXTENSION.to_owned(),
+            serde_json::json!({
+                "currency": program.program.currency.as_str(),
+                "minor_units": minor_units,
+                "timezone": program.timezone().name(),
+            }),
+        );
     api
 }
+
+/// The `info` extension that states the program's currency, minor units and IANA timezone.
+pub const PROGRAM_EXTENSION: &str = "x-loyalty-program";
 
 /// The `[webhooks]` limits on what an endpoint may name, and the rule that a change names
 /// something.

@@ -694,6 +694,20 @@ async fn every_documented_operation_is_routed() {
     }
 }
 
+/// The document states, without a key, how the program writes money and dates (the dashboard
+/// formats with them for every role): the program's own currency, minor units and timezone.
+#[tokio::test]
+async fn the_document_states_the_programs_currency_and_timezone() {
+    let h = harness().await;
+    let doc = h.send(Method::GET, "/v1/openapi.json", None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    // The demo program (config/program.toml): euros in cents, in Paris.
+    assert_eq!(
+        doc.body["info"][crate::openapi::PROGRAM_EXTENSION],
+        serde_json::json!({"currency": "EUR", "minor_units": 2, "timezone": "Europe/Paris"})
+    );
+}
+
 /// The roles each operation's security requirement lists are the roles its handler lets in:
 /// every documented operation is called with every role's key, and answers 403 exactly when
 /// the document leaves the role out (admin always passes).
