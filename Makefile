@@ -18,7 +18,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The dashboard's browser test (tests/dashboard.rs) runs in Debian's headless Chromium:
-# browser.sh installs chromium and chromium-driver when missing, and the variable tells the
+# browser.sh installs chromium and chromium-driver when missing (and the accessibility checker
+# axe-core, with npm ci), and the variable tells the
 # test where chromedriver is (without it, the test says it is skipped).
 unit:
 	bash tests/dashboard/browser.sh

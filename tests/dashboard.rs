@@ -177,11 +177,59 @@ async fn wait_ready(client: &Client, view: &str) {
         .unwrap_or_else(|e| panic!("the view {view} did not render: {e}"));
 }
 
+/// Audits the view on screen for accessibility, then saves a screenshot of it.
 async fn screenshot(client: &Client, name: &str) {
+    accessible(client, name).await;
     let png = client.screenshot().await.expect("a screenshot");
     let dir = screenshots_dir();
     std::fs::create_dir_all(&dir).expect("the screenshots' directory");
     std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is written");
+}
+
+/// axe-core (Deque's accessibility engine, pinned by tests/dashboard/package-lock.json and
+/// installed by tests/dashboard/browser.sh), as a script to run in the page.
+fn axe_source() -> &'static str {
+    static AXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/dashboard/node_modules/axe-core/axe.min.js");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (bash tests/dashboard/browser.sh installs it)",
+                path.display()
+            )
+        })
+    })
+}
+
+/// The page as shown passes axe-core's WCAG 2.1 A and AA rules (labels, names, contrast,
+/// landmarks, ARIA): no violation at all. WebDriver's scripts are not subject to the page's
+/// Content-Security-Policy, so the checker is injected without loosening it.
+async fn accessible(client: &Client, name: &str) {
+    let loaded = js(client, "return typeof window.axe === 'object'").await;
+    if loaded != true {
+        client
+            .execute(&format!("{}\nreturn null;", axe_source()), vec![])
+            .await
+            .expect("axe-core loads in the page");
+    }
+    let violations = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag',
+                 values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+               .then(r => done(r.violations.map(v => `${v.id} (${v.impact}): ${v.help}: `
+                   + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done([`axe failed: ${e}`]));",
+            vec![],
+        )
+        .await
+        .expect("axe-core runs");
+    assert_eq!(
+        violations,
+        json!([]),
+        "{name}: accessibility violations (axe-core, WCAG 2.1 AA)"
+    );
 }
 
 /// The rows of `selector`, each as the `data-*` of the row and the text and `data-value` of

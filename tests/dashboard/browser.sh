@@ -5,6 +5,13 @@
 # downloaded by a driver crate: the machines reach the package registries only.
 set -euo pipefail
 
+cd "$(dirname "$0")"
+# The accessibility checker the test runs in the page (axe-core, pinned by package-lock.json),
+# from the npm registry into tests/dashboard/node_modules.
+if [[ ! -f node_modules/axe-core/axe.min.js ]]; then
+    npm ci --no-audit --no-fund --loglevel=error
+fi
+
 if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
     exit 0
 fi
