@@ -38,6 +38,8 @@ const MAX_ERRORS_LISTED: usize = 1000;
 const IMPORT_WINDOW: TimeDelta = TimeDelta::days(365 * 100);
 /// Members read, and groups appended, at once.
 const CONCURRENCY: usize = 16;
+/// Chunks decided at once (at most one per core).
+const MAX_DECIDING_CHUNKS: usize = 4;
 /// Members decided by one blocking task: enough to make the hop to its thread negligible, few
 /// enough that every core gets chunks and the progress bar moves.
 const DECIDE_CHUNK: usize = 512;
@@ -179,9 +181,11 @@ impl Engine {
                 .filter(|sale| seen.insert(sale.clone()))
                 .collect()
         };
-        let lookup = {
+        let mut lookup = {
             let store = self.inner.store.clone();
-            tokio::spawn(async move {
+            // Aborted when dropped: an import that returns early (a refusal, an error) or is
+            // itself dropped (a client gone) leaves no lookup running behind it.
+            AbortOnDrop(tokio::spawn(async move {
                 let scoped: Vec<String> = batch_sales.iter().map(codec::txn_stream).collect();
                 let legacy: Vec<String> = batch_sales
                     .iter()
@@ -196,7 +200,7 @@ impl Engine {
                         .filter_map(|(sale, (a, b))| (a || b).then_some(sale))
                         .collect::<std::collections::HashSet<PurchaseKey>>(),
                 )
-            })
+            }))
         };
 
         // Phase 1: decide every row. Existing members' streams are read concurrently; the
@@ -221,7 +225,11 @@ impl Engine {
             let rest = work.split_off(work.len().min(DECIDE_CHUNK));
             chunks.push(std::mem::replace(&mut work, rest));
         }
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        // Each chunk in flight holds its members' loaded histories: at most a few at once,
+        // whatever the core count.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(MAX_DECIDING_CHUNKS);
         let mut results = futures::stream::iter(chunks)
             .map(|chunk| {
                 let context = context.clone();
@@ -290,13 +298,14 @@ impl Engine {
             millis = started.elapsed().as_millis() as u64,
             "import: rows decided"
         );
-        let reserved_in_store = match lookup.await {
-            Ok(found) => found?,
-            Err(e) => return Err(join_error(e)),
-        };
+        // Refusals are reported without waiting for the lookup (dropped, it is aborted).
         if !report.applied() {
             return Ok(report);
         }
+        let reserved_in_store = match (&mut lookup.0).await {
+            Ok(found) => found?,
+            Err(e) => return Err(join_error(e)),
+        };
         // Sales already reserved in the store for another member: only the reservations the
         // lookup found are read.
         let reserved = sales
@@ -584,5 +593,14 @@ fn join_error(e: tokio::task::JoinError) -> EngineError {
     match e.try_into_panic() {
         Ok(panic) => std::panic::resume_unwind(panic),
         Err(_) => EngineError::ShutDown,
+    }
+}
+
+/// A spawned task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
