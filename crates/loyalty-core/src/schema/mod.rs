@@ -31,7 +31,7 @@
 //!    type. Steps are never edited once released.
 //! 3. In `decode_newest`, send `("GoodwillGranted", 2)` to `v2::decode`; raise
 //!    [`CURRENT_SCHEMA_VERSION`] to the highest version of any type (a test checks it).
-//! 4. Run `UPDATE_GOLDEN=1 cargo test -p loyalty-core --test schema`: it writes the missing
+//! 4. Run `UPDATE_GOLDEN=1 cargo test -p loyalty-core --test core schema::`: it writes the missing
 //!    `tests/golden/GoodwillGranted/v2.json` and leaves `v1.json` as it is, which must still
 //!    decode (now through the step) into the expected event.
 //! 5. Deploy readers first, then writers (ARCHITECTURE.md, "Schema evolution"): the first

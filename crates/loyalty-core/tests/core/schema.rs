@@ -1,7 +1,7 @@
 //! The stored schema: every event round-trips, and documents written by every version stay
 //! readable. The golden files under `tests/golden/<Type>/v<N>.json` are the stored documents of
 //! every event type at every schema version it has, written once (`UPDATE_GOLDEN=1 cargo test
-//! -p loyalty-core --test schema` writes the missing ones and never rewrites a file) and read
+//! -p loyalty-core --test core schema::` writes the missing ones and never rewrites a file) and read
 //! by every later build.
 
 use crate::support;
@@ -321,7 +321,7 @@ fn every_event_type_has_a_golden_file_at_every_schema_version_it_has() {
     }
     assert!(
         missing.is_empty(),
-        "no golden file for {missing:?}: run UPDATE_GOLDEN=1 cargo test -p loyalty-core --test schema"
+        "no golden file for {missing:?}: run UPDATE_GOLDEN=1 cargo test -p loyalty-core --test core schema::"
     );
     for (event_type, version, name, _) in &files {
         assert!(

@@ -2,7 +2,7 @@
 //! `tests/golden/<Type>/v1.json`, one per event type, read by every later build.
 //!
 //! The seven an admin's requests produce were written once through the public API
-//! (`UPDATE_GOLDEN=1 cargo test -p loyalty-webhooks --test golden` writes a missing one, never
+//! (`UPDATE_GOLDEN=1 cargo test -p loyalty-webhooks --test webhooks golden::` writes a missing one, never
 //! rewrites a file). The four the dispatcher produces (a redelivery requested and done, an
 //! endpoint failing and recovered) need deliveries to happen, so they were written by hand
 //! from the DTOs of `registry.rs`.
@@ -257,7 +257,7 @@ async fn every_registry_event_type_has_a_golden_file_that_loads_into_the_expecte
         let path = golden(event_type);
         let document = std::fs::read(&path).unwrap_or_else(|e| {
             panic!(
-                "{}: {e}: run UPDATE_GOLDEN=1 cargo test -p loyalty-webhooks --test golden",
+                "{}: {e}: run UPDATE_GOLDEN=1 cargo test -p loyalty-webhooks --test webhooks golden::",
                 path.display()
             )
         });
