@@ -113,10 +113,38 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state)
+        let Json(ObjectOnly(value)) = Json::<ObjectOnly<T>>::from_request(req, state)
             .await
             .map_err(|e: JsonRejection| ApiError::from(e))?;
         Ok(ApiJson(value))
+    }
+}
+
+/// A request body that must be a JSON object. serde's derived structs also take a JSON array
+/// of their fields in order (and, when every field has a default, `[]`): a request shape the
+/// document does not allow, which the contract run caught (`POST /v1/admin/scheduler/run`
+/// with `[]` answered 200). The object is read straight into `T`: no intermediate value.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(Object(std::marker::PhantomData))
+            .map(ObjectOnly)
     }
 }
 

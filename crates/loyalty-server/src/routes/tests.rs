@@ -350,6 +350,37 @@ async fn malformed_json_is_400_and_an_unknown_field_is_422() {
     assert_eq!(answer.content_type, crate::error::PROBLEM_JSON);
 }
 
+/// A body is a JSON object: the positional array serde would also read into a struct (its
+/// fields in order; `[]` when every field has a default) is 422, and nothing is appended.
+#[tokio::test]
+async fn a_body_that_is_an_array_is_422_and_nothing_is_appended() {
+    let h = harness().await;
+    h.enroll("m1").await;
+    let before = h.head().await;
+    for (path, key, body) in [
+        ("/v1/admin/scheduler/run", ADMIN, json!([])),
+        ("/v1/members", APP, json!(["m2", "2026-03-02T10:00:00Z"])),
+        (
+            "/v1/purchases",
+            TERMINAL,
+            json!([purchase("m1", "t1", "store-1", "4.50")]),
+        ),
+    ] {
+        let answer = h.post(path, key, body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {:?}",
+            answer.body
+        );
+        assert_eq!(answer.content_type, crate::error::PROBLEM_JSON, "{path}");
+    }
+    assert_eq!(h.head().await, before);
+    // An object is read as before.
+    let answer = h.post("/v1/admin/scheduler/run", ADMIN, json!({})).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+}
+
 #[tokio::test]
 async fn negative_absurd_and_float_amounts_are_refused_and_nothing_is_appended() {
     let h = harness().await;
