@@ -101,10 +101,13 @@ export async function capabilities(value) {
     if (answer.status === 401 || answer.status === 403) throw new ApiProblem(answer.status, answer.body);
     return { role: 'member', member, readMembers: true, history: true };
   }
+  // Probes that change nothing and compute nothing: the role check comes before the query's,
+  // so a query out of bounds answers 403 to a role that may not, and 422 (before any report is
+  // computed) to one that may.
   const probes = {
     audit: request('/v1/totals', { key: value }),
-    tiers: request('/v1/analytics/tiers?months=1', { key: value }),
-    analytics: request('/v1/analytics/concentration', { key: value }),
+    tiers: request('/v1/analytics/tiers?months=0', { key: value }),
+    analytics: request('/v1/analytics/at-risk?limit=0', { key: value }),
     readMembers: request('/v1/members/~', { key: value }),
     asOf: request('/v1/members/~/as-of', { key: value }),
     goodwill: request('/v1/members/~/goodwill', { method: 'POST', body: {}, key: value }),

@@ -81,7 +81,13 @@ async function signIn(value) {
 
 async function route() {
   if (!caps) return;
-  const hash = decodeURIComponent(location.hash.slice(1));
+  // A hand-typed hash may not be valid percent-encoding: read it as it is then.
+  let hash = location.hash.slice(1);
+  try {
+    hash = decodeURIComponent(hash);
+  } catch {
+    // kept as typed
+  }
   const [id, ...rest] = hash.split('/');
   const available = allowedViews();
   const view = available.find((v) => v.id === id) || available[0];

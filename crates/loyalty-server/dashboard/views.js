@@ -25,6 +25,20 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * A random id for a command's idempotency key. `crypto.randomUUID` exists only in secure
+ * contexts (HTTPS, localhost); a dashboard served over plain HTTP on an internal host gets the
+ * same 122 random bits from `crypto.getRandomValues`, which every context has.
+ */
+function uniqueId() {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40;
+  bytes[8] = (bytes[8] & 0x3f) | 0x80;
+  const hex = [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 /** A table cell showing `text`, with the API's raw value and a test id when given. */
 function td(text, { testid, value, cls, title, ...data } = {}) {
   const attrs = { testid, class: cls, title };
@@ -316,7 +330,8 @@ export async function atRisk(view, caps) {
       ? 'A win-back grants these points as goodwill (POST /v1/members/{id}/goodwill, reason "win-back"), once per click.'
       : 'This credential may not grant goodwill points: the win-back buttons are disabled.')));
   const rows = report.members.map((m) => {
-    const result = h('td', { testid: 'winback-result', role: 'status' });
+    // A live region inside the cell (a role on the <td> itself would take away its cell role).
+    const result = h('span', { testid: 'winback-result', role: 'status' });
     const button = h('button', {
       type: 'button', disabled: !caps.goodwill, testid: 'winback', 'data-member': m.member_id,
       'aria-label': `Win back ${m.member_id}`,
@@ -331,7 +346,7 @@ export async function atRisk(view, caps) {
       result.textContent = 'Granting…';
       try {
         const answer = await post(`/v1/members/${encodeURIComponent(m.member_id)}/goodwill`, {
-          complaint_id: `win-back-${crypto.randomUUID()}`,
+          complaint_id: `win-back-${uniqueId()}`,
           points: n,
           reason_code: 'win-back',
           note: 'Win-back offer from the dashboard\'s at-risk list',
@@ -353,7 +368,7 @@ export async function atRisk(view, caps) {
       td(fmt.decimal(m.p_alive), { testid: 'atrisk-palive', value: m.p_alive, cls: 'num' }),
       td(fmt.money(m.expected_value), { testid: 'atrisk-expected', value: m.expected_value, cls: 'num' }),
       td(fmt.money(m.value_at_risk), { testid: 'atrisk-value', value: m.value_at_risk, cls: 'num' }),
-      h('td', {}, button), result);
+      h('td', {}, button), h('td', {}, result));
   });
   view.append(table('Members at risk, largest value at risk first', ['Member', 'P(alive)', 'Expected value', 'Value at risk', 'Action', 'Result'], rows, { testid: 'atrisk-table' }));
 }
@@ -476,11 +491,15 @@ export async function member(view, caps, arg) {
 
   if (caps.history) {
     const { lines, complete } = await statement(id);
-    const lots = explainLots(lines);
     view.append(h('h3', {}, 'The balance, lot by lot'));
-    view.append(h('p', { class: 'intro' }, 'Each lot is a credit of points; redemptions, refunds and adjustments draw from lots (the soonest to expire first), cancellations give back, and the scheduler expires what is left at the lot\'s expiry.'
-      + (complete ? '' : ' Only the latest 1,000 events are read.')));
-    view.append(table('Lots', ['Lot', 'Earned by', 'Points', 'Spendable from', 'Expires', 'Drawn by', 'Expired', 'Left'],
+    if (!complete) {
+      // Draws on lots credited before the events read would be shown against nothing: no
+      // table rather than a wrong one.
+      view.append(h('p', { class: 'note', testid: 'lots-incomplete' }, 'This member has more than 1,000 events: the lot-by-lot view needs the whole history, which the page does not read. The statement below shows the latest 1,000; the member\'s events (the event log view, or `loyalty statement`) hold every lot and every draw.'));
+    }
+    const lots = complete ? explainLots(lines) : [];
+    view.append(h('p', { class: 'intro' }, 'Each lot is a credit of points; redemptions, refunds and adjustments draw from lots (the soonest to expire first), cancellations give back, and the scheduler expires what is left at the lot\'s expiry.'));
+    if (complete) view.append(table('Lots', ['Lot', 'Earned by', 'Points', 'Spendable from', 'Expires', 'Drawn by', 'Expired', 'Left'],
       lots.map((l) => h('tr', { testid: 'lot-row', 'data-lot': l.id },
         h('th', { scope: 'row', class: 'wrap' }, l.id),
         td(l.earned ? `${l.earned.label} (${fmt.date(l.earned.at)})` : '–', { cls: 'wrap' }),

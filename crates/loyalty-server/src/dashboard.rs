@@ -26,7 +26,8 @@ use crate::error::ApiError;
 /// The policy of every dashboard answer. Chart.js sets its canvas's size through the CSSOM
 /// (element.style), which `style-src 'self'` allows; inline `<style>` and `style=""` it forbids.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
-     style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'";
 
 /// Where the page is served.
 pub const PAGE_PATH: &str = "/dashboard";
