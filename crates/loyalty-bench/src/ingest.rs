@@ -152,24 +152,29 @@ pub async fn raw_ingest(
     appends: Vec<Vec<StreamAppend>>,
     purchases: u64,
     appenders: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Latencies)> {
     let queue = Arc::new(std::sync::Mutex::new(appends.into_iter()));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..appenders {
         let (store, queue) = (store.clone(), queue.clone());
         tasks.push(tokio::spawn(async move {
+            // Each append's latency too: the engine's tail beside the store's own.
+            let mut latencies = Latencies::new();
             loop {
                 let next = queue.lock().expect("queue lock").next();
                 let Some(group) = next else {
-                    return anyhow::Ok(());
+                    return anyhow::Ok(latencies);
                 };
+                let sent = Instant::now();
                 store.append_many(group).await?;
+                latencies.record(sent.elapsed());
             }
         }));
     }
+    let mut latencies = Latencies::new();
     for task in tasks {
-        task.await??;
+        latencies.merge(&task.await??);
     }
-    Ok(per_second(purchases, start.elapsed()))
+    Ok((per_second(purchases, start.elapsed()), latencies))
 }

@@ -399,14 +399,19 @@ where
         let appends = ingest::appends_between(store.as_ref(), before, run.until).await?;
         engine.shutdown().await;
         let raw_store = open(format!("raw-{terminals}")).await?;
-        let raw = ingest::raw_ingest(raw_store, appends, run.purchases, terminals as usize).await?;
+        let (raw, raw_latencies) =
+            ingest::raw_ingest(raw_store, appends, run.purchases, terminals as usize).await?;
         println!(
-            "  {terminals:>2} terminals: engine {:.0}/s (p50 {:.2} ms, p99 {:.2} ms), raw store \
-             {:.0}/s ({} purchases)",
+            "  {terminals:>2} terminals: engine {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms), \
+             raw store {:.0}/s (p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms) ({} purchases)",
             run.rate,
             run.latencies.quantile_ms(0.5),
             run.latencies.quantile_ms(0.99),
+            run.latencies.quantile_ms(0.999),
             raw,
+            raw_latencies.quantile_ms(0.5),
+            raw_latencies.quantile_ms(0.99),
+            raw_latencies.quantile_ms(0.999),
             run.purchases
         );
         if terminals == 64 {
