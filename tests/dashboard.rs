@@ -263,6 +263,17 @@ async fn cells(client: &Client, testid: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// Clicks the element `css` selects (`what` names it in the failure).
+async fn click(client: &Client, css: &str, what: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("{what} is not clicked: {e}"));
+}
+
 async fn sign_in(client: &Client, base: &str, credential: &str) {
     client
         .goto(&format!("{base}/dashboard"))
@@ -276,13 +287,7 @@ async fn sign_in(client: &Client, base: &str, credential: &str) {
         .expect("the sign-in field");
     field.clear().await.expect("cleared");
     field.send_keys(credential).await.expect("typed");
-    client
-        .find(Locator::Css("[data-testid=sign-in]"))
-        .await
-        .expect("the sign-in button")
-        .click()
-        .await
-        .expect("clicked");
+    click(client, "[data-testid=sign-in]", "the sign-in button").await;
     client
         .wait()
         .at_most(Duration::from_secs(20))
@@ -511,13 +516,7 @@ async fn the_dashboard_shows_the_apis_figures_in_a_real_browser() {
 
     // An analyst is offered the analytics only, with the program's timezone and currency too
     // (the public document states them)
-    client
-        .find(Locator::Css("[data-testid=sign-out]"))
-        .await
-        .expect("the sign-out button")
-        .click()
-        .await
-        .expect("signed out");
+    click(&client, "[data-testid=sign-out]", "the sign-out button").await;
     let left = js(&client, "return sessionStorage.length").await;
     assert_eq!(left, 0, "sign-out clears session storage");
     sign_in(&client, &base, ANALYST).await;
@@ -544,13 +543,7 @@ async fn the_dashboard_shows_the_apis_figures_in_a_real_browser() {
     assert_eq!(buttons[1], offered, "an analyst cannot grant goodwill");
 
     // And a member token opens only its own member's page, with the balance the API gives
-    client
-        .find(Locator::Css("[data-testid=sign-out]"))
-        .await
-        .expect("the sign-out button")
-        .click()
-        .await
-        .expect("signed out");
+    click(&client, "[data-testid=sign-out]", "the sign-out button").await;
     let token = server
         .post(ISSUER, "/v1/tokens", &json!({"member_id": "alice"}))
         .await;
@@ -801,15 +794,12 @@ async fn check_at_risk(client: &Client, server: &TestServer) {
         .expect("the points field");
     points.clear().await.expect("cleared");
     points.send_keys("75").await.expect("typed");
-    client
-        .find(Locator::Css(&format!(
-            "[data-testid=winback][data-member='{first}']"
-        )))
-        .await
-        .expect("the member's win-back button")
-        .click()
-        .await
-        .expect("clicked");
+    click(
+        client,
+        &format!("[data-testid=winback][data-member='{first}']"),
+        "the member's win-back button",
+    )
+    .await;
     let selector = format!(
         "[data-testid=atrisk-row][data-member='{first}'] [data-testid=winback-result][data-position]"
     );
@@ -888,13 +878,12 @@ async fn check_member(client: &Client, server: &TestServer, position: &str) {
     let statement = cells(client, "statement-points").await;
     assert_eq!(statement.len(), lines.len());
     // As of today: the replay agrees with the page
-    client
-        .find(Locator::Css("[data-testid=as-of-form] button"))
-        .await
-        .expect("the as-of button")
-        .click()
-        .await
-        .expect("clicked");
+    click(
+        client,
+        "[data-testid=as-of-form] button",
+        "the as-of button",
+    )
+    .await;
     let out = client
         .wait()
         .at_most(Duration::from_secs(10))
