@@ -19,6 +19,20 @@ use crate::state::AppState;
 use crate::validate;
 
 /// The periods asked for (by default the twelve months up to today).
+/// A date the document's `date` format can write (a four-digit year), or 422: chrono also
+/// reads signed and longer years, which no answer may then carry.
+fn document_date(name: &str, date: NaiveDate) -> Result<(), ApiError> {
+    let range = NaiveDate::from_ymd_opt(0, 1, 1).expect("a date")
+        ..=NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
+    if range.contains(&date) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{name}={date} is not a date between 0000-01-01 and 9999-12-31"
+        )))
+    }
+}
+
 fn periods(
     state: &AppState,
     query: &PeriodsQuery,
@@ -33,12 +47,20 @@ fn periods(
             );
         }
     }
+    // A day the document's `date` format (a four-digit year) cannot write is refused, and no
+    // period starts before the first day it can: 70 years ending in the year 24 are the
+    // periods from the year 0 (the contract run was answered periods of the year -45).
+    let first = NaiveDate::from_ymd_opt(0, 1, 1).expect("0000-01-01 is a date");
+    if let Some(to) = query.to {
+        document_date("to", to)?;
+    }
     // `periods` periods ending with the one holding `to`: the span can never exceed the limit
     // or end before it starts, so the document's bounds are the only ones.
     let from = query.periods.map(|n| {
         let to = query.to.unwrap_or_else(|| state.engine.today());
         to.checked_sub_months(chrono::Months::new(kind.months() * (n.max(1) - 1)))
-            .unwrap_or(NaiveDate::MIN)
+            .unwrap_or(first)
+            .max(first)
     });
     let (from, to) = state.engine.period_span(kind, from, query.to);
     Ok((kind, from, to))
@@ -136,6 +158,9 @@ pub async fn model(
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<ModelQuery>,
 ) -> Result<Json<crate::wire::ModelReport>, ApiError> {
+    if let Some(end) = query.calibration_end {
+        document_date("calibration_end", end)?;
+    }
     let report = state.engine.model_report(query.calibration_end).await?;
     Ok(Json(crate::wire::ModelReport::from(&report)))
 }
@@ -155,6 +180,7 @@ pub async fn backtest(
     _: Allowed<Analysts>,
     ApiQuery(query): ApiQuery<BacktestQuery>,
 ) -> Result<Json<crate::wire::BacktestReport>, ApiError> {
+    document_date("calibration_end", query.calibration_end)?;
     if let Some(days) = query.holdout_days
         && !(1..=MAX_HOLDOUT_DAYS).contains(&days)
     {

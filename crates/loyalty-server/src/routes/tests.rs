@@ -498,6 +498,23 @@ async fn analysts_and_admins_read_the_analytics_and_no_other_role_does() {
     }
 }
 
+/// Periods never start before the year 0: every day in the answer is a `date` of the document
+/// (four-digit years), however far back `to` and `periods` reach.
+#[tokio::test]
+async fn analytics_periods_start_no_earlier_than_the_year_0() {
+    let h = harness().await;
+    for path in [
+        "/v1/analytics/retention?period=year&to=0024-03-31&periods=70",
+        "/v1/analytics/cohorts?period=year&to=0024-03-31&periods=70",
+    ] {
+        let answer = h.get(path, ANALYST).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {:?}", answer.body);
+        let text = answer.body.to_string();
+        assert!(!text.contains("\"-0"), "{path}: {text}");
+        assert!(text.contains("\"0000-01-01\""), "{path}: {text}");
+    }
+}
+
 #[tokio::test]
 async fn bad_analytics_parameters_are_refused_as_problems() {
     let h = harness().await;
@@ -505,6 +522,10 @@ async fn bad_analytics_parameters_are_refused_as_problems() {
         "/v1/analytics/retention?period=week",
         "/v1/analytics/retention?to=2026-13-01",
         "/v1/analytics/retention?periods=121",
+        "/v1/analytics/retention?to=-0045-01-01",
+        "/v1/analytics/retention?to=%2B10000-01-01",
+        "/v1/analytics/model?calibration_end=-0001-06-01",
+        "/v1/analytics/backtest?calibration_end=-0001-06-01&holdout_days=10",
         "/v1/analytics/cohorts?periods=0",
         "/v1/analytics/cohorts?from=2026-03-01",
         "/v1/analytics/rfm?limit=0",
