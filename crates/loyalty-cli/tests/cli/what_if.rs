@@ -57,8 +57,11 @@ fn what_if_prints_the_beans_buyer_better_off_as_json_and_as_tables() {
     let dir = tempfile::tempdir().unwrap();
     import_history(dir.path());
     let program = beans_doubled(dir.path());
-    let yesterday = (Utc::now() - Duration::days(1)).date_naive().to_string();
-    let tomorrow = (Utc::now() + Duration::days(1)).date_naive().to_string();
+    // Two days either side: the dates are the program's (Paris), and the period ends at the
+    // start of its `--to` day there, so one UTC day either side missed the import when run
+    // between 23:00 and midnight UTC.
+    let yesterday = (Utc::now() - Duration::days(2)).date_naive().to_string();
+    let tomorrow = (Utc::now() + Duration::days(2)).date_naive().to_string();
     let args = [
         "what-if",
         "--program",
