@@ -169,12 +169,13 @@ async fn open(client: &Client, view: &str) {
 
 async fn wait_ready(client: &Client, view: &str) {
     let selector = format!("[data-testid=view][data-view='{view}'][data-ready=true]");
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(&selector))
-        .await
-        .unwrap_or_else(|e| panic!("the view {view} did not render: {e}"));
+    element(
+        client,
+        &selector,
+        20,
+        &format!("the view {view} did not render"),
+    )
+    .await;
 }
 
 /// Audits the view on screen for accessibility, then saves a screenshot of it.
@@ -263,6 +264,22 @@ async fn cells(client: &Client, testid: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// The element `css` selects, once it appears within `seconds` (`what` names it in the
+/// failure).
+async fn element(
+    client: &Client,
+    css: &str,
+    seconds: u64,
+    what: &str,
+) -> fantoccini::elements::Element {
+    client
+        .wait()
+        .at_most(Duration::from_secs(seconds))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
 /// Clicks the element `css` selects (`what` names it in the failure).
 async fn click(client: &Client, css: &str, what: &str) {
     client
@@ -288,12 +305,13 @@ async fn sign_in(client: &Client, base: &str, credential: &str) {
     field.clear().await.expect("cleared");
     field.send_keys(credential).await.expect("typed");
     click(client, "[data-testid=sign-in]", "the sign-in button").await;
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("[data-testid=view][data-ready=true]"))
-        .await
-        .expect("a view after signing in");
+    element(
+        client,
+        "[data-testid=view][data-ready=true]",
+        20,
+        "a view after signing in",
+    )
+    .await;
 }
 
 async fn nav_views(client: &Client) -> Vec<String> {
@@ -803,12 +821,7 @@ async fn check_at_risk(client: &Client, server: &TestServer) {
     let selector = format!(
         "[data-testid=atrisk-row][data-member='{first}'] [data-testid=winback-result][data-position]"
     );
-    let result = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(&selector))
-        .await
-        .expect("the grant's result");
+    let result = element(client, &selector, 10, "the grant's result").await;
     assert_eq!(result.text().await.unwrap(), "Granted 75 points");
     let position = result.attr("data-position").await.unwrap().unwrap();
     let after = server
@@ -884,12 +897,13 @@ async fn check_member(client: &Client, server: &TestServer, position: &str) {
         "the as-of button",
     )
     .await;
-    let out = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("[data-testid=as-of-result][data-as-of] dl"))
-        .await
-        .expect("the as-of balance");
+    let out = element(
+        client,
+        "[data-testid=as-of-result][data-as-of] dl",
+        10,
+        "the as-of balance",
+    )
+    .await;
     let at = client
         .find(Locator::Css("[data-testid=as-of-result]"))
         .await
@@ -930,19 +944,14 @@ async fn check_log(client: &Client, server: &TestServer) {
         .collect();
     assert_eq!(shown_rows, expected);
     // The next page continues where this one ended
-    client
-        .find(Locator::Css("[data-testid=log-next]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("[data-testid=log-results][data-page='2']"))
-        .await
-        .expect("the second page");
+    click(client, "[data-testid=log-next]", "[data-testid=log-next]").await;
+    element(
+        client,
+        "[data-testid=log-results][data-page='2']",
+        10,
+        "the second page",
+    )
+    .await;
     let last = expected.last().unwrap()[0].as_str().unwrap().to_owned();
     let next = server
         .get(AUDITOR, &format!("/v1/log?limit=20&after={last}"))
@@ -967,23 +976,13 @@ async fn check_log(client: &Client, server: &TestServer) {
         .select_by_value("GoodwillGranted")
         .await
         .unwrap();
-    client
-        .find(Locator::Css(
-            "[data-testid=log-filters] button[type=submit]",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(
-            "[data-testid=view][data-view='log'][data-ready=true] [data-testid=log-results][data-page='1']",
-        ))
-        .await
-        .expect("the filtered page");
+    click(
+        client,
+        "[data-testid=log-filters] button[type=submit]",
+        "[data-testid=log-filters] button[type=submit]",
+    )
+    .await;
+    element(client, "[data-testid=view][data-view='log'][data-ready=true] [data-testid=log-results][data-page='1']", 20, "the filtered page").await;
     let types: Vec<Value> = rows(client, "[data-testid=log-row]")
         .await
         .iter()
