@@ -990,14 +990,37 @@ impl Engine {
 
     pub fn member_profile(&self, member: &MemberId) -> Option<ProfileView> {
         let now = self.inner.clock.now();
-        self.inner.model.with_row(member, |row| ProfileView {
+        self.inner
+            .model
+            .with_row(member, |row| self.profile_of(member, row, now))
+    }
+
+    /// Every member's profile, in one walk of the read model (reports over all members).
+    pub fn member_profiles(&self) -> Vec<ProfileView> {
+        let now = self.inner.clock.now();
+        let mut out = Vec::new();
+        self.inner.model.for_each(|member, row| {
+            if let Ok(member) = MemberId::parse(member) {
+                out.push(self.profile_of(&member, row, now));
+            }
+        });
+        out
+    }
+
+    fn profile_of(
+        &self,
+        member: &MemberId,
+        row: &crate::readmodel::MemberRow,
+        now: DateTime<Utc>,
+    ) -> ProfileView {
+        ProfileView {
             member_id: member.clone(),
             status: row.status(),
             enrolled_at: row.enrolled_at(),
             referrer: row.referrer(),
             balance: row.balance_view(member, now),
             tier: row.tier_view(member, &self.inner.program, now),
-        })
+        }
     }
 
     /// Rewards the member can redeem now (tier, dates, limit, and enough available points).

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use chrono_tz::Tz;
-use loyalty_core::{MemberId, MemberStatus};
+use loyalty_core::MemberStatus;
 use loyalty_engine::ProfileView;
 
 use super::ApiQuery;
@@ -70,12 +70,15 @@ pub async fn tiers(
         let levels: Vec<String> = program.tiers().iter().map(|l| l.name.clone()).collect();
         let tz = program.timezone();
         let today = engine.today();
-        let profiles = engine.member_summaries().into_iter().filter_map(|s| {
-            let member = MemberId::parse(s.member_id).ok()?;
-            engine.member_profile(&member)
-        });
         let now = engine.clock().now();
-        tier_report(&levels, tz, now, today, months, profiles)
+        tier_report(
+            &levels,
+            tz,
+            now,
+            today,
+            months,
+            engine.member_profiles().into_iter(),
+        )
     })
     .await
     .map_err(|e| ApiError::internal(format!("the tier report's task failed: {e}")))?;
