@@ -212,19 +212,19 @@ impl Engine {
         let done = &done;
         let mut decided = Vec::with_capacity(order.len());
         let mut sales: HashMap<PurchaseKey, (MemberId, u64)> = HashMap::new();
-        let mut work: Vec<(MemberId, bool, Vec<ImportRow>)> = order
-            .iter()
-            .map(|m| {
-                let rows = by_member.remove(m).unwrap_or_default();
-                (m.clone(), existing_members.contains(m), rows)
+        let chunks: Vec<Vec<(MemberId, bool, Vec<ImportRow>)>> = order
+            .chunks(DECIDE_CHUNK)
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|m| {
+                        let rows = by_member.remove(m).unwrap_or_default();
+                        (m.clone(), existing_members.contains(m), rows)
+                    })
+                    .collect()
             })
             .collect();
         drop(existing_members);
-        let mut chunks = Vec::with_capacity(work.len().div_ceil(DECIDE_CHUNK));
-        while !work.is_empty() {
-            let rest = work.split_off(work.len().min(DECIDE_CHUNK));
-            chunks.push(std::mem::replace(&mut work, rest));
-        }
         // Each chunk in flight holds its members' loaded histories: at most a few at once,
         // whatever the core count.
         let threads = std::thread::available_parallelism()
