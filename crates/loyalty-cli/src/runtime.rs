@@ -11,6 +11,7 @@ use loyalty_webhooks::Webhooks;
 
 use crate::settings::{Settings, StoreKind};
 use loyalty_store::{EventStore, InMemoryStore};
+#[cfg(feature = "eventstoredb")]
 use loyalty_store_eventstoredb::{EventStoreDbOptions, EventStoreDbStore};
 use loyalty_store_postgres::{PostgresOptions, PostgresStore};
 use loyalty_store_sqlite::{SqliteOptions, SqliteStore};
@@ -69,6 +70,7 @@ async fn open_store_with(
                 .with_context(|| format!("opening the SQLite store {}", path.display()))?;
             Arc::new(store)
         }
+        #[cfg(feature = "eventstoredb")]
         StoreKind::Eventstoredb => {
             let url = settings.store.url.as_deref().unwrap_or_default();
             let store = EventStoreDbStore::connect(url, EventStoreDbOptions::default())
@@ -79,6 +81,12 @@ async fn open_store_with(
                 .with_context(|| format!("connecting to EventStoreDB at {url}"))?;
             Arc::new(store)
         }
+        #[cfg(not(feature = "eventstoredb"))]
+        StoreKind::Eventstoredb => anyhow::bail!(
+            "store.kind = \"eventstoredb\", but this binary was built without the EventStoreDB \
+             backend (`make run` leaves it out to build faster): build it with `cargo build \
+             --release -p loyalty-cli`, whose default features include it"
+        ),
         StoreKind::Postgres => {
             let url = settings.store.url.as_deref().unwrap_or_default();
             let options = PostgresOptions {
