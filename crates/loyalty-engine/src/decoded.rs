@@ -70,36 +70,25 @@ pub(crate) const PARALLEL_FROM: usize = 256;
 /// Decodes the member events of a page, on every core for a big page; `None` for events of other
 /// streams. The results are in the page's order: applying them stays sequential.
 pub(crate) fn decode_page(page: &[RecordedEvent]) -> Vec<Option<Result<Decoded, EngineError>>> {
-    decode_page_with(page, |_| None)
-}
-
-/// [`decode_page`], taking first what `ready` already holds (the handoff), in the page's order
-/// and on the calling thread; the rest is decoded, on every core when it is many.
-pub(crate) fn decode_page_with(
-    page: &[RecordedEvent],
-    mut ready: impl FnMut(&RecordedEvent) -> Option<Decoded>,
-) -> Vec<Option<Result<Decoded, EngineError>>> {
-    let mut decoded: Vec<Option<Result<Decoded, EngineError>>> = Vec::with_capacity(page.len());
-    let mut missing: Vec<usize> = Vec::new();
-    for (i, recorded) in page.iter().enumerate() {
-        if !recorded.stream.starts_with(codec::MEMBER_PREFIX) {
-            decoded.push(None);
-            continue;
-        }
-        match ready(recorded) {
-            Some(taken) => decoded.push(Some(Ok(taken))),
-            None => {
-                missing.push(i);
-                // Filled in below.
-                decoded.push(None);
-            }
-        }
-    }
-    let wanted: Vec<&RecordedEvent> = missing.iter().map(|&i| &page[i]).collect();
-    for (i, result) in missing.into_iter().zip(decode_many(&wanted)) {
-        decoded[i] = Some(result);
+    let members: Vec<usize> = page
+        .iter()
+        .enumerate()
+        .filter(|(_, recorded)| recorded.stream.starts_with(codec::MEMBER_PREFIX))
+        .map(|(i, _)| i)
+        .collect();
+    let mut decoded: Vec<Option<Result<Decoded, EngineError>>> =
+        std::iter::repeat_with(|| None).take(page.len()).collect();
+    for (i, result) in members.iter().zip(decode_at(page, &members)) {
+        decoded[*i] = Some(result);
     }
     decoded
+}
+
+/// Decodes the events of `page` at the indexes `at`, in that order, on every core when they
+/// are many.
+pub(crate) fn decode_at(page: &[RecordedEvent], at: &[usize]) -> Vec<Result<Decoded, EngineError>> {
+    let wanted: Vec<&RecordedEvent> = at.iter().map(|&i| &page[i]).collect();
+    decode_many(&wanted)
 }
 
 /// Decodes events in their order, on every core when they are many.
@@ -180,6 +169,16 @@ impl Handoff {
             inner.bytes = inner.bytes.saturating_sub(size);
             inner.events.remove(&(stream, revision));
         }
+    }
+
+    /// Whether the engine handed over the decoded form of `recorded` (and it is still held).
+    pub(crate) fn holds(&self, recorded: &RecordedEvent) -> bool {
+        let inner = self.inner.lock();
+        !inner.order.is_empty()
+            && inner.events.contains_key(&(
+                Box::<str>::from(recorded.stream.as_str()),
+                recorded.revision,
+            ))
     }
 
     /// Takes the decoded form of `recorded` if the engine handed it over. Entries of appends
@@ -346,45 +345,6 @@ mod tests {
         assert!(handoff.take(&recorded("member-a", 0, 1, "")).is_none());
         assert!(handoff.take(&recorded("member-a", 1, 2, "")).is_none());
         assert!(handoff.take(&recorded("member-a", 2, 3, "")).is_some());
-    }
-
-    #[test]
-    fn a_page_takes_what_is_ready_in_order_and_decodes_the_rest() {
-        let stored = |i: u64, stream: String| {
-            let event = loyalty_core::schema::encode(&enrolled(&format!("m{i}")));
-            RecordedEvent {
-                event_type: event.event_type.to_owned(),
-                schema_version: event.schema_version,
-                data: Bytes::from(event.data),
-                ..recorded(&stream, 0, i + 1, "")
-            }
-        };
-        let page: Vec<RecordedEvent> = (0..600u64)
-            .map(|i| match i % 3 {
-                0 => stored(i, format!("txn-{i}")),
-                _ => stored(i, format!("member-m{i}")),
-            })
-            .collect();
-        let mut asked = Vec::new();
-        // Every fourth member event is "handed over" (marked by another member's event).
-        let decoded = decode_page_with(&page, |r| {
-            asked.push(r.position);
-            (r.position.commit % 4 == 0).then(|| decoded("ready"))
-        });
-        assert!(
-            asked.is_sorted(),
-            "the handoff is asked in the page's order"
-        );
-        assert_eq!(asked.len(), 400);
-        for (i, (r, d)) in page.iter().zip(decoded).enumerate() {
-            match d {
-                None => assert!(r.stream.starts_with("txn-")),
-                Some(d) if r.position.commit % 4 == 0 => {
-                    assert_eq!(d.unwrap().event, enrolled("ready"));
-                }
-                Some(d) => assert_eq!(d.unwrap().event, enrolled(&format!("m{i}"))),
-            }
-        }
     }
 
     #[test]

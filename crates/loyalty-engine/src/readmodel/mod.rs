@@ -113,8 +113,35 @@ impl ReadModel {
     /// appended them (taken in the page's order), the rest decoded, on every core when they are
     /// many (a catch-up after a start); applied in order either way.
     pub(crate) fn apply_page(&self, page: &[RecordedEvent]) {
-        let decoded = decoded::decode_page_with(page, |recorded| self.handoff.take(recorded));
-        for (recorded, decoded) in page.iter().zip(decoded) {
+        // Live traffic: the engine handed over nearly every member event of the page. Only the
+        // others are decoded up front (on every core when they are many); the page is applied
+        // as it is walked, without a decoded copy of it. A profile of HTTP purchases showed 2%
+        // of the server's CPU zeroing fresh pages for that copy (a few hundred bytes an event).
+        let missing: Vec<usize> = page
+            .iter()
+            .enumerate()
+            .filter(|(_, recorded)| {
+                recorded.stream.starts_with(codec::MEMBER_PREFIX) && !self.handoff.holds(recorded)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let mut decoded_missing = decoded::decode_at(page, &missing)
+            .into_iter()
+            .zip(missing.iter().copied())
+            .peekable();
+        for (i, recorded) in page.iter().enumerate() {
+            let decoded = if !recorded.stream.starts_with(codec::MEMBER_PREFIX) {
+                None
+            } else if let Some((decoded, _)) = decoded_missing.next_if(|(_, at)| *at == i) {
+                Some(decoded)
+            } else {
+                // Held a moment ago; evicted since only if the handoff overflowed.
+                Some(
+                    self.handoff
+                        .take(recorded)
+                        .map_or_else(|| decoded::decode(recorded), Ok),
+                )
+            };
             self.apply_decoded(recorded, decoded);
         }
     }

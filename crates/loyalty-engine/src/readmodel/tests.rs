@@ -438,3 +438,99 @@ fn the_analytics_count_a_local_day_once_and_date_refunds_by_their_own_day() {
     let (_, back) = MemberRow::from_stored(row.to_stored("m")).unwrap();
     assert_eq!(back, row);
 }
+
+/// Live pages mix events the engine handed over with others (another writer's, or evicted from
+/// the handoff): the first are taken as they are, the others decoded, all applied in order.
+#[test]
+fn a_page_applies_handed_over_events_as_they_are_and_decodes_the_others() {
+    let demo = Program::from_toml_str(DEMO).unwrap();
+    let at = Utc.with_ymd_and_hms(2026, 3, 20, 9, 30, 0).unwrap();
+    let model = ReadModel::new(chrono_tz::UTC);
+    let mut page = Vec::new();
+    let mut handed_over = 0u64;
+    let mut expected = Vec::new();
+    for i in 0..600u64 {
+        let m = MemberId::parse(format!("m{i}")).unwrap();
+        let enroll = Command::Enroll(Enroll {
+            member_id: m.clone(),
+            referrer: None,
+            occurred_at: at,
+        });
+        let events = decide(&MemberState::default(), &enroll, &demo, ServerTime::at(at))
+            .unwrap()
+            .events;
+        let mut state = MemberState::default();
+        let first_position = page.len() as u64 + 1;
+        let mut positions = Vec::new();
+        for (revision, event) in events.iter().enumerate() {
+            evolve(&mut state, event);
+            let stored = loyalty_core::schema::encode(event);
+            // Events of other streams in between: the projection only moves past them.
+            if revision == 0 && i % 3 == 0 {
+                let p = page.len() as u64 + 1;
+                page.push(RecordedEvent {
+                    stream: format!("txn-{i}"),
+                    revision: 0,
+                    position: Position::new(p, p),
+                    id: uuid::Uuid::new_v4(),
+                    event_type: "TransactionReserved".into(),
+                    schema_version: 1,
+                    data: loyalty_store::Bytes::from_static(b"{}"),
+                    metadata: loyalty_store::Bytes::from_static(b"{}"),
+                });
+            }
+            let p = page.len() as u64 + 1;
+            positions.push(p);
+            // A handed-over event's stored copy does not decode: the page must not decode it.
+            let data = if i % 2 == 0 {
+                loyalty_store::Bytes::from_static(b"not json")
+            } else {
+                stored.data.into()
+            };
+            page.push(RecordedEvent {
+                stream: format!("member-m{i}"),
+                revision: revision as u64,
+                position: Position::new(p, p),
+                id: uuid::Uuid::new_v4(),
+                event_type: stored.event_type.into(),
+                schema_version: stored.schema_version,
+                data,
+                metadata: loyalty_store::Bytes::from_static(b"{}"),
+            });
+        }
+        assert!(first_position <= positions[0]);
+        if i % 2 == 0 {
+            let last = *positions.last().unwrap();
+            model.handoff.put(
+                &format!("member-m{i}"),
+                0,
+                Position::new(last, last),
+                events.iter().cloned().map(|event| {
+                    let decoded = crate::decoded::Decoded {
+                        event,
+                        recorded_at: at,
+                    };
+                    (decoded, 100)
+                }),
+            );
+            handed_over += events.len() as u64;
+        }
+        expected.push((format!("m{i}"), state.lifetime().earned));
+    }
+    // Enough left to decode for the decoding to run on every core.
+    let members = page
+        .iter()
+        .filter(|r| r.stream.starts_with("member-"))
+        .count();
+    assert!(handed_over > 0 && members - handed_over as usize > crate::decoded::PARALLEL_FROM);
+    model.apply_page(&page);
+    let state = model.apply_state();
+    assert_eq!(state.unreadable, 0, "{:?}", state.errors.first());
+    assert_eq!(model.handoff.taken(), handed_over);
+    assert_eq!(model.events_applied(), page.len() as u64);
+    for (member, earned) in expected {
+        let row = model.get(&member).unwrap();
+        assert_eq!(row.totals.earned, earned, "{member}");
+        assert!(row.totals.earned > Points::ZERO);
+    }
+}
