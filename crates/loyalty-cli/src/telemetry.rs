@@ -54,12 +54,30 @@ pub fn init_to(writer: impl Write + Send + 'static, ansi: bool, json: bool) -> L
 fn writer_thread(
     writer: impl Write + Send + 'static,
 ) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
-    let buffered = std::io::BufWriter::with_capacity(LOG_BUFFER_BYTES, writer);
+    let buffered = FlushSoftly(std::io::BufWriter::with_capacity(LOG_BUFFER_BYTES, writer));
     NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(MAX_QUEUED_LINES)
         .thread_name("loyalty-log")
         .finish(buffered)
+}
+
+/// A buffered output whose flush never fails. tracing-appender's writer thread flushes with `?`
+/// after taking the shutdown message off the queue: a failed flush (a closed stderr, a full disk)
+/// would lose that message, and the program's exit would wait a second for the writer. A line
+/// that cannot be written is lost either way.
+struct FlushSoftly<W: Write>(std::io::BufWriter<W>);
+
+impl<W: Write> Write for FlushSoftly<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // The buffer keeps what did not go out, and the next flush tries again.
+        let _ = self.0.flush();
+        Ok(())
+    }
 }
 
 #[cfg(test)]

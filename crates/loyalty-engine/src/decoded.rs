@@ -8,9 +8,10 @@
 //! - otherwise one event is decoded where it is met ([`decode`]).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
+use hashbrown::{Equivalent, HashMap};
 use loyalty_core::Event;
 use loyalty_store::{Position, RecordedEvent};
 use parking_lot::Mutex;
@@ -136,11 +137,41 @@ pub(crate) struct Handoff {
 
 #[derive(Debug, Default)]
 struct HandoffInner {
-    events: HashMap<(Box<str>, u64), Decoded>,
+    events: HashMap<Key, Decoded>,
     /// In the order they were put: stream, revision, the append's last position, bytes.
     order: VecDeque<(Box<str>, u64, Position, usize)>,
     bytes: usize,
     taken: u64,
+}
+
+/// A handed-over event: its stream and revision.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Key {
+    stream: Box<str>,
+    revision: u64,
+}
+
+/// The same, borrowed from the recorded event the projection meets: looked up without
+/// allocating. Its hash equals [`Key`]'s (a `Box<str>` and a `&str` hash as their `str`).
+#[derive(Hash)]
+struct KeyRef<'a> {
+    stream: &'a str,
+    revision: u64,
+}
+
+impl<'a> KeyRef<'a> {
+    fn of(recorded: &'a RecordedEvent) -> Self {
+        KeyRef {
+            stream: &recorded.stream,
+            revision: recorded.revision,
+        }
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.revision == key.revision && self.stream == &*key.stream
+    }
 }
 
 impl Handoff {
@@ -160,25 +191,27 @@ impl Handoff {
             inner
                 .order
                 .push_back((key.clone(), revision, position, size));
-            inner.events.insert((key, revision), decoded);
+            inner.events.insert(
+                Key {
+                    stream: key,
+                    revision,
+                },
+                decoded,
+            );
         }
         while inner.bytes > HANDOFF_MAX_BYTES {
             let Some((stream, revision, _, size)) = inner.order.pop_front() else {
                 break;
             };
             inner.bytes = inner.bytes.saturating_sub(size);
-            inner.events.remove(&(stream, revision));
+            inner.events.remove(&Key { stream, revision });
         }
     }
 
     /// Whether the engine handed over the decoded form of `recorded` (and it is still held).
     pub(crate) fn holds(&self, recorded: &RecordedEvent) -> bool {
         let inner = self.inner.lock();
-        !inner.order.is_empty()
-            && inner.events.contains_key(&(
-                Box::<str>::from(recorded.stream.as_str()),
-                recorded.revision,
-            ))
+        !inner.order.is_empty() && inner.events.contains_key(&KeyRef::of(recorded))
     }
 
     /// Takes the decoded form of `recorded` if the engine handed it over. Entries of appends
@@ -194,15 +227,10 @@ impl Handoff {
         {
             if let Some((stream, revision, _, size)) = inner.order.pop_front() {
                 inner.bytes = inner.bytes.saturating_sub(size);
-                inner.events.remove(&(stream, revision));
+                inner.events.remove(&Key { stream, revision });
             }
         }
-        // The key borrows nothing from `recorded`: one small allocation, far cheaper than the
-        // decoding it saves.
-        let taken = inner.events.remove(&(
-            Box::<str>::from(recorded.stream.as_str()),
-            recorded.revision,
-        ));
+        let taken = inner.events.remove(&KeyRef::of(recorded));
         if taken.is_some() {
             inner.taken += 1;
         }
