@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use loyalty_core::{Event, MemberId, MemberStatus, Points};
-use loyalty_store::{Direction, Position, ReadAhead, RecordedEvent, StreamFrom};
+use loyalty_store::{Direction, Position, RecordedEvent, StreamFrom};
 
 use crate::codec::{self, member_stream};
 use crate::engine::Engine;
@@ -479,11 +479,14 @@ impl Engine {
             position,
         };
         let stop_after = recorded_until.map(|t| t + RECORDED_ORDER_MARGIN);
-        // The store reads the next page while this one is decoded.
-        let mut pages = ReadAhead::new(Arc::clone(&self.inner.store), from, self.inner.page_size);
-        'pages: while let Some(page) = pages.next_page().await? {
-            // Decoded on every core; folded in order.
-            let decoded = crate::decoded::decode_page(&page);
+        // The next page is decoded (on every core) and the one after it read while this one is
+        // folded, in order.
+        let mut pages = crate::decoded::DecodedPages::new(
+            Arc::clone(&self.inner.store),
+            from,
+            self.inner.page_size,
+        );
+        'pages: while let Some((page, decoded)) = pages.next().await? {
             for (recorded, decoded) in page.iter().zip(decoded) {
                 if recorded.position > until {
                     break 'pages;

@@ -9,11 +9,12 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hashbrown::{Equivalent, HashMap};
 use loyalty_core::Event;
-use loyalty_store::{Position, RecordedEvent};
+use loyalty_store::{EventStore, Position, ReadAhead, RecordedEvent};
 use parking_lot::Mutex;
 use serde::Deserialize;
 
@@ -83,6 +84,84 @@ pub(crate) fn decode_page(page: &[RecordedEvent]) -> Vec<Option<Result<Decoded, 
         decoded[*i] = Some(result);
     }
     decoded
+}
+
+/// Pages decoded ahead of the one being folded.
+const PAGES_AHEAD: usize = 2;
+
+/// A decoded page: the recorded events and, in the same order, [`decode_page`]'s results.
+pub(crate) type DecodedPage = (
+    Vec<RecordedEvent>,
+    Vec<Option<Result<Decoded, EngineError>>>,
+);
+
+/// The pages of `$all` after a position, read and decoded ahead of the caller by a task of their
+/// own: the caller folds one page while the next is decoded (on every core) and the one after it
+/// read. A replay used to decode, then fold, page after page: the fold ran on one core while the
+/// other waited, and the whole replay used about one core of two (`perf`).
+/// At most [`PAGES_AHEAD`] decoded pages wait for the caller; dropping this stops the task.
+pub(crate) struct DecodedPages {
+    receiver: tokio::sync::mpsc::Receiver<Result<DecodedPage, EngineError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DecodedPages {
+    pub(crate) fn new(store: Arc<dyn EventStore>, after: Position, page_size: usize) -> Self {
+        let (sender, receiver) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+        let task = tokio::spawn(async move {
+            let mut pages = ReadAhead::new(store, after, page_size);
+            loop {
+                let next = match pages.next_page().await {
+                    Ok(Some(page)) => {
+                        let decoding = tokio::task::spawn_blocking(move || {
+                            let decoded = decode_page(&page);
+                            (page, decoded)
+                        });
+                        match decoding.await {
+                            Ok(pair) => Ok(pair),
+                            // A panic while decoding is a bug: it surfaces in the caller.
+                            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                            Err(e) => Err(EngineError::Store(loyalty_store::StoreError::Backend(
+                                format!("decoding a page: {e}"),
+                            ))),
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => Err(EngineError::from(e)),
+                };
+                let failed = next.is_err();
+                if sender.send(next).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        DecodedPages { receiver, task }
+    }
+
+    /// The next page, `None` after the last one.
+    pub(crate) async fn next(&mut self) -> Result<Option<DecodedPage>, EngineError> {
+        match self.receiver.recv().await {
+            Some(page) => page.map(Some),
+            // The task ended: after the last page, or by a panic, which is the caller's too
+            // (otherwise the replay would end early, silently).
+            None => match (&mut self.task).await {
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                _ => Ok(None),
+            },
+        }
+    }
+}
+
+impl Drop for DecodedPages {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::fmt::Debug for DecodedPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedPages").finish_non_exhaustive()
+    }
 }
 
 /// Decodes the events of `page` at the indexes `at`, in that order, on every core when they
