@@ -86,8 +86,9 @@ pub(crate) fn decode_page(page: &[RecordedEvent]) -> Vec<Option<Result<Decoded, 
     decoded
 }
 
-/// Pages decoded ahead of the one being folded.
-const PAGES_AHEAD: usize = 2;
+/// Decoded pages that may wait in the channel for the caller. With the one the caller folds,
+/// the one the task is handing over and the one `ReadAhead` reads, at most four pages are held.
+const PAGES_AHEAD: usize = 1;
 
 /// A decoded page: the recorded events and, in the same order, [`decode_page`]'s results.
 pub(crate) type DecodedPage = (
@@ -98,11 +99,11 @@ pub(crate) type DecodedPage = (
 /// The pages of `$all` after a position, read and decoded ahead of the caller by a task of their
 /// own: the caller folds one page while the next is decoded (on every core) and the one after it
 /// read. A replay used to decode, then fold, page after page: the fold ran on one core while the
-/// other waited, and the whole replay used about one core of two (`perf`).
-/// At most [`PAGES_AHEAD`] decoded pages wait for the caller; dropping this stops the task.
+/// other waited (`perf`). Dropping this stops the task.
 pub(crate) struct DecodedPages {
     receiver: tokio::sync::mpsc::Receiver<Result<DecodedPage, EngineError>>,
-    task: tokio::task::JoinHandle<()>,
+    /// `None` once the end or an error was reported.
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl DecodedPages {
@@ -121,9 +122,7 @@ impl DecodedPages {
                             Ok(pair) => Ok(pair),
                             // A panic while decoding is a bug: it surfaces in the caller.
                             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                            Err(e) => Err(EngineError::Store(loyalty_store::StoreError::Backend(
-                                format!("decoding a page: {e}"),
-                            ))),
+                            Err(e) => Err(stopped(&e)),
                         }
                     }
                     Ok(None) => break,
@@ -135,26 +134,54 @@ impl DecodedPages {
                 }
             }
         });
-        DecodedPages { receiver, task }
+        DecodedPages {
+            receiver,
+            task: Some(task),
+        }
     }
 
-    /// The next page, `None` after the last one.
+    /// The next page; `None` after the last one, and on every call after that or after an
+    /// error (which is reported once).
     pub(crate) async fn next(&mut self) -> Result<Option<DecodedPage>, EngineError> {
+        if self.task.is_none() {
+            return Ok(None);
+        }
         match self.receiver.recv().await {
-            Some(page) => page.map(Some),
-            // The task ended: after the last page, or by a panic, which is the caller's too
-            // (otherwise the replay would end early, silently).
-            None => match (&mut self.task).await {
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                _ => Ok(None),
+            Some(Ok(page)) => Ok(Some(page)),
+            Some(Err(e)) => {
+                self.stop();
+                Err(e)
+            }
+            // The task ended: after the last page, or by a panic (the caller's too) or a
+            // cancellation, neither of which may look like the end of the log.
+            None => match self.task.take() {
+                Some(task) => match task.await {
+                    Ok(()) => Ok(None),
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => Err(stopped(&e)),
+                },
+                None => Ok(None),
             },
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 }
 
+/// A task of the pipeline ended without finishing (cancelled, the runtime shutting down).
+fn stopped(e: &tokio::task::JoinError) -> EngineError {
+    EngineError::Store(loyalty_store::StoreError::Backend(format!(
+        "reading and decoding the log stopped: {e}"
+    )))
+}
+
 impl Drop for DecodedPages {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 
@@ -452,6 +479,56 @@ mod tests {
         assert!(handoff.take(&recorded("member-a", 0, 1, "")).is_none());
         assert!(handoff.take(&recorded("member-a", 1, 2, "")).is_none());
         assert!(handoff.take(&recorded("member-a", 2, 3, "")).is_some());
+    }
+
+    /// Every page comes, in order, each event decoded beside its recorded form; after the
+    /// end, asking again answers the end again.
+    #[tokio::test]
+    async fn decoded_pages_come_in_order_and_the_end_stays_the_end() {
+        use loyalty_store::{EventData, ExpectedRevision, InMemoryStore};
+        let store = Arc::new(InMemoryStore::new());
+        for i in 0..25u64 {
+            let member = format!("m{i}");
+            let stored = loyalty_core::schema::encode(&enrolled(&member));
+            let event = EventData {
+                id: uuid::Uuid::new_v4(),
+                event_type: stored.event_type.to_owned(),
+                schema_version: stored.schema_version,
+                data: Bytes::from(stored.data),
+                metadata: Bytes::from_static(b"{}"),
+            };
+            let stream = if i % 5 == 0 {
+                format!("txn-{i}")
+            } else {
+                format!("member-{member}")
+            };
+            store
+                .append(&stream, ExpectedRevision::NoStream, vec![event])
+                .await
+                .unwrap();
+        }
+        let mut pages = DecodedPages::new(store, Position::START, 4);
+        let mut seen = Vec::new();
+        while let Some((page, decoded)) = pages.next().await.unwrap() {
+            assert!(page.len() <= 4);
+            assert_eq!(page.len(), decoded.len());
+            for (recorded, decoded) in page.iter().zip(decoded) {
+                let i: u64 = recorded
+                    .stream
+                    .rsplit(['-', 'm'])
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                match decoded {
+                    None => assert!(recorded.stream.starts_with("txn-")),
+                    Some(d) => assert_eq!(d.unwrap().event, enrolled(&format!("m{i}"))),
+                }
+                seen.push(i);
+            }
+        }
+        assert_eq!(seen, (0..25).collect::<Vec<_>>());
+        assert!(pages.next().await.unwrap().is_none());
     }
 
     #[test]
