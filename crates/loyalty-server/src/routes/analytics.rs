@@ -18,21 +18,23 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate;
 
-/// The periods asked for (by default the twelve months up to today).
-/// A date the document's `date` format can write (a four-digit year), or 422: chrono also
-/// reads signed and longer years, which no answer may then carry.
+/// The first and last days the document's `date` format can write (four-digit years).
+const FIRST_DATE: NaiveDate = NaiveDate::from_ymd_opt(0, 1, 1).expect("0000-01-01 is a date");
+const LAST_DATE: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).expect("9999-12-31 is a date");
+
+/// A date the document's `date` format can write, or 422: chrono also reads signed and longer
+/// years, which no answer may then carry.
 fn document_date(name: &str, date: NaiveDate) -> Result<(), ApiError> {
-    let range = NaiveDate::from_ymd_opt(0, 1, 1).expect("a date")
-        ..=NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
-    if range.contains(&date) {
+    if (FIRST_DATE..=LAST_DATE).contains(&date) {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "{name}={date} is not a date between 0000-01-01 and 9999-12-31"
+            "{name}={date} is not a date between {FIRST_DATE} and {LAST_DATE}"
         )))
     }
 }
 
+/// The periods asked for (by default the twelve months up to today).
 fn periods(
     state: &AppState,
     query: &PeriodsQuery,
@@ -50,7 +52,6 @@ fn periods(
     // A day the document's `date` format (a four-digit year) cannot write is refused, and no
     // period starts before the first day it can: 70 years ending in the year 24 are the
     // periods from the year 0 (the contract run was answered periods of the year -45).
-    let first = NaiveDate::from_ymd_opt(0, 1, 1).expect("0000-01-01 is a date");
     if let Some(to) = query.to {
         document_date("to", to)?;
     }
@@ -59,8 +60,8 @@ fn periods(
     let from = query.periods.map(|n| {
         let to = query.to.unwrap_or_else(|| state.engine.today());
         to.checked_sub_months(chrono::Months::new(kind.months() * (n.max(1) - 1)))
-            .unwrap_or(first)
-            .max(first)
+            .unwrap_or(FIRST_DATE)
+            .max(FIRST_DATE)
     });
     let (from, to) = state.engine.period_span(kind, from, query.to);
     Ok((kind, from, to))
