@@ -17,6 +17,7 @@ use loyalty_core::Event;
 use loyalty_store::{EventStore, Position, ReadAhead, RecordedEvent};
 use parking_lot::Mutex;
 use serde::Deserialize;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::codec;
 use crate::error::EngineError;
@@ -102,8 +103,8 @@ pub(crate) type DecodedPage = (
 /// other waited (`perf`). Dropping this stops the task.
 pub(crate) struct DecodedPages {
     receiver: tokio::sync::mpsc::Receiver<Result<DecodedPage, EngineError>>,
-    /// `None` once the end or an error was reported.
-    task: Option<tokio::task::JoinHandle<()>>,
+    /// `None` once the end or an error was reported; dropped, the task is aborted.
+    task: Option<AbortOnDropHandle<()>>,
 }
 
 impl DecodedPages {
@@ -136,7 +137,7 @@ impl DecodedPages {
         });
         DecodedPages {
             receiver,
-            task: Some(task),
+            task: Some(AbortOnDropHandle::new(task)),
         }
     }
 
@@ -149,7 +150,7 @@ impl DecodedPages {
         match self.receiver.recv().await {
             Some(Ok(page)) => Ok(Some(page)),
             Some(Err(e)) => {
-                self.stop();
+                self.task = None;
                 Err(e)
             }
             // The task ended: after the last page, or by a panic (the caller's too) or a
@@ -164,12 +165,6 @@ impl DecodedPages {
             },
         }
     }
-
-    fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
 }
 
 /// A task of the pipeline ended without finishing (cancelled, the runtime shutting down).
@@ -177,12 +172,6 @@ fn stopped(e: &tokio::task::JoinError) -> EngineError {
     EngineError::Store(loyalty_store::StoreError::Backend(format!(
         "reading and decoding the log stopped: {e}"
     )))
-}
-
-impl Drop for DecodedPages {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 impl std::fmt::Debug for DecodedPages {

@@ -23,6 +23,7 @@ use loyalty_core::{
 };
 use loyalty_store::{EventData, EventStore, ExpectedRevision, StreamAppend};
 use serde::Serialize;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::codec::{self, member_stream};
 use crate::engine::{CachedMember, Engine};
@@ -185,7 +186,7 @@ impl Engine {
             let store = self.inner.store.clone();
             // Aborted when dropped: an import that returns early (a refusal, an error) or is
             // itself dropped (a client gone) leaves no lookup running behind it.
-            AbortOnDrop(tokio::spawn(async move {
+            AbortOnDropHandle::new(tokio::spawn(async move {
                 let scoped: Vec<String> = batch_sales.iter().map(codec::txn_stream).collect();
                 let legacy: Vec<String> = batch_sales
                     .iter()
@@ -302,7 +303,7 @@ impl Engine {
         if !report.applied() {
             return Ok(report);
         }
-        let reserved_in_store = match (&mut lookup.0).await {
+        let reserved_in_store = match (&mut lookup).await {
             Ok(found) => found?,
             Err(e) => return Err(join_error(e)),
         };
@@ -593,14 +594,5 @@ fn join_error(e: tokio::task::JoinError) -> EngineError {
     match e.try_into_panic() {
         Ok(panic) => std::panic::resume_unwind(panic),
         Err(_) => EngineError::ShutDown,
-    }
-}
-
-/// A spawned task that is aborted when its handle is dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
