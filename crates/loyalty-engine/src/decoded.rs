@@ -303,10 +303,18 @@ impl Handoff {
         }
     }
 
-    /// Whether the engine handed over the decoded form of `recorded` (and it is still held).
-    pub(crate) fn holds(&self, recorded: &RecordedEvent) -> bool {
+    /// The indexes of the page's member events the engine did not hand over (or that are no
+    /// longer held), in order; one lock for the whole page.
+    pub(crate) fn missing(&self, page: &[RecordedEvent]) -> Vec<usize> {
         let inner = self.inner.lock();
-        !inner.order.is_empty() && inner.events.contains_key(&KeyRef::of(recorded))
+        page.iter()
+            .enumerate()
+            .filter(|(_, recorded)| {
+                recorded.stream.starts_with(codec::MEMBER_PREFIX)
+                    && !inner.events.contains_key(&KeyRef::of(recorded))
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Takes the decoded form of `recorded` if the engine handed it over. Entries of appends

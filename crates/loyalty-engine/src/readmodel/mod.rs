@@ -117,14 +117,7 @@ impl ReadModel {
         // others are decoded up front (on every core when they are many); the page is applied
         // as it is walked, without a decoded copy of it. A profile of HTTP purchases showed 2%
         // of the server's CPU zeroing fresh pages for that copy (a few hundred bytes an event).
-        let missing: Vec<usize> = page
-            .iter()
-            .enumerate()
-            .filter(|(_, recorded)| {
-                recorded.stream.starts_with(codec::MEMBER_PREFIX) && !self.handoff.holds(recorded)
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let missing = self.handoff.missing(page);
         let mut decoded_missing = decoded::decode_at(page, &missing)
             .into_iter()
             .zip(missing.iter().copied())
